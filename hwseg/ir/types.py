@@ -97,8 +97,8 @@ def type_for_range(lo: int, hi: int) -> UInt | Int:
         raise ValueError(f"empty range [{lo}, {hi}]")
     if lo >= 0:
         return UInt(max(1, hi.bit_length()))
-    # Int(b) holds -2^(b-1) … 2^(b-1)-1.
-    bits = max((-lo - 1).bit_length(), hi.bit_length()) + 1
+    # Int(b) holds -2^(b-1) … 2^(b-1)-1; a negative hi needs no more bits than lo.
+    bits = max((-lo - 1).bit_length(), max(hi, 0).bit_length()) + 1
     return Int(bits)
 
 

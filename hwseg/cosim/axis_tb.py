@@ -1,0 +1,83 @@
+"""cocotb testbench: drive AXI4-Stream frames through an accelerator and record what comes out.
+
+Everything it needs comes from the JSON file named by ``HWSEG_COSIM``: the stimulus (input
+beats as little-endian bytes), how many output beats to expect, the stall probabilities,
+how many leading frames run without stalls (to measure cycles per frame), a seed and a
+cycle limit. It writes the output beats, their ``tlast`` flags and the cycle of each
+transfer to the ``result`` file; the comparison with golden happens outside.
+
+``s_axis_tvalid`` is raised at random (never waiting for ``tready``) and held with its
+payload until the transfer; ``m_axis_tready`` is random every cycle.
+"""
+
+import json
+import os
+import random
+from pathlib import Path
+
+import cocotb
+import numpy as np
+from cocotb.clock import Clock
+from cocotb.triggers import ReadOnly, RisingEdge
+
+
+@cocotb.test()
+async def stream_frames(dut):
+    config = json.loads(Path(os.environ["HWSEG_COSIM"]).read_text())
+    stimulus = np.load(config["stimulus"])
+    in_beats = [int.from_bytes(row.tobytes(), "little") for row in stimulus]
+    in_per_frame, out_per_frame = config["in_beats_per_frame"], config["out_beats_per_frame"]
+    out_total, out_bytes = config["out_beats"], config["out_bytes"]
+    free_in = config["unstalled_frames"] * in_per_frame
+    free_out = config["unstalled_frames"] * out_per_frame
+    valid_prob, ready_prob = config["valid_prob"], config["ready_prob"]
+    rng = random.Random(config["seed"])
+    silence_limit = config["silence_limit"]
+
+    Clock(dut.clk, 10, unit="ns").start()
+    dut.rst.value = 1
+    dut.s_axis_tvalid.value = 0
+    dut.s_axis_tlast.value = 0
+    dut.s_axis_tdata.value = 0
+    dut.m_axis_tready.value = 0
+    for _ in range(4):
+        await RisingEdge(dut.clk)
+    dut.rst.value = 0
+
+    got = np.zeros((out_total, out_bytes), dtype=np.uint8)
+    last = np.zeros(out_total, dtype=np.uint8)
+    when = np.zeros(out_total, dtype=np.int64)
+    sent = received = cycle = silent = 0
+    presenting = False
+    status = "ok"
+    while received < out_total:
+        await RisingEdge(dut.clk)
+        cycle += 1
+        if not presenting:
+            if sent < len(in_beats) and (sent < free_in or rng.random() < valid_prob):
+                dut.s_axis_tdata.value = in_beats[sent]
+                dut.s_axis_tlast.value = int(sent % in_per_frame == in_per_frame - 1)
+                dut.s_axis_tvalid.value = 1
+                presenting = True
+            else:
+                dut.s_axis_tvalid.value = 0
+        ready = received < free_out or rng.random() < ready_prob
+        dut.m_axis_tready.value = int(ready)
+        await ReadOnly()
+        if presenting and dut.s_axis_tready.value == 1:
+            sent += 1
+            presenting = False
+        if ready and dut.m_axis_tvalid.value == 1:
+            value = int(dut.m_axis_tdata.value.to_unsigned())
+            got[received] = np.frombuffer(value.to_bytes(out_bytes, "little"), dtype=np.uint8)
+            last[received] = int(dut.m_axis_tlast.value == 1)
+            when[received] = cycle
+            received += 1
+            silent = 0
+        else:
+            silent += 1
+            if silent > silence_limit:
+                status = f"stalled: no output for {silence_limit} cycles after {received} of {out_total} beats"
+                break
+    np.savez(config["result"], got=got[:received], last=last[:received], when=when[:received],
+             sent=np.int64(sent), cycles=np.int64(cycle), status=np.array(status))

@@ -1,0 +1,88 @@
+"""torch model → hwseg integer IR graph.
+
+:func:`to_graph` traces the model with ``torch.fx`` and fuses it into integer steps
+(:func:`hwseg.quant.lower_model`: ``QConv2d [→ BatchNorm2d] [→ ReLU] → QAct`` folds into
+``Conv2d`` + ``MulShift``), then maps every step onto one IR node of the same name:
+
+=================  ====================================================
+step               IR op
+=================  ====================================================
+QuantInput         ``Input(shape, UInt(8))``
+folded conv        ``Conv2d`` (narrow ``Int(weight_bits)`` weights, integer bias)
+QAct / ReLU        ``MulShift`` (per-channel ``M``, one shift, ``lo``/``hi``)
+MaxPool2d          ``MaxPool`` (the activation type passes through)
+ArgMax             ``ArgMax`` (``UInt(8)`` class map; ``UInt(16)`` above 256 classes)
+=================  ====================================================
+
+Unsupported layers raise UnsupportedError naming the layer; an input shape the network cannot
+take raises InputSizeError naming the layer and the size.
+"""
+
+from __future__ import annotations
+
+from torch import nn
+
+from hwseg.errors import InputSizeError
+from hwseg.ir import ArgMax, Conv2d, Graph, Input, Int, IRError, MaxPool, MulShift, Node, UInt
+from hwseg.quant import ArgMaxStep, ConvStep, InputStep, PoolStep, RequantStep, lower_model
+
+__all__ = ["to_graph", "program_to_nodes"]
+
+
+def _check_shape(input_shape) -> tuple[int, int, int]:
+    shape = tuple(input_shape) if isinstance(input_shape, (list, tuple)) else None
+    if shape is None or len(shape) != 3 or not all(isinstance(d, int) and not isinstance(d, bool) and d >= 1
+                                                   for d in shape):
+        raise InputSizeError(f"the input shape must be three positive integers (channels, height, width), "
+                             f"not {input_shape!r}")
+    return shape
+
+
+def _op(step, shape, input_type):
+    if isinstance(step, InputStep):
+        return Input(shape, UInt(step.bits))
+    if isinstance(step, ConvStep):
+        c = step.conv
+        return Conv2d(c.weight, c.bias, Int(c.weight_bits), c.stride, c.padding, c.dilation, c.groups)
+    if isinstance(step, RequantStep):
+        r = step.requant
+        return MulShift(r.multiplier, r.shift, r.lo, r.hi)
+    if isinstance(step, PoolStep):
+        return MaxPool(step.kernel, step.stride, step.padding)
+    if isinstance(step, ArgMaxStep):
+        return ArgMax(8 if input_type.channels <= 256 else 16)
+    raise TypeError(f"no IR op for {step!r}")
+
+
+def program_to_nodes(program, input_shape) -> list[Node]:
+    """IR nodes for the steps of ``program`` on ``input_shape`` frames, type-checked one by one.
+
+    A step whose type inference fails raises InputSizeError naming its layer and the input size.
+    """
+    shape = _check_shape(input_shape)
+    nodes, types = [], {}
+    for step in program:
+        input_types = [types[s] for s in step.inputs]
+        try:
+            op = _op(step, shape, input_types[0] if input_types else None)
+            types[step.name] = op.infer(input_types)
+        except IRError as error:
+            size = "×".join(str(d) for d in shape)
+            got = f" (its input is {input_types[0]})" if input_types else ""
+            raise InputSizeError(f"the network cannot take a {size} input: layer '{step.module}'{got}: {error}; "
+                                 f"choose an input size that every layer accepts") from None
+        nodes.append(Node(step.name, op, step.inputs, {"module": step.module}))
+    return nodes
+
+
+def to_graph(model: nn.Module, input_shape, name: str = "net") -> Graph:
+    """The integer IR graph of ``model`` (built from hwseg.quant layers) for ``(C, H, W)`` input frames.
+
+    Folding uses the model's current parameters and buffers (eval-mode semantics). Node names are
+    the module names made into identifiers; each node's ``attrs["module"]`` holds the module name.
+    Raises UnsupportedError for layers or functions hwseg cannot lower and InputSizeError for an
+    input shape the network cannot take.
+    """
+    shape = _check_shape(input_shape)
+    program = lower_model(model, input_channels=shape[0])
+    return Graph(program_to_nodes(program, shape), output=program.output, name=name)

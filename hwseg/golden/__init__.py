@@ -1,0 +1,10 @@
+"""The independent NumPy integer reference of every hwseg op and of a whole Graph.
+
+Imports only NumPy and ``hwseg.ir`` (never ``hwseg.hw`` or torch): its results are the
+expected values that the hardware and the torch integer path are checked against.
+"""
+
+from .graph import run_graph, run_op
+from .ops import argmax, conv2d, max_pool, mul_shift, sliding_windows
+
+__all__ = ["sliding_windows", "conv2d", "mul_shift", "max_pool", "argmax", "run_op", "run_graph"]

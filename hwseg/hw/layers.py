@@ -1,0 +1,84 @@
+"""Whole layers composed of the basic blocks: a convolution and a max-pool on pixel streams."""
+
+from amaranth import Module, Shape
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from .mac_array import MacArray
+from .pool import WindowMax
+from .window import SlidingWindow
+
+__all__ = ["Conv2dLayer", "MaxPoolLayer"]
+
+
+def _is_pointwise(kernel, stride, padding):
+    return tuple(kernel) == (1, 1) and tuple(stride) == (1, 1) and tuple(padding) == (0, 0)
+
+
+class Conv2dLayer(wiring.Component):
+    """A convolution: sliding window → folded MAC array.
+
+    Consumes whole pixels (``channels`` lanes of ``elem_shape``) and produces, per output
+    pixel, ``C_out / pe`` beats of ``pe`` accumulators of ``acc_shape``. ``weights[c]`` lists
+    the window elements in the order ``(ky·kw + kx)·channels + c_in``. A 1×1 convolution of
+    stride 1 without padding needs no window: the pixel is the vector.
+
+    Throughput: one window per ``max(gap, NF·SF)`` cycles (see ``hwseg.estimate.cycles``).
+    """
+
+    def __init__(self, *, elem_shape, channels, height, width, kernel, stride, padding, dilation,
+                 weights, bias, pe, simd, acc_shape):
+        # The blocks are built here so that bad parameters fail at construction with their own messages.
+        self.sliding_window = None
+        if not _is_pointwise(kernel, stride, padding):
+            self.sliding_window = SlidingWindow(elem_shape=elem_shape, channels=channels, height=height,
+                                                width=width, kernel=kernel, stride=stride, padding=padding,
+                                                dilation=dilation)
+        self.mac_array = MacArray(in_shape=elem_shape, in_count=kernel[0] * kernel[1] * channels, weights=weights,
+                                  bias=bias, pe=pe, simd=simd, acc_shape=acc_shape)
+        super().__init__({
+            "i_stream": In(stream.Signature(data.ArrayLayout(elem_shape, channels))),
+            "o_stream": Out(stream.Signature(data.ArrayLayout(acc_shape, pe))),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.mac_array = mac = self.mac_array
+        if self.sliding_window is not None:
+            m.submodules.sliding_window = window = self.sliding_window
+            wiring.connect(m, wiring.flipped(self.i_stream), window.i_stream)
+            wiring.connect(m, window.o_stream, mac.i_stream)
+        else:
+            # A pixel of `channels` lanes is exactly the 1×1 window the MAC array takes.
+            wiring.connect(m, wiring.flipped(self.i_stream), mac.i_stream)
+        wiring.connect(m, mac.o_stream, wiring.flipped(self.o_stream))
+        return m
+
+
+class MaxPoolLayer(wiring.Component):
+    """A max-pool on whole pixels: sliding window (padding with the element minimum) → window max.
+
+    Throughput: one padded input position per cycle.
+    """
+
+    def __init__(self, *, elem_shape, channels, height, width, kernel, stride, padding):
+        shape = Shape.cast(elem_shape)
+        # Padding must never win the max: pad with the least value of the element type.
+        pad_value = -(1 << (shape.width - 1)) if shape.signed else 0
+        self.sliding_window = SlidingWindow(elem_shape=elem_shape, channels=channels, height=height, width=width,
+                                            kernel=kernel, stride=stride, padding=padding, dilation=(1, 1),
+                                            pad_value=pad_value)
+        self.window_max = WindowMax(elem_shape=elem_shape, channels=channels, window=kernel[0] * kernel[1])
+        super().__init__({
+            "i_stream": In(stream.Signature(data.ArrayLayout(elem_shape, channels))),
+            "o_stream": Out(stream.Signature(data.ArrayLayout(elem_shape, channels))),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.sliding_window = window = self.sliding_window
+        m.submodules.window_max = window_max = self.window_max
+        wiring.connect(m, wiring.flipped(self.i_stream), window.i_stream)
+        wiring.connect(m, window.o_stream, window_max.i_stream)
+        wiring.connect(m, window_max.o_stream, wiring.flipped(self.o_stream))
+        return m

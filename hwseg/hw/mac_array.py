@@ -1,0 +1,265 @@
+"""The integer multiply-accumulate array of convolution and fully-connected layers."""
+
+from amaranth.hdl import Const, Module, Mux, Shape, Signal, signed, unsigned
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.memory import Memory
+from amaranth.lib.wiring import In, Out
+
+__all__ = ["MacArray"]
+
+
+def _is_int(value):
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _positive_int(name, value):
+    if not _is_int(value) or value < 1:
+        raise ValueError(f"{name} must be a positive integer, not {value!r}")
+
+
+def _element_shape(name, value):
+    try:
+        shape = Shape.cast(value)
+    except TypeError:
+        raise TypeError(f"{name} must be a shape, not {value!r}") from None
+    if shape.width < 1:
+        raise ValueError(f"{name} must be at least 1 bit wide, not {value!r}")
+    return shape
+
+
+def _range_of(shape):
+    if shape.signed:
+        return -(1 << (shape.width - 1)), (1 << (shape.width - 1)) - 1
+    return 0, (1 << shape.width) - 1
+
+
+def _shape_for(lo, hi):
+    """The narrowest shape holding every integer in ``[lo, hi]``."""
+    if lo < 0:
+        return signed(max((-lo - 1).bit_length(), hi.bit_length()) + 1)
+    return unsigned(max(hi.bit_length(), 1))
+
+
+def _divisors(n):
+    return ", ".join(str(d) for d in range(1, n + 1) if n % d == 0)
+
+
+def _balanced_sum(terms):
+    """Sum of ``terms`` by a balanced binary adder tree (Amaranth widens each sum: exact)."""
+    while len(terms) > 1:
+        terms = [terms[j] + terms[j + 1] if j + 1 < len(terms) else terms[j]
+                 for j in range(0, len(terms), 2)]
+    return terms[0]
+
+
+class MacArray(wiring.Component):
+    """Integer matrix-vector unit folded by PE (output channels) and SIMD (input elements).
+
+    Computes, for every input vector ``x`` (one beat of ``in_count`` elements, e.g. a
+    flattened window) and every output channel ``c``::
+
+        acc[c] = Σ_k weights[c][k] · x[k] + bias[c]
+
+    exactly, sent as ``NF = C_out / pe`` beats of ``pe`` lanes (beat ``n`` carries channels
+    ``n·pe … n·pe + pe − 1``), truncated to ``acc_shape`` (checked in the constructor to hold
+    the exact range, so nothing is lost).
+
+    Architecture (FINN MVAU style): the input vector is taken into a register as soon as the
+    previous vector's last fold is issued, so the producer is never held while folding. Each
+    cycle one fold ``(nf, sf)`` (``SF = in_count / simd``; ``nf`` outer, ``sf`` inner) is issued:
+    slice ``sf`` of the held vector (``simd`` elements) and the ``pe × simd`` weights of the fold,
+    read from a synchronous :class:`~amaranth.lib.memory.Memory` ROM of ``NF·SF`` words, are
+    registered (stage 1); the ``pe × simd`` products are reduced per PE by balanced adder trees
+    into a register (stage 2); the PE accumulators start from the bias (a second ROM of ``NF``
+    words, or constants when ``NF = 1``) on ``sf = 0`` and add each tree sum; after ``sf = SF − 1``
+    they are the output beat (stage 3, the accumulators are the output register). All
+    products and sums are exact (Amaranth widens them) and only the final value is truncated.
+    One enable, ``~o_stream.valid | o_stream.ready``, stalls every stage and the ROM read ports.
+
+    Throughput: one fold per cycle, i.e. one vector per ``NF·SF`` cycles back to back
+    (:attr:`cycles_per_vector`); the next vector is taken in the cycle its predecessor's last
+    fold issues. Latency: :attr:`latency` ``= SF + 3`` cycles from an input transfer to its first
+    output beat (its folds issue in the ``SF`` cycles after the transfer, then 3 register stages:
+    slice and weights, adder trees, accumulators); each further beat follows ``SF`` cycles later.
+    ``i_stream.ready`` depends on state and ``o_stream.ready`` only, never on ``i_stream.valid``.
+    """
+
+    def __init__(self, *, in_shape, in_count, weights, bias, pe, simd, acc_shape):
+        in_shape = _element_shape("in_shape", in_shape)
+        _positive_int("in_count", in_count)
+        if not isinstance(weights, (list, tuple)) or not weights:
+            raise ValueError(f"weights must be a non-empty list of rows, not {weights!r}")
+        weights = [list(row) if isinstance(row, (list, tuple)) else row for row in weights]
+        for c, row in enumerate(weights):
+            if not isinstance(row, list) or len(row) != in_count:
+                raise ValueError(f"weights[{c}] must be a list of in_count={in_count} ints, not {row!r}")
+            for k, w in enumerate(row):
+                if not _is_int(w):
+                    raise TypeError(f"weights[{c}][{k}] must be an int, not {w!r}")
+        out_channels = len(weights)
+        if bias is None:
+            bias = [0] * out_channels
+        if (not isinstance(bias, (list, tuple)) or len(bias) != out_channels
+                or not all(_is_int(b) for b in bias)):
+            raise ValueError(f"bias must be None or a list of {out_channels} ints (one per output "
+                             f"channel), not {bias!r}")
+        _positive_int("pe", pe)
+        if out_channels % pe:
+            raise ValueError(f"pe must divide the {out_channels} output channels (one of "
+                             f"{_divisors(out_channels)}), not {pe!r}")
+        _positive_int("simd", simd)
+        if in_count % simd:
+            raise ValueError(f"simd must divide in_count={in_count} (one of {_divisors(in_count)}), "
+                             f"not {simd!r}")
+        acc = _element_shape("acc_shape", acc_shape)
+
+        # The exact range of acc over every possible input, and the bound on partial sums.
+        x_lo, x_hi = _range_of(in_shape)
+        x_abs = max(-x_lo, x_hi)
+        lo = min(b + sum(min(w * x_lo, w * x_hi) for w in row) for row, b in zip(weights, bias))
+        hi = max(b + sum(max(w * x_lo, w * x_hi) for w in row) for row, b in zip(weights, bias))
+        acc_lo, acc_hi = _range_of(acc)
+        if lo < acc_lo or hi > acc_hi:
+            raise ValueError(f"acc_shape {acc_shape!r} cannot hold the accumulator range [{lo}, {hi}] "
+                             f"of these weights, bias and in_shape, which needs {_shape_for(lo, hi)!r}")
+        bound = max(abs(b) + sum(abs(w) for w in row) * x_abs for row, b in zip(weights, bias))
+
+        self.in_shape = in_shape
+        self.in_count = in_count
+        self.out_channels = out_channels
+        self.weights = tuple(tuple(row) for row in weights)
+        self.bias = tuple(bias)
+        self.pe = pe
+        self.simd = simd
+        self.acc_shape = acc_shape
+        self.acc_range = (lo, hi)
+        self._sum_shape = _shape_for(-bound, bound)     # internal accumulators: never overflow
+        # ROM element shapes, always signed (the -1 makes _shape_for choose a signed shape).
+        self._w_shape = _shape_for(min(-1, *(min(row) for row in weights)), max(max(row) for row in weights))
+        self._b_shape = _shape_for(min(-1, *bias), max(bias))
+        super().__init__({
+            "i_stream": In(stream.Signature(data.ArrayLayout(in_shape, in_count))),
+            "o_stream": Out(stream.Signature(data.ArrayLayout(acc_shape, pe))),
+        })
+
+    @property
+    def fold(self):
+        """``(NF, SF)``: output-channel folds and input-element folds per vector."""
+        return self.out_channels // self.pe, self.in_count // self.simd
+
+    @property
+    def cycles_per_vector(self):
+        """Cycles per input vector at full rate (``NF·SF``)."""
+        nf, sf = self.fold
+        return nf * sf
+
+    @property
+    def latency(self):
+        """Cycles from an input transfer to its first output beat, at full rate."""
+        return self.fold[1] + 3
+
+    @property
+    def weight_bits(self):
+        """Bits of the weight ROM (``C_out · in_count · weight width``)."""
+        return self.out_channels * self.in_count * self._w_shape.width
+
+    def _weight_words(self):
+        nf_count, sf_count = self.fold
+        wb = self._w_shape.width
+        mask = (1 << wb) - 1
+        words = []
+        for nf in range(nf_count):
+            for sf in range(sf_count):
+                word = 0
+                for p in range(self.pe):
+                    row = self.weights[nf * self.pe + p]
+                    for s in range(self.simd):
+                        word |= (row[sf * self.simd + s] & mask) << ((p * self.simd + s) * wb)
+                words.append(word)
+        return words
+
+    def _bias_words(self):
+        bb = self._b_shape.width
+        mask = (1 << bb) - 1
+        return [sum((self.bias[nf * self.pe + p] & mask) << (p * bb) for p in range(self.pe))
+                for nf in range(self.fold[0])]
+
+    def elaborate(self, platform):
+        m = Module()
+        i, o = self.i_stream, self.o_stream
+        nf_count, sf_count = self.fold
+        pe, simd = self.pe, self.simd
+        xw, wb, bb = self.in_shape.width, self._w_shape.width, self._b_shape.width
+
+        en = Signal()                               # stall-all enable
+        m.d.comb += en.eq(~o.valid | o.ready)
+
+        # Stage 0: the held vector and the fold counters.
+        vec = Signal(xw * self.in_count)
+        have = Signal()
+        addr = Signal(range(nf_count * sf_count))   # nf·SF + sf
+        sf = Signal(range(sf_count))
+        nf = Signal(range(nf_count))
+        issue = Signal()
+        last_fold = addr == nf_count * sf_count - 1
+        m.d.comb += [
+            issue.eq(have & en),
+            i.ready.eq(~have | (en & last_fold)),
+        ]
+        with m.If(issue):
+            m.d.sync += addr.eq(Mux(last_fold, 0, addr + 1))
+            m.d.sync += sf.eq(Mux(sf == sf_count - 1, 0, sf + 1))
+            with m.If(sf == sf_count - 1):
+                m.d.sync += nf.eq(Mux(nf == nf_count - 1, 0, nf + 1))
+            with m.If(last_fold):
+                m.d.sync += have.eq(0)
+        with m.If(i.valid & i.ready):
+            m.d.sync += [vec.eq(i.payload), have.eq(1)]
+
+        m.submodules.weights = rom = Memory(shape=unsigned(pe * simd * wb), depth=nf_count * sf_count,
+                                            init=self._weight_words())
+        w_port = rom.read_port()
+        m.d.comb += [w_port.addr.eq(addr), w_port.en.eq(en)]
+
+        # Stage 1: the slice of the fold and (from the ROM) its weights.
+        v1, first1, last1 = Signal(), Signal(), Signal()
+        x1 = Signal(xw * simd)
+        nf1 = Signal.like(nf)
+        with m.If(en):
+            m.d.sync += [
+                v1.eq(issue), first1.eq(sf == 0), last1.eq(sf == sf_count - 1), nf1.eq(nf),
+                x1.eq(vec.word_select(sf, xw * simd)),
+            ]
+
+        def x_elem(s):
+            value = x1.word_select(s, xw)
+            return value.as_signed() if self.in_shape.signed else value
+
+        sums = [_balanced_sum([x_elem(s) * w_port.data.word_select(p * simd + s, wb).as_signed()
+                               for s in range(simd)]) for p in range(pe)]
+
+        # Stage 2: one adder-tree sum per PE; the bias of the fold's channels.
+        v2, first2, last2 = Signal(), Signal(), Signal()
+        sum2 = [Signal(s.shape(), name=f"sum2_{p}") for p, s in enumerate(sums)]
+        with m.If(en):
+            m.d.sync += [v2.eq(v1), first2.eq(first1), last2.eq(last1)]
+            m.d.sync += [r.eq(s) for r, s in zip(sum2, sums)]
+        if not any(self.bias):
+            biases = [Const(0, 1)] * pe
+        elif nf_count == 1:
+            biases = [Const(b, self._b_shape) for b in self.bias]
+        else:
+            m.submodules.bias = bias_rom = Memory(shape=unsigned(pe * bb), depth=nf_count,
+                                                  init=self._bias_words())
+            b_port = bias_rom.read_port()
+            m.d.comb += [b_port.addr.eq(nf1), b_port.en.eq(en)]
+            biases = [b_port.data.word_select(p, bb).as_signed() for p in range(pe)]
+
+        # Stage 3: the accumulators, which are also the output register.
+        acc = [Signal(self._sum_shape, name=f"acc_{p}") for p in range(pe)]
+        with m.If(en):
+            m.d.sync += o.valid.eq(v2 & last2)
+            with m.If(v2):
+                m.d.sync += [a.eq(Mux(first2, b, a) + s) for a, b, s in zip(acc, biases, sum2)]
+        m.d.comb += [o.payload[p].eq(a) for p, a in enumerate(acc)]
+        return m

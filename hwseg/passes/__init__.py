@@ -1,0 +1,16 @@
+"""Graph passes: one per module, each ``apply(graph, ...) -> (graph, changed)``.
+
+A pass checks what it requires on entry and what it ensures on exit, and fails loudly
+(``UnsupportedError`` naming the node) when it cannot handle a node.
+"""
+
+from . import annotate_lanes, set_folding
+
+__all__ = ["annotate_lanes", "set_folding", "prepare_for_hardware"]
+
+
+def prepare_for_hardware(graph, *, max_multipliers: int):
+    """The pass pipeline the backend needs: folding, then stream lanes."""
+    graph, _ = set_folding.apply(graph, max_multipliers=max_multipliers)
+    graph, _ = annotate_lanes.apply(graph)
+    return graph

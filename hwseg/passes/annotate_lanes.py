@@ -1,0 +1,42 @@
+"""Decide how many channels each stream carries per beat (its *lanes*), node by node.
+
+Requires: every Conv2d carries its folding (``pe``); every op is one the hardware knows.
+Ensures: every node carries ``in_lanes`` (lanes it consumes; 0 for the input) and
+``out_lanes`` (lanes it produces). The backend inserts a lane converter wherever a
+producer's ``out_lanes`` differ from a consumer's ``in_lanes``.
+
+Sliding-window ops (Conv2d, MaxPool) consume whole pixels. A convolution produces ``pe``
+accumulators per beat; the requantizer after it works on those lanes as they come.
+"""
+
+from __future__ import annotations
+
+from ..errors import UnsupportedError
+from ..ir import ArgMax, Conv2d, Graph, Input, MaxPool, MulShift
+
+__all__ = ["apply"]
+
+
+def apply(graph: Graph) -> tuple[Graph, bool]:
+    lanes: dict[str, tuple[int, int]] = {}
+    for node in graph:
+        op, channels = node.op, graph.types[node.name].channels
+        if isinstance(op, Input):
+            lanes[node.name] = (0, channels)
+        elif isinstance(op, Conv2d):
+            if "pe" not in node.attrs:
+                raise UnsupportedError(f"layer {node.name!r} has no folding; run set_folding first")
+            lanes[node.name] = (graph.input_types(node.name)[0].channels, node.attrs["pe"])
+        elif isinstance(op, MulShift):
+            produced = lanes[node.inputs[0]][1]
+            lanes[node.name] = (produced, produced)
+        elif isinstance(op, MaxPool):
+            lanes[node.name] = (channels, channels)
+        elif isinstance(op, ArgMax):
+            lanes[node.name] = (graph.input_types(node.name)[0].channels, 1)
+        else:
+            raise UnsupportedError(f"layer {node.name!r} ({op.describe()}) has no hardware yet")
+    changed = any(node.attrs.get("in_lanes") != lanes[node.name][0]
+                  or node.attrs.get("out_lanes") != lanes[node.name][1] for node in graph)
+    nodes = [n.with_attrs(in_lanes=lanes[n.name][0], out_lanes=lanes[n.name][1]) for n in graph]
+    return graph.replace(nodes), changed

@@ -1,0 +1,91 @@
+"""Integer inference in torch: exactly what the hardware computes, from the folded integers.
+
+Independent of :mod:`hwseg.golden` (which it is checked against) and of the IR executors:
+
+* convolution: ``torch.nn.functional.conv2d`` in float64 on integer-valued tensors — exact,
+  since the folding guarantees every accumulator stays below 2^53;
+* MulShift: int64 ``(acc·M + 2^(s−1)) >> s`` (``>>`` is arithmetic, i.e. floor), then clamp;
+* max pooling: ``max_pool2d`` in float64 (exact on integers);
+* argmax: ``torch.argmax`` over channels (the first maximum).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch.nn import functional as F
+
+from .lowering import ArgMaxStep, ConvStep, InputStep, IntegerProgram, PoolStep, RequantStep, lower_model
+
+__all__ = ["integer_forward", "run_program"]
+
+
+def _as_input(x, bits: int) -> tuple[torch.Tensor, bool]:
+    x = torch.as_tensor(x)
+    single = x.dim() == 3
+    if single:
+        x = x.unsqueeze(0)
+    if x.dim() != 4:
+        raise ValueError(f"the integer model takes one image (C, H, W) or a batch (N, C, H, W), "
+                         f"not a tensor of shape {tuple(x.shape)}")
+    if x.is_floating_point():
+        if not bool(torch.all(x == torch.round(x))):
+            raise ValueError("the integer model takes integer pixel values (a float tensor holding integers)")
+    hi = (1 << bits) - 1
+    x = x.to(torch.int64)
+    if x.numel() and (int(x.min()) < 0 or int(x.max()) > hi):
+        raise ValueError(f"pixel values must lie in 0…{hi}, not {int(x.min())}…{int(x.max())}")
+    return x, single
+
+
+def run_program(program: IntegerProgram, x, all_outputs: bool = False):
+    """Run ``program`` on ``x``: one image ``(C, H, W)`` or a batch ``(N, C, H, W)`` of integers.
+
+    Returns the int64 output tensor (same form as ``x``), or with ``all_outputs=True`` a dict
+    from every step name, in program order, to its int64 tensor.
+    """
+    values: dict[str, torch.Tensor] = {}
+    single = False
+    for step in program:
+        if isinstance(step, InputStep):
+            out, single = _as_input(x, step.bits)
+        elif isinstance(step, ConvStep):
+            c = step.conv
+            acc = F.conv2d(values[step.inputs[0]].to(torch.float64),
+                           torch.from_numpy(c.weight.copy()).to(torch.float64),
+                           torch.from_numpy(c.bias.copy()).to(torch.float64),
+                           stride=c.stride, padding=c.padding, dilation=c.dilation, groups=c.groups)
+            out = torch.round(acc).to(torch.int64)
+        elif isinstance(step, RequantStep):
+            r = step.requant
+            acc = values[step.inputs[0]]
+            m = torch.from_numpy(r.multiplier.copy()).view(1, -1, 1, 1)
+            product = acc * m
+            if r.shift > 0:
+                product = (product + (1 << (r.shift - 1))) >> r.shift
+            out = product.clamp(r.lo, r.hi)
+        elif isinstance(step, PoolStep):
+            out = F.max_pool2d(values[step.inputs[0]].to(torch.float64), step.kernel, step.stride,
+                               step.padding).to(torch.int64)
+        elif isinstance(step, ArgMaxStep):
+            out = torch.argmax(values[step.inputs[0]], dim=1, keepdim=True)
+        else:
+            raise TypeError(f"unknown integer step {step!r}")
+        values[step.name] = out
+    if all_outputs:
+        return {name: (v[0] if single else v) for name, v in values.items()}
+    out = values[program.output]
+    return out[0] if single else out
+
+
+@torch.no_grad()
+def integer_forward(model: torch.nn.Module, x, all_outputs: bool = False):
+    """The hardware's integer result for ``model`` (an hwseg.quant model) on image(s) ``x``.
+
+    ``x`` holds integer pixels 0…255: one image ``(C, H, W)`` or a batch ``(N, C, H, W)``, as a
+    float or integer tensor. The model is folded (:func:`hwseg.quant.lowering.lower_model`) and
+    executed with torch integer ops; the result is int64 (the class map when the model ends in
+    ArgMax). ``all_outputs=True`` returns every step's tensor by name (the IR node names).
+    """
+    x = torch.as_tensor(x)
+    channels = x.shape[-3] if x.dim() in (3, 4) else None
+    return run_program(lower_model(model, input_channels=channels), x, all_outputs=all_outputs)
