@@ -39,6 +39,7 @@ class LoweredNode:
     out_shape: Shape
     out_lanes: int
     inputs: tuple[str, ...]
+    fifo_depth: int = 0  # a FIFO of this many beats in front of the component (0: none)
 
 
 def _conv(graph: Graph, node) -> Callable:
@@ -102,5 +103,5 @@ def lower_graph(graph: Graph) -> list[LoweredNode]:
             raise UnsupportedError(f"layer {node.name!r} ({node.op.describe()}) has no hardware yet")
         in_shape = amaranth_shape(graph.input_types(node.name)[0].dtype)
         lowered.append(LoweredNode(node.name, lowering(graph, node), in_shape, node.attrs["in_lanes"],
-                                   out_shape, node.attrs["out_lanes"], node.inputs))
+                                   out_shape, node.attrs["out_lanes"], node.inputs, node.attrs.get("fifo_depth", 0)))
     return lowered

@@ -6,6 +6,7 @@ from amaranth import Module, Mux, Shape, Signal
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
+from ..hw.fifo import StreamFIFO
 from ..hw.lanes import LaneConverter
 from .lower import LoweredNode
 
@@ -72,6 +73,12 @@ class Accelerator(wiring.Component):
         lanes = source.out_lanes
         for node in self._lowered[1:]:
             producer = self._adapt(m, f"{node.name}_lanes", producer, node.in_shape, lanes, node.in_lanes)
+            if node.fifo_depth:
+                fifo = StreamFIFO(payload_shape=data.ArrayLayout(node.in_shape, node.in_lanes),
+                                  depth=node.fifo_depth)
+                m.submodules[f"{node.name}_fifo"] = fifo
+                wiring.connect(m, producer, fifo.i_stream)
+                producer = fifo.o_stream
             m.submodules[node.name] = component = node.build()
             wiring.connect(m, producer, component.i_stream)
             producer, lanes = component.o_stream, node.out_lanes

@@ -90,14 +90,19 @@ def _estimate_node(graph: Graph, node) -> LayerEstimate:
                              R.axis_adapter(beats_per_frame=out.pixels), out.pixels)
     x = graph.input_types(node.name)[0]
     convert = _lanes(graph, node.name, _elem_bits(x.dtype))
+    if node.attrs.get("fifo_depth"):
+        convert = convert + R.fifo(depth=node.attrs["fifo_depth"], width=node.attrs["in_lanes"] * x.dtype.bits)
     if isinstance(op, (Conv2d, MaxPool)):
         kernel, stride, padding = op.kernel, op.stride, op.padding
         dilation = op.dilation if isinstance(op, Conv2d) else (1, 1)
         padded = (x.height + 2 * padding[0], x.width + 2 * padding[1])
-        window = R.sliding_window(channels=x.channels, elem_bits=x.dtype.bits, kernel=kernel, dilation=dilation,
-                                  padded_width=padded[1], padded_height=padded[0])
-        lb_bits = R.line_buffer_bits(channels=x.channels, elem_bits=x.dtype.bits, kernel=kernel,
-                                     dilation=dilation, padded_width=padded[1])
+        pointwise = isinstance(op, Conv2d) and kernel == (1, 1) and stride == (1, 1) and padding == (0, 0)
+        window, lb_bits = R.Resources(), 0  # a pointwise convolution takes pixels as they come
+        if not pointwise:
+            window = R.sliding_window(channels=x.channels, elem_bits=x.dtype.bits, kernel=kernel,
+                                      dilation=dilation, padded_width=padded[1], padded_height=padded[0])
+            lb_bits = R.line_buffer_bits(channels=x.channels, elem_bits=x.dtype.bits, kernel=kernel,
+                                         dilation=dilation, padded_width=padded[1])
         if isinstance(op, Conv2d):
             pe, simd = node.attrs["pe"], node.attrs["simd"]
             k = kernel[0] * kernel[1] * x.channels

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from math import ceil, log2
 
 __all__ = ["Resources", "memory", "sliding_window", "mac_array", "mul_shift", "window_max", "argmax",
-           "lane_converter", "axis_adapter", "MULTIPLIER_BITS"]
+           "lane_converter", "fifo", "axis_adapter", "MULTIPLIER_BITS"]
 
 # Requantization multipliers are 16-bit signed (the frontend folds scales into them).
 MULTIPLIER_BITS = 16
@@ -121,6 +121,12 @@ def lane_converter(*, in_lanes: int, out_lanes: int, elem_bits: int) -> Resource
         return Resources(ff=out_lanes * elem_bits, lut=out_lanes * elem_bits // 2) + _counters(out_lanes // in_lanes)
     ratio = in_lanes // out_lanes  # scatter: hold and select
     return Resources(ff=in_lanes * elem_bits, lut=out_lanes * elem_bits * ceil((ratio - 1) / 3)) + _counters(ratio)
+
+
+def fifo(*, depth: int, width: int) -> Resources:
+    """A synchronous FIFO (at least 3 entries: ``StreamFIFO``), its pointers and output register."""
+    depth = max(depth, 3)
+    return memory(depth, width) + Resources(ff=width) + _counters(depth, depth)
 
 
 def axis_adapter(*, beats_per_frame: int) -> Resources:

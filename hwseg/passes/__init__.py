@@ -4,13 +4,14 @@ A pass checks what it requires on entry and what it ensures on exit, and fails l
 (``UnsupportedError`` naming the node) when it cannot handle a node.
 """
 
-from . import annotate_lanes, set_folding
+from . import annotate_lanes, set_folding, size_fifos
 
-__all__ = ["annotate_lanes", "set_folding", "prepare_for_hardware"]
+__all__ = ["annotate_lanes", "set_folding", "size_fifos", "prepare_for_hardware"]
 
 
 def prepare_for_hardware(graph, *, max_multipliers: int):
-    """The pass pipeline the backend needs: folding, then stream lanes."""
+    """The pass pipeline the backend needs: folding, stream lanes, FIFOs."""
     graph, _ = set_folding.apply(graph, max_multipliers=max_multipliers)
     graph, _ = annotate_lanes.apply(graph)
+    graph, _ = size_fifos.apply(graph)
     return graph

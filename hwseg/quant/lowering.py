@@ -141,6 +141,7 @@ class _Acc:
 @dataclass
 class _ClassMap:
     step: str
+    module: str
 
 
 def _pair(value) -> tuple[int, int]:
@@ -254,7 +255,7 @@ def lower_model(model: nn.Module, input_channels: int | None = None) -> IntegerP
             raise UnsupportedError(f"the model has no QuantInput: {what} reads the raw model input; "
                                    f"start the model with hwseg.quant.QuantInput()")
         if isinstance(src, _ClassMap):
-            raise UnsupportedError(f"{what} reads the class map of ArgMax '{src.step}'; ArgMax must be the "
+            raise UnsupportedError(f"{what} reads the class map of ArgMax '{src.module}'; ArgMax must be the "
                                    f"last layer")
 
         if isinstance(module, QConv2d):
@@ -322,7 +323,7 @@ def lower_model(model: nn.Module, input_channels: int | None = None) -> IntegerP
                 raise UnsupportedError(_unquantized(src, what))
             step = ArgMaxStep(namer(name, "argmax"), name, (src.step,))
             steps.append(step)
-            values[node] = _ClassMap(step.name)
+            values[node] = _ClassMap(step.name, name)
         elif isinstance(module, _PASS_THROUGH):
             if isinstance(src, _Acc):
                 src.users -= 1      # transparent: the next layer counts as the user

@@ -1,0 +1,67 @@
+"""The cycle model against the hardware: a convolution layer measured in amaranth.sim.
+
+With an always-valid input and an always-ready output, the steady-state interval between
+the last output beats of two frames must equal ``window_layer_cycles`` exactly.
+"""
+
+import random
+
+import pytest
+from amaranth import unsigned, signed
+from amaranth.sim import Simulator
+
+from hwseg.estimate.cycles import window_layer_cycles
+from hwseg.hw.layers import Conv2dLayer
+from hwseg.ir import conv_output_size
+
+CASES = [
+    # (channels, H, W, kernel, stride, padding, dilation, C_out, pe, simd)
+    (2, 6, 7, (3, 3), (1, 1), (1, 1), (1, 1), 4, 4, 18),   # F = 1
+    (2, 6, 7, (3, 3), (1, 1), (1, 1), (1, 1), 4, 2, 6),    # F = 6
+    (3, 8, 8, (3, 3), (2, 2), (1, 1), (1, 1), 4, 1, 9),    # stride 2, F = 12
+    (3, 8, 8, (3, 3), (2, 2), (1, 1), (1, 1), 4, 4, 27),   # stride 2, F = 1
+    (2, 9, 9, (3, 3), (1, 1), (2, 2), (2, 2), 2, 1, 6),    # dilation 2, F = 6
+    (4, 5, 6, (1, 1), (1, 1), (0, 0), (1, 1), 6, 3, 2),    # pointwise, no window, F = 4
+    (2, 7, 9, (3, 1), (1, 2), (1, 0), (1, 1), 3, 3, 3),    # rectangular, stride (1, 2)
+]
+
+
+def _measure(channels, height, width, kernel, stride, padding, dilation, c_out, pe, simd):
+    rng = random.Random(0)
+    k = kernel[0] * kernel[1] * channels
+    weights = [[rng.randint(-7, 7) for _ in range(k)] for _ in range(c_out)]
+    dut = Conv2dLayer(elem_shape=unsigned(4), channels=channels, height=height, width=width, kernel=kernel,
+                      stride=stride, padding=padding, dilation=dilation, weights=weights, bias=[0] * c_out,
+                      pe=pe, simd=simd, acc_shape=signed(16))
+    ho = conv_output_size(height, kernel[0], stride[0], padding[0], dilation[0])
+    wo = conv_output_size(width, kernel[1], stride[1], padding[1], dilation[1])
+    beats_per_frame = ho * wo * (c_out // pe)
+    ends = []
+
+    async def bench(ctx):
+        ctx.set(dut.i_stream.valid, 1)
+        ctx.set(dut.o_stream.ready, 1)
+        received = cycle = 0
+        while len(ends) < 3:
+            cycle += 1
+            _, _, out_valid = await ctx.tick().sample(dut.o_stream.valid)
+            if out_valid:
+                received += 1
+                if received % beats_per_frame == 0:
+                    ends.append(cycle)
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(bench)
+    sim.run()
+    return ends[2] - ends[1], (height + 2 * padding[0], width + 2 * padding[1]), (ho, wo)
+
+
+@pytest.mark.parametrize("case", CASES, ids=lambda c: "x".join(map(str, c[3])) + f"_s{c[4][0]}{c[4][1]}_pe{c[8]}_simd{c[9]}")
+def test_conv_layer_cycles_match_model(case):
+    channels, height, width, kernel, stride, padding, dilation, c_out, pe, simd = case
+    measured, padded, out = _measure(*case)
+    folds = (c_out // pe) * (kernel[0] * kernel[1] * channels // simd)
+    expected = window_layer_cycles(padded=padded, out=out, kernel=kernel, stride=stride, dilation=dilation,
+                                   cycles_per_window=folds)
+    assert measured == expected, f"measured {measured} cycles per frame, model says {expected}"
