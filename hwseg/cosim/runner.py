@@ -83,7 +83,10 @@ def run_cosim(verilog: str, top: str, stimulus: np.ndarray, *, in_beats_per_fram
         raise SimulationError(f"simulator {simulator} is not installed; install it with `{hint}`")
     from cocotb_tools.runner import get_runner
 
-    digest = hashlib.sha256(f"{simulator}\0{top}\0{verilog}".encode()).hexdigest()[:20]
+    build_args = ["-Wno-WIDTH", "-Wno-fatal", "-O3"] if simulator == "verilator" else []
+    timescale = ("1ns", "1ps")
+    recipe = f"{simulator}\0{top}\0{build_args}\0{timescale}\0{verilog}"
+    digest = hashlib.sha256(recipe.encode()).hexdigest()[:20]
     build_dir = _cache_root() / "sim" / f"{simulator}-{digest}"
     build_dir.mkdir(parents=True, exist_ok=True)
     source = build_dir / f"{top}.v"
@@ -109,13 +112,12 @@ def run_cosim(verilog: str, top: str, stimulus: np.ndarray, *, in_beats_per_fram
     os.environ.update(env)  # the runner looks the simulator up on this process's PATH
     try:
         runner = get_runner(simulator)
-        build_args = ["-Wno-WIDTH", "-Wno-fatal", "-O3"] if simulator == "verilator" else []
         runner.build(sources=[source], hdl_toplevel=top, build_dir=build_dir, build_args=build_args,
-                     log_file=build_dir / "build.log")
+                     timescale=timescale, log_file=build_dir / "build.log")
         runner.test(test_module="hwseg.cosim.axis_tb", hdl_toplevel=top, build_dir=build_dir, test_dir=work,
                     extra_env={**env, "HWSEG_COSIM": str(work / "cosim.json"), "COCOTB_RANDOM_SEED": str(seed)},
                     results_xml=str(work / "results.xml"), log_file=work / "sim.log")
-    except Exception as error:  # the simulator's own failure: point at its log
+    except (Exception, SystemExit) as error:  # the simulator's own failure: point at its log
         raise SimulationError(f"{simulator} failed ({type(error).__name__}); see {work / 'sim.log'} "
                               f"and {build_dir / 'build.log'}") from None
     finally:

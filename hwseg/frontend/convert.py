@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from torch import nn
 
-from hwseg.errors import InputSizeError
+from hwseg.errors import InputSizeError, UnsupportedError
 from hwseg.ir import ArgMax, Conv2d, Graph, Input, Int, IRError, MaxPool, MulShift, Node, UInt
 from hwseg.quant import ArgMaxStep, ConvStep, InputStep, PoolStep, RequantStep, lower_model
 
@@ -65,6 +65,9 @@ def program_to_nodes(program, input_shape) -> list[Node]:
         input_types = [types[s] for s in step.inputs]
         try:
             op = _op(step, shape, input_types[0] if input_types else None)
+        except IRError as error:
+            raise UnsupportedError(f"layer '{step.module}' cannot be expressed in the hwseg IR: {error}") from None
+        try:
             types[step.name] = op.infer(input_types)
         except IRError as error:
             size = "×".join(str(d) for d in shape)

@@ -25,7 +25,6 @@ import re
 from dataclasses import dataclass, field
 
 import numpy as np
-import torch
 from torch import fx, nn
 
 from hwseg.errors import InputSizeError, UnsupportedError
