@@ -1,0 +1,150 @@
+"""The command line as a user meets it: help, the example build, and one-line errors.
+
+Every bad input must give ``error: <one line>`` on stderr, a non-zero exit, no traceback,
+and nothing written to the output folder.
+"""
+
+import hashlib
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from hwseg.frontend import save_checkpoint
+from hwseg.models import build_model
+
+ROOT = Path(__file__).resolve().parents[2]
+EXAMPLE = ROOT / "examples" / "int8_tiny.pt"
+
+
+def hwseg(*args, cwd=None):
+    return subprocess.run([sys.executable, "-m", "hwseg.cli", *map(str, args)], capture_output=True, text=True,
+                          cwd=cwd, timeout=600)
+
+
+def _sequential(path, layers, input_shape=(3, 16, 16)):
+    args = {"layers": layers}
+    save_checkpoint(build_model("sequential", args), path, "sequential", args, input_shape)
+    return path
+
+
+CONV = {"type": "QConv2d", "in": 3, "out": 4, "kernel": 3, "padding": 1}
+
+
+class _Payload:
+    """Unpickling this would create a marker file: the loader must refuse before that."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (Path.touch, (Path(self.marker),))
+
+
+def _bad_inputs(tmp_path):
+    """name → (arguments after `build`, pattern the one-line error must match)."""
+    garbage = tmp_path / "garbage.pt"
+    garbage.write_bytes(b"this is not a checkpoint at all\n" * 10)
+    evil = tmp_path / "evil.pt"
+    torch.save({"hwseg_checkpoint": 1, "payload": _Payload(tmp_path / "PWNED")}, evil)
+    plain = tmp_path / "plain.pt"
+    torch.save(torch.nn.Conv2d(3, 4, 3).state_dict(), plain)
+    float_model = _sequential(tmp_path / "float.pt", [
+        {"type": "QuantInput"}, {"type": "Conv2d", "in": 3, "out": 4, "kernel": 3, "padding": 1},
+        {"type": "ReLU"}, {"type": "ArgMax"}])
+    upsample = _sequential(tmp_path / "upsample.pt", [
+        {"type": "QuantInput"}, CONV, {"type": "QReLU", "bits": 8},
+        {"type": "Upsample", "name": "up", "scale_factor": 2}, {"type": "ArgMax"}])
+    return {
+        "missing file": ([tmp_path / "nope.pt"], r"nope\.pt.*(not found|does not exist|no such)"),
+        "not a checkpoint": ([garbage], r"garbage\.pt.*not a PyTorch"),
+        "pickle carrying code": ([evil], r"evil\.pt.*(refus|code)"),
+        "bare state_dict": ([plain], r"plain\.pt.*(bare state_dict|not an hwseg checkpoint)"),
+        "unquantized float model": ([float_model], r"unquantized float Conv2d"),
+        "unsupported layer": ([upsample], r"'up'.*Upsample.*not supported"),
+        "input too small": ([EXAMPLE, "--input", "2x2"], r"(cannot take|too small).*2×2|2×2.*(too small|cannot)"),
+        "unknown board": ([EXAMPLE, "--board", "zedboard"], r"unknown board 'zedboard'; known boards: .*pynq-z2"),
+    }
+
+
+def test_every_bad_input_gives_a_one_line_error_and_writes_nothing(tmp_path):
+    cases = _bad_inputs(tmp_path)
+    for name, (args, pattern) in cases.items():
+        out = tmp_path / f"out_{name.replace(' ', '_')}"
+        result = hwseg("build", *args, "--out", out)
+        lines = result.stderr.strip().splitlines()
+        error_lines = [line for line in lines if not line.startswith("hwseg: ")]  # progress lines aside
+        assert result.returncode != 0, name
+        assert len(error_lines) == 1 and error_lines[0].startswith("error: "), f"{name}: {result.stderr}"
+        assert "Traceback" not in result.stderr, name
+
+        assert re.search(pattern, error_lines[0]), f"{name}: {error_lines[0]!r} does not match {pattern!r}"
+        assert not out.exists() or not any(out.iterdir()), f"{name}: something was written"
+    assert not (tmp_path / "PWNED").exists(), "the pickle's code ran"
+
+
+def test_example_build_writes_the_files_and_prints_the_table(tmp_path):
+    result = hwseg("build", EXAMPLE, "--board", "pynq", "--out", tmp_path)
+    assert result.returncode == 0, result.stderr
+    target = tmp_path / "int8_tiny"
+    assert sorted(p.name for p in target.iterdir()) == sorted(
+        ["int8_tiny.v", "ports.json", "manifest.json", "report.json", "report.md"])
+    report = json.loads((target / "report.json").read_text())
+    assert report["board"] == "pynq-z2"
+    for layer in report["layers"]:
+        assert layer["name"] in result.stdout
+    assert f"{report['cycles_per_frame']:,} cycles per frame" in result.stdout
+    manifest = json.loads((target / "manifest.json").read_text())
+
+    assert manifest["checkpoint"]["sha256"] == hashlib.sha256(EXAMPLE.read_bytes()).hexdigest()
+
+
+def test_two_builds_of_the_checkpoint_are_byte_identical(tmp_path):
+    for out in ("a", "b"):
+        assert hwseg("build", EXAMPLE, "--out", tmp_path / out).returncode == 0
+    first, second = tmp_path / "a" / "int8_tiny", tmp_path / "b" / "int8_tiny"
+    names = sorted(p.name for p in first.iterdir())
+    assert names == sorted(p.name for p in second.iterdir())
+    for name in names:
+        assert (first / name).read_bytes() == (second / name).read_bytes(), name
+
+
+@pytest.mark.parametrize("command", [None, "build", "sim", "boards"])
+def test_help_documents_every_option(command):
+    args = ["--help"] if command is None else [command, "--help"]
+    result = hwseg(*args)
+    assert result.returncode == 0
+    text = result.stdout
+    expected = {
+        None: ["build", "sim", "boards", "--version"],
+        "build": ["MODEL.pt", "--board", "--input", "--out"],
+        "sim": ["MODEL.pt", "--board", "--input", "--frames", "--simulator", "--stall", "--seed", "--work"],
+        "boards": [],
+    }[command]
+    for word in expected:
+        assert word in text, f"{word} missing from `hwseg {command} --help`"
+    # Every option line carries an explanation.
+    for line in text.splitlines():
+        stripped = line.strip()
+        if stripped.startswith("--") and "  " not in stripped and not stripped.startswith("--help"):
+            index = text.splitlines().index(line)
+            follow = text.splitlines()[index + 1].strip() if index + 1 < len(text.splitlines()) else ""
+            assert follow, f"option {stripped!r} has no help text"
+
+
+def test_boards_lists_pynq():
+    result = hwseg("boards")
+    assert result.returncode == 0
+    assert "pynq-z2 (alias pynq)" in result.stdout and "pynq-z1" in result.stdout
+    assert "53,200 LUT" in result.stdout
+
+
+def test_bad_option_values_are_refused_by_the_parser():
+    result = hwseg("sim", EXAMPLE, "--stall", "2")
+    assert result.returncode == 2 and "expected a probability" in result.stderr
+    result = hwseg("build", EXAMPLE, "--input", "big")
+    assert result.returncode == 2 and "expected HEIGHTxWIDTH" in result.stderr
