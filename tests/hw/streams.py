@@ -28,14 +28,19 @@ def as_ints(value):
         return int(value)
 
 
-async def send(ctx, stream, beats, *, rng: random.Random, valid_prob: float = 1.0):
-    for beat in beats:
+async def send(ctx, stream, beats, *, rng: random.Random, valid_prob: float = 1.0, timeout: int = 10_000):
+    for index, beat in enumerate(beats):
         while rng.random() >= valid_prob:
             ctx.set(stream.valid, 0)
             await ctx.tick()
         ctx.set(stream.payload, beat)
         ctx.set(stream.valid, 1)
-        await ctx.tick().until(stream.ready)
+        for _ in range(timeout):
+            _, _, ready = await ctx.tick().sample(stream.ready)
+            if ready:
+                break
+        else:
+            raise AssertionError(f"input stream not ready for {timeout} cycles at beat {index} of {len(beats)}")
     ctx.set(stream.valid, 0)
 
 
@@ -69,7 +74,8 @@ def run_stream_test(dut, beats, count, *, seed=0, valid_prob=1.0, ready_prob=1.0
     async def consumer(ctx):
         await collect(ctx, dut.o_stream, count, got, rng=rng_out, ready_prob=ready_prob, timeout=timeout)
 
-    sim.add_testbench(producer, background=True)
+    # Both must finish: every input beat is taken, every output beat arrives.
+    sim.add_testbench(producer)
     sim.add_testbench(consumer)
     sim.run()
     return got
