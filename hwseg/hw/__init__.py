@@ -1,0 +1,16 @@
+"""Pure Amaranth hardware blocks (they import nothing of hwseg's IR, golden model or torch).
+
+Streams follow ``amaranth.lib.stream`` rules; see docs/internals.md for the stream formats.
+"""
+
+from .argmax import ArgMax
+from .fifo import StreamFIFO
+from .lanes import LaneConverter
+from .layers import Conv2dLayer, MaxPoolLayer
+from .mac_array import MacArray
+from .pool import WindowMax
+from .requant import MulShiftRequant
+from .window import SlidingWindow
+
+__all__ = ["ArgMax", "StreamFIFO", "LaneConverter", "Conv2dLayer", "MaxPoolLayer", "MacArray", "WindowMax",
+           "MulShiftRequant", "SlidingWindow"]
