@@ -72,6 +72,6 @@ def report_markdown(estimate: NetworkEstimate, title: str) -> str:
              "| " + " | ".join(_HEAD) + " |", "|" + "---|" * len(_HEAD)]
     for row in _rows(estimate):
         lines.append("| " + " | ".join(row) + " |")
-    lines += ["", "Estimates are analytic (hwseg/estimate); BRAM18 counts 18 Kb block RAMs, memories of "
-              "at most 4 Kbit count as LUTRAM.", ""]
+    lines += ["", "Estimates are analytic (hwseg/estimate); BRAM18 counts 18 Kb block RAMs; memories at most "
+              "64 deep count as LUTRAM.", ""]
     return "\n".join(lines)

@@ -16,8 +16,9 @@ __all__ = ["Resources", "memory", "sliding_window", "mac_array", "mul_shift", "w
 
 # Requantization multipliers are 16-bit signed (the frontend folds scales into them).
 MULTIPLIER_BITS = 16
-# Memories at or below this many bits map to distributed RAM (LUTRAM) or registers, above it to block RAM.
-LUTRAM_MAX_BITS = 4096
+# Memories at most this deep map to distributed RAM (Yosys synth_xilinx: RAM32M / RAM64M), deeper ones to
+# block RAM. A RAM32M holds 32 × 6 bits and a RAM64M 64 × 3 bits (simple dual port), 4 LUTs each.
+LUTRAM_MAX_DEPTH = 64
 # Block RAM18 aspect ratios (depth, width) of 7-series / UltraScale RAMB18.
 BRAM18_SHAPES = ((16384, 1), (8192, 2), (4096, 4), (2048, 9), (1024, 18), (512, 36))
 
@@ -47,9 +48,9 @@ def memory(depth: int, width: int) -> Resources:
     if depth <= 0 or width <= 0:
         return Resources()
     bits = depth * width
-    if bits <= LUTRAM_MAX_BITS:
-        # RAM64M-style distributed RAM: one LUT per 64 × 1 bit, plus the read register.
-        return Resources(lut=width * ceil(depth / 64), ff=width, memory_bits=bits)
+    if depth <= LUTRAM_MAX_DEPTH:
+        cells = ceil(width / 6) if depth <= 32 else ceil(width / 3)
+        return Resources(lut=4 * cells, ff=width, memory_bits=bits)  # plus the read register
     brams = min(ceil(depth / d) * ceil(width / w) for d, w in BRAM18_SHAPES)
     return Resources(bram18=brams, memory_bits=bits)
 

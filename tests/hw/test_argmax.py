@@ -1,49 +1,19 @@
 """ArgMax against golden.argmax (first maximum), under random valid gaps and ready backpressure."""
 
-import random
 import re
 
 import numpy as np
 import pytest
 from amaranth.back import verilog
 from amaranth.hdl import signed, unsigned
-from amaranth.sim import Simulator
 
 from hwseg.golden import argmax
 from hwseg.hw.argmax import ArgMax
-from tests.hw.streams import as_ints, collect, send
+from tests.hw.streams import elem_range, measure_full_rate, run_stream_test
 
 pytestmark = pytest.mark.filterwarnings("ignore::amaranth.hdl.UnusedElaboratable")
 
 RATES = {"full": (1.0, 1.0), "stalls": (0.6, 0.6), "gaps": (0.5, 1.0), "backpressure": (1.0, 0.5)}
-
-def _run(dut, beats, count, *, seed, valid_prob, ready_prob):
-    """``run_stream_test`` plus a monitor of the output stream rule: once ``valid`` is up it stays up,
-    with the same payload, until the transfer."""
-    rng_in, rng_out, got = random.Random(seed), random.Random(seed + 1), []
-    sim = Simulator(dut)
-    sim.add_clock(1e-8)
-
-    async def producer(ctx):
-        await send(ctx, dut.i_stream, beats, rng=rng_in, valid_prob=valid_prob)
-
-    async def consumer(ctx):
-        await collect(ctx, dut.o_stream, count, got, rng=rng_out, ready_prob=ready_prob)
-
-    async def monitor(ctx):
-        held = None
-        async for _, _, valid, ready, payload in ctx.tick().sample(dut.o_stream.valid, dut.o_stream.ready,
-                                                                    dut.o_stream.payload):
-            assert held is None or (valid and as_ints(payload) == held), \
-                f"o_stream broke the stream rule after {len(got)} beats: held {held}, then valid={valid} {as_ints(payload)}"
-            held = as_ints(payload) if valid and not ready else None
-
-    sim.add_testbench(producer, background=True)
-    sim.add_testbench(monitor, background=True)
-    sim.add_testbench(consumer)
-    sim.run()
-    return got
-
 
 # (elem_shape, channels, index_bits)
 CASES = {
@@ -58,7 +28,7 @@ CASES = {
 
 
 def _pixels(shape, channels, rng, count=40):
-    lo, hi = (-(1 << (shape.width - 1)), (1 << (shape.width - 1)) - 1) if shape.signed else (0, (1 << shape.width) - 1)
+    lo, hi = elem_range(shape)
     x = rng.integers(lo, hi + 1, size=(count, channels))
     x[0], x[1], x[2] = lo, hi, 0                            # all tied
     if channels > 2:
@@ -80,7 +50,7 @@ def test_matches_golden(name, rate):
     expected = argmax(pixels.T[None, :, None, :])[0, 0, 0].tolist()
     dut = ArgMax(elem_shape=shape, channels=channels, index_bits=index_bits)
     valid_prob, ready_prob = RATES[rate]
-    got = _run(dut, pixels.tolist(), len(pixels), seed=4, valid_prob=valid_prob, ready_prob=ready_prob)
+    got = run_stream_test(dut, pixels.tolist(), len(pixels), seed=4, valid_prob=valid_prob, ready_prob=ready_prob)
     assert len(got) == len(expected)
     for k, (e, g) in enumerate(zip(expected, got)):
         assert g == [e], f"pixel {k} {pixels[k].tolist()}: expected index {e}, got {g[0]}"
@@ -90,30 +60,8 @@ def test_one_beat_per_cycle():
     dut = ArgMax(elem_shape=signed(6), channels=9, index_bits=4)
     pixels = _pixels(signed(6), 9, np.random.default_rng(5), count=30)
     expected = argmax(pixels.T[None, :, None, :])[0, 0, 0].tolist()
-    in_cycles, out_cycles, got = [], [], []
-    sim = Simulator(dut)
-    sim.add_clock(1e-8)
-
-    async def testbench(ctx):
-        i, o = dut.i_stream, dut.o_stream
-        ctx.set(o.ready, 1)
-        cycle = 0
-        while len(got) < len(pixels):
-            assert cycle < 1000, "timed out"
-            if len(in_cycles) < len(pixels):
-                ctx.set(i.payload, pixels[len(in_cycles)].tolist())
-            ctx.set(i.valid, len(in_cycles) < len(pixels))
-            *_, iv, ir, ov, op = await ctx.tick().sample(i.valid, i.ready, o.valid, o.payload)
-            if iv and ir:
-                in_cycles.append(cycle)
-            if ov:
-                out_cycles.append(cycle)
-                got.append(as_ints(op)[0])
-            cycle += 1
-
-    sim.add_testbench(testbench)
-    sim.run()
-    assert got == expected
+    in_cycles, out_cycles, got = measure_full_rate(dut, pixels.tolist(), len(pixels), limit=1000)
+    assert got == [[e] for e in expected]
     assert in_cycles == list(range(len(pixels)))
     assert out_cycles == [c + 1 for c in range(len(pixels))]        # latency 1
 

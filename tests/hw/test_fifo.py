@@ -9,7 +9,7 @@ from amaranth.lib import data
 from amaranth.sim import Simulator
 
 from hwseg.hw.fifo import StreamFIFO
-from tests.hw.streams import as_ints, run_stream_test
+from tests.hw.streams import as_ints, measure_full_rate, run_stream_test
 
 pytestmark = pytest.mark.filterwarnings("ignore::amaranth.hdl.UnusedElaboratable")
 
@@ -71,29 +71,7 @@ def test_full_and_empty(depth):
 def test_one_beat_per_cycle(depth):
     dut = StreamFIFO(payload_shape=unsigned(8), depth=depth)
     beats = list(range(40))
-    in_cycles, out_cycles, got = [], [], []
-    sim = Simulator(dut)
-    sim.add_clock(1e-8)
-
-    async def testbench(ctx):
-        i, o = dut.i_stream, dut.o_stream
-        ctx.set(o.ready, 1)
-        cycle = 0
-        while len(got) < len(beats):
-            assert cycle < 1000, "timed out"
-            if len(in_cycles) < len(beats):
-                ctx.set(i.payload, beats[len(in_cycles)])
-            ctx.set(i.valid, len(in_cycles) < len(beats))
-            *_, iv, ir, ov, op = await ctx.tick().sample(i.valid, i.ready, o.valid, o.payload)
-            if iv and ir:
-                in_cycles.append(cycle)
-            if ov:
-                out_cycles.append(cycle)
-                got.append(as_ints(op))
-            cycle += 1
-
-    sim.add_testbench(testbench)
-    sim.run()
+    in_cycles, out_cycles, got = measure_full_rate(dut, beats, len(beats), limit=1000)
     assert got == beats
     assert in_cycles == list(range(len(beats)))
     assert out_cycles == [c + 2 for c in range(len(beats))]         # latency 2

@@ -1,16 +1,14 @@
 """LaneConverter: gather and scatter keep the element order, under random valid gaps and ready backpressure."""
 
-import random
 import re
 
 import numpy as np
 import pytest
 from amaranth.back import verilog
 from amaranth.hdl import ClockDomain, Elaboratable, Module, signed, unsigned
-from amaranth.sim import Simulator
 
 from hwseg.hw.lanes import LaneConverter
-from tests.hw.streams import as_ints, collect, send
+from tests.hw.streams import elem_range, measure_full_rate, run_stream_test
 
 pytestmark = pytest.mark.filterwarnings("ignore::amaranth.hdl.UnusedElaboratable")
 
@@ -30,34 +28,6 @@ CASES = {
 }
 
 
-def _run(dut, beats, count, *, seed, valid_prob, ready_prob):
-    """``run_stream_test`` plus a monitor of the output stream rule: once ``valid`` is up it stays up,
-    with the same payload, until the transfer."""
-    rng_in, rng_out, got = random.Random(seed), random.Random(seed + 1), []
-    sim = Simulator(dut)
-    sim.add_clock(1e-8)
-
-    async def producer(ctx):
-        await send(ctx, dut.i_stream, beats, rng=rng_in, valid_prob=valid_prob)
-
-    async def consumer(ctx):
-        await collect(ctx, dut.o_stream, count, got, rng=rng_out, ready_prob=ready_prob)
-
-    async def monitor(ctx):
-        held = None
-        async for _, _, valid, ready, payload in ctx.tick().sample(dut.o_stream.valid, dut.o_stream.ready,
-                                                                    dut.o_stream.payload):
-            assert held is None or (valid and as_ints(payload) == held), \
-                f"o_stream broke the stream rule after {len(got)} beats: held {held}, then valid={valid} {as_ints(payload)}"
-            held = as_ints(payload) if valid and not ready else None
-
-    sim.add_testbench(producer, background=True)
-    sim.add_testbench(monitor, background=True)
-    sim.add_testbench(consumer)
-    sim.run()
-    return got
-
-
 class _Clocked(Elaboratable):
     """The converter with a `sync` domain, which pass-through (pure wires) lacks, for the simulator's clock."""
 
@@ -72,7 +42,7 @@ class _Clocked(Elaboratable):
 
 
 def _pixels(shape, channels, count, rng):
-    lo, hi = (-(1 << (shape.width - 1)), (1 << (shape.width - 1)) - 1) if shape.signed else (0, (1 << shape.width) - 1)
+    lo, hi = elem_range(shape)
     return rng.integers(lo, hi + 1, size=(count, channels))
 
 
@@ -97,36 +67,9 @@ def test_regroups(name, rate):
     dut = _Clocked(LaneConverter(elem_shape=shape, in_lanes=in_lanes, out_lanes=out_lanes))
     expected = _beats(pixels, out_lanes)
     valid_prob, ready_prob = RATES[rate]
-    got = _run(dut, _beats(pixels, in_lanes), len(expected), seed=2,
+    got = run_stream_test(dut, _beats(pixels, in_lanes), len(expected), seed=2,
                           valid_prob=valid_prob, ready_prob=ready_prob)
     _check(got, expected, out_lanes, channels // out_lanes)
-
-
-def _timed_run(dut, beats, count):
-    in_cycles, out_cycles, got = [], [], []
-    sim = Simulator(dut)
-    sim.add_clock(1e-8)
-
-    async def testbench(ctx):
-        i, o = dut.i_stream, dut.o_stream
-        ctx.set(o.ready, 1)
-        cycle = 0
-        while len(got) < count:
-            assert cycle < 1000, "timed out"
-            if len(in_cycles) < len(beats):
-                ctx.set(i.payload, beats[len(in_cycles)])
-            ctx.set(i.valid, len(in_cycles) < len(beats))
-            *_, iv, ir, ov, op = await ctx.tick().sample(i.valid, i.ready, o.valid, o.payload)
-            if iv and ir:
-                in_cycles.append(cycle)
-            if ov:
-                out_cycles.append(cycle)
-                got.append(as_ints(op))
-            cycle += 1
-
-    sim.add_testbench(testbench)
-    sim.run()
-    return in_cycles, out_cycles, got
 
 
 @pytest.mark.parametrize("name", ["gather-2to6", "gather-1to2", "scatter-6to2", "scatter-2to1", "equal-3"])
@@ -135,7 +78,7 @@ def test_full_rate_on_the_narrow_side(name):
     pixels = _pixels(shape, channels, 4, np.random.default_rng(0))
     dut = LaneConverter(elem_shape=shape, in_lanes=in_lanes, out_lanes=out_lanes)
     beats, expected = _beats(pixels, in_lanes), _beats(pixels, out_lanes)
-    in_cycles, out_cycles, got = _timed_run(_Clocked(dut), beats, len(expected))
+    in_cycles, out_cycles, got = measure_full_rate(_Clocked(dut), beats, len(expected), limit=1000)
     _check(got, expected, out_lanes, channels // out_lanes)
     ratio = dut.ratio
     if in_lanes == out_lanes:                       # wires

@@ -1,6 +1,5 @@
 """MacArray against golden.conv2d (each vector a 1×1 frame), under random valid gaps and ready backpressure."""
 
-import random
 import re
 import zlib
 
@@ -8,50 +7,15 @@ import numpy as np
 import pytest
 from amaranth.back import verilog
 from amaranth.hdl import signed, unsigned
-from amaranth.sim import Simulator
 
 from hwseg.golden import conv2d
 from hwseg.hw.mac_array import MacArray
-from tests.hw.streams import as_ints, collect, send
+from tests.hw.streams import elem_range, measure_full_rate, run_stream_test
 
 # Components built only to read their figures or to fail validation are never elaborated.
 pytestmark = pytest.mark.filterwarnings("ignore::amaranth.hdl.UnusedElaboratable")
 
 RATES = {"full": (1.0, 1.0), "stalls": (0.6, 0.6), "gaps": (0.5, 1.0), "backpressure": (1.0, 0.5)}
-
-
-def _run(dut, beats, count, *, seed, valid_prob, ready_prob):
-    """``run_stream_test`` plus a monitor of the output stream rule: once ``valid`` is up it stays up,
-    with the same payload, until the transfer."""
-    rng_in, rng_out, got = random.Random(seed), random.Random(seed + 1), []
-    sim = Simulator(dut)
-    sim.add_clock(1e-8)
-
-    async def producer(ctx):
-        await send(ctx, dut.i_stream, beats, rng=rng_in, valid_prob=valid_prob)
-
-    async def consumer(ctx):
-        await collect(ctx, dut.o_stream, count, got, rng=rng_out, ready_prob=ready_prob)
-
-    async def monitor(ctx):
-        held = None
-        async for _, _, valid, ready, payload in ctx.tick().sample(dut.o_stream.valid, dut.o_stream.ready,
-                                                                    dut.o_stream.payload):
-            assert held is None or (valid and as_ints(payload) == held), \
-                f"o_stream broke the stream rule after {len(got)} beats: held {held}, then valid={valid} {as_ints(payload)}"
-            held = as_ints(payload) if valid and not ready else None
-
-    sim.add_testbench(producer, background=True)
-    sim.add_testbench(monitor, background=True)
-    sim.add_testbench(consumer)
-    sim.run()
-    return got
-
-
-def _elem_range(shape):
-    if shape.signed:
-        return -(1 << (shape.width - 1)), (1 << (shape.width - 1)) - 1
-    return 0, (1 << shape.width) - 1
 
 
 def _narrow_weights(rng, cout, count, bits):
@@ -72,7 +36,7 @@ def _golden(weights, bias, vectors):
 
 def _extreme_vectors(weights, in_shape):
     """Per output channel the inputs that maximize and minimize its accumulator."""
-    lo, hi = _elem_range(in_shape)
+    lo, hi = elem_range(in_shape)
     w = np.asarray(weights)
     return np.concatenate([np.where(w > 0, hi, lo), np.where(w > 0, lo, hi)]).tolist()
 
@@ -121,7 +85,7 @@ def test_matches_golden(name, rate):
     rng = np.random.default_rng(zlib.crc32(f"{name}/{rate}".encode()))
     weights = _narrow_weights(rng, cout, count, bits)
     bias = rng.integers(-300, 301, size=cout)
-    lo, hi = _elem_range(in_shape)
+    lo, hi = elem_range(in_shape)
     vectors = np.concatenate([
         rng.integers(lo, hi + 1, size=(3, count)),
         np.full((1, count), hi), np.full((1, count), lo),
@@ -130,7 +94,7 @@ def test_matches_golden(name, rate):
                    pe=pe, simd=simd, acc_shape=_tight_shape(weights, bias, in_shape))
     acc = _golden(weights, bias, vectors)
     valid_prob, ready_prob = RATES[rate]
-    got = _run(dut, vectors, len(vectors) * cout // pe, seed=3,
+    got = run_stream_test(dut, vectors, len(vectors) * cout // pe, seed=3,
                           valid_prob=valid_prob, ready_prob=ready_prob)
     _check(got, acc, pe)
 
@@ -151,7 +115,7 @@ def test_extremes_fit_the_tight_width(in_shape, sign):
     vectors = _extreme_vectors(weights, in_shape)
     dut = MacArray(in_shape=in_shape, in_count=count, weights=weights, bias=bias, pe=2, simd=6,
                    acc_shape=acc_shape)
-    got = _run(dut, vectors, len(vectors) * 2, seed=5, valid_prob=0.6, ready_prob=0.6)
+    got = run_stream_test(dut, vectors, len(vectors) * 2, seed=5, valid_prob=0.6, ready_prob=0.6)
     _check(got, _golden(weights, bias, vectors), 2)
     narrower = signed(acc_shape.width - 1) if acc_shape.signed else unsigned(acc_shape.width - 1)
     with pytest.raises(ValueError, match=rf"acc_shape {re.escape(repr(narrower))} cannot hold .* needs {re.escape(repr(acc_shape))}$"):
@@ -164,37 +128,8 @@ def test_no_bias_and_unsigned_acc():
     vectors = [[7, 7, 7], [0, 1, 2], [5, 0, 0]]
     dut = MacArray(in_shape=unsigned(3), in_count=3, weights=weights, bias=None, pe=1, simd=3,
                    acc_shape=unsigned(6))
-    got = _run(dut, vectors, 6, seed=0, valid_prob=0.6, ready_prob=0.6)
+    got = run_stream_test(dut, vectors, 6, seed=0, valid_prob=0.6, ready_prob=0.6)
     _check(got, _golden(weights, None, vectors), 1)
-
-
-def _timed_run(dut, vectors, count):
-    """Full rate, no stalls: the cycles of every input and output transfer (cycle 0 = first tick)."""
-    in_cycles, out_cycles, got = [], [], []
-    sim = Simulator(dut)
-    sim.add_clock(1e-8)
-
-    async def testbench(ctx):
-        i, o = dut.i_stream, dut.o_stream
-        ctx.set(o.ready, 1)
-        cycle = sent = 0
-        while len(got) < count:
-            assert cycle < 10_000, "timed out"
-            if sent < len(vectors):
-                ctx.set(i.payload, vectors[sent])
-            ctx.set(i.valid, sent < len(vectors))
-            *_, iv, ir, ov, op = await ctx.tick().sample(i.valid, i.ready, o.valid, o.payload)
-            if iv and ir:
-                in_cycles.append(cycle)
-                sent += 1
-            if ov:
-                out_cycles.append(cycle)
-                got.append(as_ints(op))
-            cycle += 1
-
-    sim.add_testbench(testbench)
-    sim.run()
-    return in_cycles, out_cycles, got
 
 
 @pytest.mark.parametrize("cout,count,pe,simd", [(6, 27, 2, 9), (6, 27, 6, 27), (4, 6, 1, 1), (6, 27, 3, 27)])
@@ -207,7 +142,7 @@ def test_measured_throughput(cout, count, pe, simd):
                    pe=pe, simd=simd, acc_shape=signed(24))
     nf, sf = dut.fold
     assert (nf, sf) == (cout // pe, count // simd) and dut.cycles_per_vector == nf * sf
-    in_cycles, out_cycles, got = _timed_run(dut, vectors, len(vectors) * nf)
+    in_cycles, out_cycles, got = measure_full_rate(dut, vectors, len(vectors) * nf)
     _check(got, _golden(weights, bias, vectors), pe)
     # The next vector is taken as the previous one's last fold issues: one per NF·SF cycles.
     assert in_cycles == [n * nf * sf for n in range(len(vectors))]

@@ -1,6 +1,5 @@
 """MulShiftRequant against golden.mul_shift, under random valid gaps and ready backpressure."""
 
-import random
 import re
 import zlib
 
@@ -8,49 +7,14 @@ import numpy as np
 import pytest
 from amaranth.back import verilog
 from amaranth.hdl import signed, unsigned
-from amaranth.sim import Simulator
 
 from hwseg.golden import mul_shift
 from hwseg.hw.requant import MulShiftRequant
-from tests.hw.streams import as_ints, collect, send
+from tests.hw.streams import elem_range, measure_full_rate, run_stream_test
 
 pytestmark = pytest.mark.filterwarnings("ignore::amaranth.hdl.UnusedElaboratable")
 
 RATES = {"full": (1.0, 1.0), "stalls": (0.6, 0.6), "gaps": (0.5, 1.0), "backpressure": (1.0, 0.5)}
-
-
-def _run(dut, beats, count, *, seed, valid_prob, ready_prob):
-    """``run_stream_test`` plus a monitor of the output stream rule: once ``valid`` is up it stays up,
-    with the same payload, until the transfer."""
-    rng_in, rng_out, got = random.Random(seed), random.Random(seed + 1), []
-    sim = Simulator(dut)
-    sim.add_clock(1e-8)
-
-    async def producer(ctx):
-        await send(ctx, dut.i_stream, beats, rng=rng_in, valid_prob=valid_prob)
-
-    async def consumer(ctx):
-        await collect(ctx, dut.o_stream, count, got, rng=rng_out, ready_prob=ready_prob)
-
-    async def monitor(ctx):
-        held = None
-        async for _, _, valid, ready, payload in ctx.tick().sample(dut.o_stream.valid, dut.o_stream.ready,
-                                                                    dut.o_stream.payload):
-            assert held is None or (valid and as_ints(payload) == held), \
-                f"o_stream broke the stream rule after {len(got)} beats: held {held}, then valid={valid} {as_ints(payload)}"
-            held = as_ints(payload) if valid and not ready else None
-
-    sim.add_testbench(producer, background=True)
-    sim.add_testbench(monitor, background=True)
-    sim.add_testbench(consumer)
-    sim.run()
-    return got
-
-
-def _elem_range(shape):
-    if shape.signed:
-        return -(1 << (shape.width - 1)), (1 << (shape.width - 1)) - 1
-    return 0, (1 << shape.width) - 1
 
 
 # name: (acc_shape, out_shape, channels, lanes, shift, lo, hi, max |M|)
@@ -71,7 +35,7 @@ def _stimulus(config, rng, pixels):
     mult[0] = 1                                     # exact halves to round: ±(k + 1/2)
     if channels > 1:
         mult[1] = -1
-    lo, hi = _elem_range(acc_shape)
+    lo, hi = elem_range(acc_shape)
     acc = rng.integers(lo, hi + 1, size=(1, channels, 1, pixels))
     if shift:
         half = (np.arange(pixels) - pixels // 2) * (1 << shift) + (1 << (shift - 1))
@@ -110,7 +74,7 @@ def test_matches_golden(name, rate):
     expected = _beats(mul_shift(acc, mult, shift, lo, hi), lanes)
     valid_prob, ready_prob = RATES[rate]
     beats = _beats(acc, lanes)
-    got = _run(dut, beats, len(beats), seed=11, valid_prob=valid_prob, ready_prob=ready_prob)
+    got = run_stream_test(dut, beats, len(beats), seed=11, valid_prob=valid_prob, ready_prob=ready_prob)
     _check(got, expected, lanes, channels // lanes)
 
 
@@ -119,29 +83,7 @@ def test_full_rate_and_latency():
     acc, mult = _stimulus(config, np.random.default_rng(1), pixels=8)
     dut = _make(config, mult)
     beats = _beats(acc, 2)
-    in_cycles, out_cycles, got = [], [], []
-    sim = Simulator(dut)
-    sim.add_clock(1e-8)
-
-    async def testbench(ctx):
-        i, o = dut.i_stream, dut.o_stream
-        ctx.set(o.ready, 1)
-        cycle = 0
-        while len(got) < len(beats):
-            assert cycle < 1000, "timed out"
-            if len(in_cycles) < len(beats):
-                ctx.set(i.payload, beats[len(in_cycles)])
-            ctx.set(i.valid, len(in_cycles) < len(beats))
-            *_, iv, ir, ov, op = await ctx.tick().sample(i.valid, i.ready, o.valid, o.payload)
-            if iv and ir:
-                in_cycles.append(cycle)
-            if ov:
-                out_cycles.append(cycle)
-                got.append(as_ints(op))
-            cycle += 1
-
-    sim.add_testbench(testbench)
-    sim.run()
+    in_cycles, out_cycles, got = measure_full_rate(dut, beats, len(beats), limit=1000)
     _check(got, _beats(mul_shift(acc, mult, 8, 0, 255), 2), 2, 3)
     assert in_cycles == list(range(len(beats)))                          # 1 beat/cycle in
     assert out_cycles == [c + dut.latency for c in range(len(beats))]    # and out, 2 cycles later

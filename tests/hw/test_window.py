@@ -5,58 +5,23 @@
 figures or to fail validation, never elaborated.)
 """
 
-import random
-
 import numpy as np
 import pytest
 from amaranth.hdl import signed, unsigned
-from amaranth.sim import Simulator
 
 from hwseg.golden import sliding_windows
 from hwseg.hw.window import SlidingWindow
-from tests.hw.streams import as_ints, collect, send
-
-
-def _elem_range(shape):
-    if shape.signed:
-        return -(1 << (shape.width - 1)), (1 << (shape.width - 1)) - 1
-    return 0, (1 << shape.width) - 1
+from tests.hw.streams import elem_range, measure_full_rate, run_stream_test
 
 
 def _frames(shape, channels, height, width, *, seed, count=2):
-    lo, hi = _elem_range(shape)
+    lo, hi = elem_range(shape)
     return np.random.default_rng(seed).integers(lo, hi + 1, size=(count, channels, height, width), dtype=np.int64)
 
 
 def _pixel_beats(x):
     """Raster order, one whole pixel (all channels) per beat, frame after frame."""
     return [x[n, :, y, col].tolist() for n in range(x.shape[0]) for y in range(x.shape[2]) for col in range(x.shape[3])]
-
-
-def run_stream(dut, beats, count, *, seed, valid_prob, ready_prob, timeout):
-    """Like ``streams.run_stream_test``, but the simulation also waits for the producer to finish
-    (every input beat must be taken), so no coroutine is left blocked when it ends."""
-    rng_in, rng_out = random.Random(seed), random.Random(seed + 1)
-    got, sent = [], []
-    sim = Simulator(dut)
-    sim.add_clock(1e-8)
-
-    async def producer(ctx):
-        await send(ctx, dut.i_stream, beats, rng=rng_in, valid_prob=valid_prob)
-        sent.append(True)
-
-    async def consumer(ctx):
-        await collect(ctx, dut.o_stream, count, got, rng=rng_out, ready_prob=ready_prob, timeout=timeout)
-        for _ in range(timeout):
-            if sent:
-                return
-            await ctx.tick()
-        raise AssertionError(f"input not fully taken {timeout} cycles after the last window")
-
-    sim.add_testbench(producer, background=True)
-    sim.add_testbench(consumer)
-    sim.run()
-    return got
 
 
 # (elem_shape, channels, height, width, kernel, stride, padding, dilation, pad_value)
@@ -126,38 +91,9 @@ def test_windows_match_golden_under_stalls(name):
     x = _frames(dut.elem_shape, dut.channels, dut.height, dut.width, seed=seed)
     expected = _expected(dut, x)
     assert expected.shape[1:3] == (dut.out_height, dut.out_width)
-    got = run_stream(dut, _pixel_beats(x), expected.shape[0] * dut.out_height * dut.out_width, seed=seed, valid_prob=0.6, ready_prob=0.6, timeout=20 * dut.cycles_per_frame + 100)
+    got = run_stream_test(dut, _pixel_beats(x), expected.shape[0] * dut.out_height * dut.out_width, seed=seed,
+                          valid_prob=0.6, ready_prob=0.6, timeout=20 * dut.cycles_per_frame + 100)
     _check_windows(dut, expected, got)
-
-
-def _timed_run(dut, x):
-    """Run without stalls; return (edge index of each input transfer, edge index and payload of each window)."""
-    beats = _pixel_beats(x)
-    count = x.shape[0] * dut.out_height * dut.out_width
-    inputs, outputs = [], []
-    sim = Simulator(dut)
-    sim.add_clock(1e-8)
-
-    async def producer(ctx):
-        await send(ctx, dut.i_stream, beats, rng=random.Random(0))
-
-    async def monitor(ctx):
-        ctx.set(dut.o_stream.ready, 1)
-        edge = 0
-        while len(outputs) < count:
-            _, _, i_valid, i_ready, o_valid, o_payload = await ctx.tick().sample(
-                dut.i_stream.valid, dut.i_stream.ready, dut.o_stream.valid, dut.o_stream.payload)
-            if i_valid and i_ready:
-                inputs.append(edge)
-            if o_valid:
-                outputs.append((edge, as_ints(o_payload)))
-            edge += 1
-            assert edge < 4 * dut.cycles_per_frame, "stream stuck"
-
-    sim.add_testbench(producer)  # not in the background: it must finish (every input taken)
-    sim.add_testbench(monitor)
-    sim.run()
-    return inputs, outputs
 
 
 @pytest.mark.parametrize("name", ["3x3-s2-p1", "3x3-d21-p21", "2x2-s2"])
@@ -165,11 +101,12 @@ def test_cycles_per_frame_and_latency(name):
     dut = _make(CONFIGS[name])
     (kh, kw), (ph, pw), (dh, dw) = dut.kernel, dut.padding, dut.dilation
     x = _frames(dut.elem_shape, dut.channels, dut.height, dut.width, seed=1)
-    inputs, outputs = _timed_run(dut, x)
-    _check_windows(dut, _expected(dut, x), [payload for _, payload in outputs])
-
     per_frame = dut.out_height * dut.out_width
-    interval = outputs[2 * per_frame - 1][0] - outputs[per_frame - 1][0]
+    inputs, outputs, got = measure_full_rate(dut, _pixel_beats(x), x.shape[0] * per_frame,
+                                             limit=4 * dut.cycles_per_frame)
+    _check_windows(dut, _expected(dut, x), got)
+
+    interval = outputs[2 * per_frame - 1] - outputs[per_frame - 1]
     hp, wp = dut.height + 2 * ph, dut.width + 2 * pw
     assert interval == hp * wp == dut.cycles_per_frame
 
@@ -183,7 +120,7 @@ def test_cycles_per_frame_and_latency(name):
     # Window (0, 0) leaves 1 cycle after the transfer of its bottom-right input pixel.
     y, col = (kh - 1) * dh - ph, (kw - 1) * dw - pw
     assert 0 <= y < dut.height and 0 <= col < dut.width, "pick a configuration whose first window ends in frame"
-    assert outputs[0][0] - inputs[y * dut.width + col] == dut.latency == 1
+    assert outputs[0] - inputs[y * dut.width + col] == dut.latency == 1
 
 
 def test_figures():

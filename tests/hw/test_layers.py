@@ -1,0 +1,153 @@
+"""Conv2dLayer (SlidingWindow → MacArray, or MacArray alone for a pointwise 1×1) against
+golden.conv2d, two frames back to back under random valid gaps and ready backpressure.
+"""
+
+import gc
+import re
+import zlib
+
+import numpy as np
+import pytest
+from amaranth.hdl import signed, unsigned
+
+from hwseg.golden import conv2d
+from hwseg.hw.layers import Conv2dLayer
+from tests.hw.streams import elem_range, run_stream_test
+
+# Layers built only to fail validation leave their blocks (built in layers.py) never elaborated.
+pytestmark = pytest.mark.filterwarnings("ignore::amaranth.hdl.UnusedElaboratable")
+
+# name: (elem_shape, C_in, height, width, C_out, kernel, stride, padding, dilation, pe, simd, weight bits)
+CONFIGS = {
+    "3x3-p1-u8-pe2-simd9":        (unsigned(8), 3, 8, 7, 4, (3, 3), (1, 1), (1, 1), (1, 1), 2, 9, 8),
+    "3x3-p1-s4-pe1-simd1":        (signed(4), 2, 6, 5, 3, (3, 3), (1, 1), (1, 1), (1, 1), 1, 1, 4),
+    "3x3-s2-p1-s4-pe3-simd6":     (signed(4), 2, 9, 7, 3, (3, 3), (2, 2), (1, 1), (1, 1), 3, 6, 4),
+    "3x3-s2-p1-u8-full":          (unsigned(8), 3, 8, 9, 4, (3, 3), (2, 2), (1, 1), (1, 1), 4, 27, 8),
+    "3x3-d2-p2-u8-full":          (unsigned(8), 2, 7, 8, 4, (3, 3), (1, 1), (2, 2), (2, 2), 4, 18, 8),
+    "3x3-d2-p2-s4-pe2-simd3":     (signed(4), 3, 8, 6, 4, (3, 3), (1, 1), (2, 2), (2, 2), 2, 3, 4),
+    "1x1-u8-pe3-simd2":           (unsigned(8), 4, 6, 5, 6, (1, 1), (1, 1), (0, 0), (1, 1), 3, 2, 8),
+    "1x1-s4-pe1-simd1":           (signed(4), 3, 5, 4, 2, (1, 1), (1, 1), (0, 0), (1, 1), 1, 1, 4),
+    "1x1-s4-full":                (signed(4), 5, 4, 6, 4, (1, 1), (1, 1), (0, 0), (1, 1), 4, 5, 4),
+    "1x1-s2-p1-u8-window":        (unsigned(8), 2, 5, 6, 2, (1, 1), (2, 2), (1, 1), (1, 1), 1, 2, 8),
+    "5x3-s12-d12-p21-u8-pe2-simd5": (unsigned(8), 2, 10, 10, 4, (5, 3), (1, 2), (2, 1), (1, 2), 2, 5, 8),
+    "5x3-s12-d12-s4-full":        (signed(4), 2, 9, 10, 3, (5, 3), (1, 2), (0, 2), (1, 2), 3, 30, 4),
+}
+
+
+def _window_weights(w4):
+    """MacArray's weights from a (C_out, C_in, kh, kw) array, as hwseg/backend/lower.py derives them:
+    row c lists the window elements in the order (ky·kw + kx)·C_in + c_in."""
+    return np.transpose(w4, (0, 2, 3, 1)).reshape(w4.shape[0], -1).tolist()
+
+
+def _acc_shape(w4, bias, elem_shape):
+    """The narrowest shape holding every accumulator these weights and bias can produce."""
+    lo, hi = elem_range(elem_shape)
+    w = w4.reshape(w4.shape[0], -1)
+    acc_lo = int((np.minimum(w * lo, w * hi).sum(axis=1) + bias).min())
+    acc_hi = int((np.maximum(w * lo, w * hi).sum(axis=1) + bias).max())
+    if acc_lo < 0:
+        return signed(max((-acc_lo - 1).bit_length(), acc_hi.bit_length()) + 1)
+    return unsigned(max(acc_hi.bit_length(), 1))
+
+
+def _stimulus(config, rng):
+    elem_shape, cin, height, width, cout, kernel, *_, bits = config
+    lo, hi = elem_range(elem_shape)
+    wmax = (1 << (bits - 1)) - 1
+    w4 = rng.integers(-wmax, wmax + 1, size=(cout, cin, *kernel), dtype=np.int64)
+    w4[0, 0, 0, 0], w4[-1, -1, -1, -1] = wmax, -wmax
+    bias = rng.integers(-200, 201, size=cout, dtype=np.int64)
+    x = rng.integers(lo, hi + 1, size=(2, cin, height, width), dtype=np.int64)
+    x[1, :, 0, :], x[1, :, -1, :] = hi, lo          # the extremes, in the second frame
+    return w4, bias, x
+
+
+def _make(config, w4, bias):
+    elem_shape, cin, height, width, cout, kernel, stride, padding, dilation, pe, simd, _ = config
+    return Conv2dLayer(elem_shape=elem_shape, channels=cin, height=height, width=width, kernel=kernel,
+                       stride=stride, padding=padding, dilation=dilation, weights=_window_weights(w4),
+                       bias=bias.tolist(), pe=pe, simd=simd, acc_shape=_acc_shape(w4, bias, elem_shape))
+
+
+def _pixel_beats(x):
+    """Raster order, one whole pixel (all channels) per beat, frame after frame."""
+    return [x[n, :, y, col].tolist() for n in range(x.shape[0]) for y in range(x.shape[2]) for col in range(x.shape[3])]
+
+
+def _check(got, acc, pe):
+    """Beat n of an output pixel carries channels n·pe … n·pe + pe − 1."""
+    frames, cout, ho, wo = acc.shape
+    nf = cout // pe
+    assert len(got) == frames * ho * wo * nf, f"expected {frames * ho * wo * nf} beats, got {len(got)}"
+    for index, beat in enumerate(got):
+        pixel, n = divmod(index, nf)
+        frame, rest = divmod(pixel, ho * wo)
+        oy, ox = divmod(rest, wo)
+        for lane, value in enumerate(beat):
+            c = n * pe + lane
+            want = int(acc[frame, c, oy, ox])
+            assert value == want, (f"frame {frame}, pixel (oy, ox) = ({oy}, {ox}), channel {c} (beat {n}, lane {lane}): "
+                                   f"expected {want}, got {value}")
+
+
+@pytest.mark.parametrize("name", list(CONFIGS))
+def test_matches_golden_under_stalls(name):
+    config = CONFIGS[name]
+    elem_shape, cin, height, width, cout, kernel, stride, padding, dilation, pe, simd, _ = config
+    w4, bias, x = _stimulus(config, np.random.default_rng(zlib.crc32(name.encode())))
+    dut = _make(config, w4, bias)
+    pointwise = kernel == (1, 1) and stride == (1, 1) and padding == (0, 0)
+    assert (dut.sliding_window is None) == pointwise
+    acc = conv2d(x, w4, bias, stride, padding, dilation)
+    frames, _, ho, wo = acc.shape
+    got = run_stream_test(dut, _pixel_beats(x), frames * ho * wo * (cout // pe), seed=len(name),
+                          valid_prob=0.6, ready_prob=0.6)
+    _check(got, acc, pe)
+
+
+def test_no_bias():
+    """bias=None: golden without a bias, through the window path."""
+    config = CONFIGS["3x3-s2-p1-s4-pe3-simd6"]
+    elem_shape, cin, height, width, cout, kernel, stride, padding, dilation, pe, simd, _ = config
+    w4, _, x = _stimulus(config, np.random.default_rng(3))
+    dut = Conv2dLayer(elem_shape=elem_shape, channels=cin, height=height, width=width, kernel=kernel,
+                      stride=stride, padding=padding, dilation=dilation, weights=_window_weights(w4),
+                      bias=None, pe=pe, simd=simd, acc_shape=signed(16))
+    acc = conv2d(x, w4, None, stride, padding, dilation)
+    frames, _, ho, wo = acc.shape
+    got = run_stream_test(dut, _pixel_beats(x), frames * ho * wo * (cout // pe), seed=9,
+                          valid_prob=0.6, ready_prob=0.6)
+    _check(got, acc, pe)
+
+
+GOOD = dict(elem_shape=unsigned(8), channels=2, height=5, width=6, kernel=(3, 3), stride=(1, 1), padding=(1, 1),
+            dilation=(1, 1), weights=[[1] * 18] * 4, bias=[0] * 4, pe=2, simd=9, acc_shape=signed(16))
+
+
+@pytest.mark.parametrize("change, error, message", [
+    # MacArray's own messages
+    (dict(pe=3), ValueError, "pe must divide the 4 output channels (one of 1, 2, 4), not 3"),
+    (dict(simd=4), ValueError, "simd must divide in_count=18 (one of 1, 2, 3, 6, 9, 18), not 4"),
+    (dict(weights=[[1] * 2] * 4), ValueError, "weights[0] must be a list of in_count=18 ints, not [1, 1]"),
+    (dict(kernel=(1, 1), padding=(0, 0)), ValueError,
+     "weights[0] must be a list of in_count=2 ints, not [1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1]"),
+    (dict(bias=[0] * 3), ValueError, "bias must be None or a list of 4 ints (one per output channel), not [0, 0, 0]"),
+    (dict(acc_shape=unsigned(12)), ValueError,
+     "acc_shape unsigned(12) cannot hold the accumulator range [0, 4590] of these weights, bias and in_shape, "
+     "which needs unsigned(13)"),
+    # SlidingWindow's own messages
+    (dict(padding=(-1, 0)), ValueError, "padding must be a pair of ints >= 0, not (-1, 0)"),
+    (dict(height=0), ValueError, "height must be a positive int, not 0"),
+    (dict(kernel=(7, 3), padding=(0, 0), weights=[[1] * 42] * 4, simd=6), ValueError,
+     "kernel (7, 3) with dilation (1, 1) spans 7×3 pixels, more than the padded frame 5×6 "
+     "(height 5 + 2·0, width 6 + 2·0): no window fits"),
+    (dict(elem_shape=unsigned(0)), TypeError,
+     "elem_shape must be an Amaranth shape unsigned(b) or signed(b) with b >= 1, not unsigned(0)"),
+])
+def test_constructor_errors(change, error, message):
+    with pytest.raises(error, match=f"^{re.escape(message)}$"):
+        Conv2dLayer(**{**GOOD, **change})
+    # The blocks built before the error, kept alive by the traceback: let their UnusedElaboratable
+    # warnings fire now, under this module's filter, not in some later test.
+    gc.collect()
