@@ -13,6 +13,7 @@ import shutil
 import sys
 import tempfile
 from dataclasses import dataclass
+from importlib import metadata
 from pathlib import Path
 
 import numpy as np
@@ -40,6 +41,13 @@ def available_simulators() -> list[str]:
     if shutil.which("iverilog") and shutil.which("vvp"):
         found.append("icarus")
     return found
+
+
+def _version(package: str) -> str:
+    try:
+        return metadata.version(package)
+    except metadata.PackageNotFoundError:
+        return "none"
 
 
 def _cache_root() -> Path:
@@ -85,7 +93,8 @@ def run_cosim(verilog: str, top: str, stimulus: np.ndarray, *, in_beats_per_fram
 
     build_args = ["-Wno-WIDTH", "-Wno-fatal", "-O3"] if simulator == "verilator" else []
     timescale = ("1ns", "1ps")
-    recipe = f"{simulator}\0{top}\0{build_args}\0{timescale}\0{verilog}"
+    versions = [_version(package) for package in ("cocotb", "verilator")]
+    recipe = f"{simulator}\0{versions}\0{top}\0{build_args}\0{timescale}\0{verilog}"
     digest = hashlib.sha256(recipe.encode()).hexdigest()[:20]
     build_dir = _cache_root() / "sim" / f"{simulator}-{digest}"
     build_dir.mkdir(parents=True, exist_ok=True)
