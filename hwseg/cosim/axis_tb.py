@@ -64,20 +64,22 @@ async def stream_frames(dut):
         ready = received < free_out or rng.random() < ready_prob
         dut.m_axis_tready.value = int(ready)
         await ReadOnly()
+        progress = False
         if presenting and dut.s_axis_tready.value == 1:
             sent += 1
             presenting = False
+            progress = True
         if ready and dut.m_axis_tvalid.value == 1:
             value = int(dut.m_axis_tdata.value.to_unsigned())
             got[received] = np.frombuffer(value.to_bytes(out_bytes, "little"), dtype=np.uint8)
             last[received] = int(dut.m_axis_tlast.value == 1)
             when[received] = cycle
             received += 1
-            silent = 0
-        else:
-            silent += 1
-            if silent > silence_limit:
-                status = f"stalled: no output for {silence_limit} cycles after {received} of {out_total} beats"
-                break
+            progress = True
+        silent = 0 if progress else silent + 1
+        if silent > silence_limit:
+            status = (f"stalled: no transfer on either stream for {silence_limit} cycles, after {sent} of "
+                      f"{len(in_beats)} input and {received} of {out_total} output beats")
+            break
     np.savez(config["result"], got=got[:received], last=last[:received], when=when[:received],
              sent=np.int64(sent), cycles=np.int64(cycle), status=np.array(status))

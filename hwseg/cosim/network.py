@@ -71,7 +71,7 @@ class SimReport:
 
 def simulate_design(design, *, frames: int = 2, simulator: str = "verilator", seed: int = 1,
                     valid_prob: float = 0.7, ready_prob: float = 0.7, work_dir: str | os.PathLike | None = None,
-                    input_frames: np.ndarray | None = None) -> SimReport:
+                    input_frames: np.ndarray | None = None, silence_limit: int = 100_000) -> SimReport:
     """Run ``MEASURED_FRAMES`` unstalled then ``frames`` stalled frames of the design's Verilog."""
     graph = design.graph
     in_type, out_type = graph.input_type, graph.output_type
@@ -86,7 +86,8 @@ def simulate_design(design, *, frames: int = 2, simulator: str = "verilator", se
     result = run_cosim(design.verilog, design.name, stimulus, in_beats_per_frame=in_type.pixels,
                        out_beats_per_frame=out_per_frame, out_beats=total * out_per_frame,
                        out_bytes=out_tdata // 8, simulator=simulator, valid_prob=valid_prob,
-                       ready_prob=ready_prob, unstalled_frames=MEASURED_FRAMES, seed=seed, work_dir=work_dir)
+                       ready_prob=ready_prob, unstalled_frames=MEASURED_FRAMES, seed=seed, work_dir=work_dir,
+                       silence_limit=silence_limit)
     got = unpack_beats(result.got, out_type.channels, out_type.dtype.bits, out_type.dtype.signed)
     want = np.moveaxis(expected, 1, -1).reshape(-1, out_type.channels)
     mismatches = compare_beats(want, got, out_type.height, out_type.width)

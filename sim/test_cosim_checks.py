@@ -1,0 +1,54 @@
+"""The co-simulation checker itself: it must report a wrong beat precisely and detect a hang."""
+
+import dataclasses
+
+import numpy as np
+
+from hwseg.cosim import simulate_design
+from hwseg.flow import compile_graph
+from hwseg.ir import Conv2d, Graph, Input, Int, MulShift, Node, UInt
+
+
+def _graph(multiplier):
+    weight = np.arange(2 * 2 * 3 * 3).reshape(2, 2, 3, 3) % 7 - 3
+    return Graph([
+        Node("x", Input((2, 5, 6), UInt(8))),
+        Node("conv", Conv2d(weight, np.array([5, -5]), Int(8), padding=1), ("x",)),
+        Node("rq", MulShift(np.array([multiplier, 3]), 4, 0, 255), ("conv",)),
+    ], name="checked")
+
+
+def test_a_wrong_beat_is_reported_with_frame_pixel_channel(work_dir):
+    design = compile_graph(_graph(7), "pynq-z2")
+    # Golden now expects another multiplier on channel 0 than the hardware has.
+    other = dataclasses.replace(design, graph=compile_graph(_graph(9), "pynq-z2").graph)
+    report = simulate_design(other, frames=1, simulator="icarus", seed=2, work_dir=work_dir)
+    assert not report.passed
+    assert report.beats == report.expected_beats == 3 * 30
+    first = report.mismatches[0]
+    assert first.startswith("frame 0, pixel (") and ", channel 0: expected " in first and ", got " in first
+    assert all(", channel 0:" in m for m in report.mismatches if m.startswith("frame"))
+    assert "FAIL" in report.summary()
+
+
+def _never_valid(design):
+    """The design's Verilog behind a wrapper with the same ports whose output never becomes valid."""
+    inner = design.verilog.replace(f"module {design.name}(", f"module {design.name}_inner(")
+    names = [p["name"] for p in design.ports]
+    declarations = [f"  {'input' if p['direction'] == 'in' else 'output'} [{p['width'] - 1}:0] {p['name']};"
+                    for p in design.ports]
+    connections = ", ".join(f".{n}({n})" if n != "m_axis_tvalid" else ".m_axis_tvalid()" for n in names)
+    wrapper = "\n".join([f"module {design.name}({', '.join(names)});", *declarations,
+                         f"  {design.name}_inner inner({connections});", "  assign m_axis_tvalid = 1'b0;",
+                         "endmodule", ""])
+    return inner + "\n" + wrapper
+
+
+def test_a_silent_accelerator_is_detected_not_waited_for(work_dir):
+    design = compile_graph(_graph(7), "pynq-z2")
+    hung = dataclasses.replace(design, verilog=_never_valid(design))
+    report = simulate_design(hung, frames=1, simulator="icarus", seed=2, work_dir=work_dir, silence_limit=500)
+    assert not report.passed
+    assert report.beats == 0
+    assert report.status.startswith("stalled: no transfer on either stream for 500 cycles, after ")
+    assert report.status.endswith(" input and 0 of 90 output beats")
