@@ -1,15 +1,12 @@
 """Per-pixel argmax over channels: logits to the class map."""
 
-from amaranth.hdl import Const, Module, Mux, Shape, Signal, unsigned
+from amaranth.hdl import Const, Module, Mux, Signal, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
+from ._checks import cast_shape, check_int
+
 __all__ = ["ArgMax"]
-
-
-def _positive_int(name, value):
-    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-        raise ValueError(f"{name} must be a positive integer, not {value!r}")
 
 
 class ArgMax(wiring.Component):
@@ -27,14 +24,9 @@ class ArgMax(wiring.Component):
     """
 
     def __init__(self, *, elem_shape, channels, index_bits):
-        try:
-            width = Shape.cast(elem_shape).width
-        except TypeError:
-            raise TypeError(f"elem_shape must be a shape, not {elem_shape!r}") from None
-        if width < 1:
-            raise ValueError(f"elem_shape must be at least 1 bit wide, not {elem_shape!r}")
-        _positive_int("channels", channels)
-        _positive_int("index_bits", index_bits)
+        cast_shape("elem_shape", elem_shape)
+        check_int("channels", channels)
+        check_int("index_bits", index_bits)
         if channels > 1 << index_bits:
             raise ValueError(f"index_bits must hold the largest index {channels - 1} of "
                              f"{channels} channels, not {index_bits!r}")

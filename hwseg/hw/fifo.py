@@ -4,6 +4,8 @@ from amaranth.hdl import Module, Shape
 from amaranth.lib import fifo, stream, wiring
 from amaranth.lib.wiring import In, Out
 
+from ._checks import cast_shape, check_int
+
 __all__ = ["StreamFIFO"]
 
 # SyncFIFOBuffered holds its head in an output register; below this depth its write side
@@ -27,14 +29,8 @@ class StreamFIFO(wiring.Component):
     """
 
     def __init__(self, *, payload_shape, depth):
-        try:
-            width = Shape.cast(payload_shape).width
-        except TypeError:
-            raise TypeError(f"payload_shape must be a shape, not {payload_shape!r}") from None
-        if width < 1:
-            raise ValueError(f"payload_shape must be at least 1 bit wide, not {payload_shape!r}")
-        if not isinstance(depth, int) or isinstance(depth, bool) or depth < 1:
-            raise ValueError(f"depth must be a positive integer, not {depth!r}")
+        cast_shape("payload_shape", payload_shape)
+        check_int("depth", depth)
         self.payload_shape = payload_shape
         self.depth = depth
         self.capacity = max(depth, _MIN_FULL_RATE_DEPTH)

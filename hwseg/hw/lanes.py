@@ -4,12 +4,9 @@ from amaranth.hdl import Module, Shape, Signal
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
+from ._checks import cast_shape, check_int
+
 __all__ = ["LaneConverter"]
-
-
-def _positive_int(name, value):
-    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-        raise ValueError(f"{name} must be a positive integer, not {value!r}")
 
 
 class LaneConverter(wiring.Component):
@@ -33,14 +30,9 @@ class LaneConverter(wiring.Component):
     """
 
     def __init__(self, *, elem_shape, in_lanes, out_lanes):
-        try:
-            width = Shape.cast(elem_shape).width
-        except TypeError:
-            raise TypeError(f"elem_shape must be a shape, not {elem_shape!r}") from None
-        if width < 1:
-            raise ValueError(f"elem_shape must be at least 1 bit wide, not {elem_shape!r}")
-        _positive_int("in_lanes", in_lanes)
-        _positive_int("out_lanes", out_lanes)
+        cast_shape("elem_shape", elem_shape)
+        check_int("in_lanes", in_lanes)
+        check_int("out_lanes", out_lanes)
         if in_lanes % out_lanes and out_lanes % in_lanes:
             raise ValueError(f"one of in_lanes and out_lanes must divide the other, not "
                              f"in_lanes={in_lanes!r} and out_lanes={out_lanes!r}")

@@ -4,6 +4,7 @@ from amaranth import Module, Shape
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
+from ._checks import range_of
 from .mac_array import MacArray
 from .pool import WindowMax
 from .window import SlidingWindow
@@ -62,9 +63,8 @@ class MaxPoolLayer(wiring.Component):
     """
 
     def __init__(self, *, elem_shape, channels, height, width, kernel, stride, padding):
-        shape = Shape.cast(elem_shape)
         # Padding must never win the max: pad with the least value of the element type.
-        pad_value = -(1 << (shape.width - 1)) if shape.signed else 0
+        pad_value, _ = range_of(Shape.cast(elem_shape))
         self.sliding_window = SlidingWindow(elem_shape=elem_shape, channels=channels, height=height, width=width,
                                             kernel=kernel, stride=stride, padding=padding, dilation=(1, 1),
                                             pad_value=pad_value)

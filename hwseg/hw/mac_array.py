@@ -1,43 +1,13 @@
 """The integer multiply-accumulate array of convolution and fully-connected layers."""
 
-from amaranth.hdl import Const, Module, Mux, Shape, Signal, signed, unsigned
+from amaranth.hdl import Const, Module, Mux, Signal, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
+from ._checks import cast_shape, check_int, is_int, range_of, shape_for
+
 __all__ = ["MacArray"]
-
-
-def _is_int(value):
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _positive_int(name, value):
-    if not _is_int(value) or value < 1:
-        raise ValueError(f"{name} must be a positive integer, not {value!r}")
-
-
-def _element_shape(name, value):
-    try:
-        shape = Shape.cast(value)
-    except TypeError:
-        raise TypeError(f"{name} must be a shape, not {value!r}") from None
-    if shape.width < 1:
-        raise ValueError(f"{name} must be at least 1 bit wide, not {value!r}")
-    return shape
-
-
-def _range_of(shape):
-    if shape.signed:
-        return -(1 << (shape.width - 1)), (1 << (shape.width - 1)) - 1
-    return 0, (1 << shape.width) - 1
-
-
-def _shape_for(lo, hi):
-    """The narrowest shape holding every integer in ``[lo, hi]``."""
-    if lo < 0:
-        return signed(max((-lo - 1).bit_length(), hi.bit_length()) + 1)
-    return unsigned(max(hi.bit_length(), 1))
 
 
 def _divisors(n):
@@ -85,8 +55,8 @@ class MacArray(wiring.Component):
     """
 
     def __init__(self, *, in_shape, in_count, weights, bias, pe, simd, acc_shape):
-        in_shape = _element_shape("in_shape", in_shape)
-        _positive_int("in_count", in_count)
+        in_shape = cast_shape("in_shape", in_shape)
+        check_int("in_count", in_count)
         if not isinstance(weights, (list, tuple)) or not weights:
             raise ValueError(f"weights must be a non-empty list of rows, not {weights!r}")
         weights = [list(row) if isinstance(row, (list, tuple)) else row for row in weights]
@@ -94,34 +64,34 @@ class MacArray(wiring.Component):
             if not isinstance(row, list) or len(row) != in_count:
                 raise ValueError(f"weights[{c}] must be a list of in_count={in_count} ints, not {row!r}")
             for k, w in enumerate(row):
-                if not _is_int(w):
+                if not is_int(w):
                     raise TypeError(f"weights[{c}][{k}] must be an int, not {w!r}")
         out_channels = len(weights)
         if bias is None:
             bias = [0] * out_channels
         if (not isinstance(bias, (list, tuple)) or len(bias) != out_channels
-                or not all(_is_int(b) for b in bias)):
+                or not all(is_int(b) for b in bias)):
             raise ValueError(f"bias must be None or a list of {out_channels} ints (one per output "
                              f"channel), not {bias!r}")
-        _positive_int("pe", pe)
+        check_int("pe", pe)
         if out_channels % pe:
             raise ValueError(f"pe must divide the {out_channels} output channels (one of "
                              f"{_divisors(out_channels)}), not {pe!r}")
-        _positive_int("simd", simd)
+        check_int("simd", simd)
         if in_count % simd:
             raise ValueError(f"simd must divide in_count={in_count} (one of {_divisors(in_count)}), "
                              f"not {simd!r}")
-        acc = _element_shape("acc_shape", acc_shape)
+        acc = cast_shape("acc_shape", acc_shape)
 
         # The exact range of acc over every possible input, and the bound on partial sums.
-        x_lo, x_hi = _range_of(in_shape)
+        x_lo, x_hi = range_of(in_shape)
         x_abs = max(-x_lo, x_hi)
         lo = min(b + sum(min(w * x_lo, w * x_hi) for w in row) for row, b in zip(weights, bias))
         hi = max(b + sum(max(w * x_lo, w * x_hi) for w in row) for row, b in zip(weights, bias))
-        acc_lo, acc_hi = _range_of(acc)
+        acc_lo, acc_hi = range_of(acc)
         if lo < acc_lo or hi > acc_hi:
             raise ValueError(f"acc_shape {acc_shape!r} cannot hold the accumulator range [{lo}, {hi}] "
-                             f"of these weights, bias and in_shape, which needs {_shape_for(lo, hi)!r}")
+                             f"of these weights, bias and in_shape, which needs {shape_for(lo, hi)!r}")
         bound = max(abs(b) + sum(abs(w) for w in row) * x_abs for row, b in zip(weights, bias))
 
         self.in_shape = in_shape
@@ -133,10 +103,10 @@ class MacArray(wiring.Component):
         self.simd = simd
         self.acc_shape = acc_shape
         self.acc_range = (lo, hi)
-        self._sum_shape = _shape_for(-bound, bound)     # internal accumulators: never overflow
-        # ROM element shapes, always signed (the -1 makes _shape_for choose a signed shape).
-        self._w_shape = _shape_for(min(-1, *(min(row) for row in weights)), max(max(row) for row in weights))
-        self._b_shape = _shape_for(min(-1, *bias), max(bias))
+        self._sum_shape = shape_for(-bound, bound)     # internal accumulators: never overflow
+        # ROM element shapes, always signed (the -1 makes shape_for choose a signed shape).
+        self._w_shape = shape_for(min(-1, *(min(row) for row in weights)), max(max(row) for row in weights))
+        self._b_shape = shape_for(min(-1, *bias), max(bias))
         super().__init__({
             "i_stream": In(stream.Signature(data.ArrayLayout(in_shape, in_count))),
             "o_stream": Out(stream.Signature(data.ArrayLayout(acc_shape, pe))),

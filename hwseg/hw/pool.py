@@ -3,17 +3,13 @@
 See :class:`WindowMax`.
 """
 
-from amaranth.hdl import Module, Mux, Shape, Signal
+from amaranth.hdl import Module, Mux, Signal
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
+from ._checks import check_int, check_shape
+
 __all__ = ["WindowMax"]
-
-
-def _check_positive_int(name, value):
-    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-        raise ValueError(f"{name} must be a positive int, not {value!r}")
-    return value
 
 
 def _max_tree(values):
@@ -36,12 +32,9 @@ class WindowMax(wiring.Component):
     """
 
     def __init__(self, *, elem_shape, channels, window):
-        if not isinstance(elem_shape, Shape) or elem_shape.width < 1:
-            raise TypeError(f"elem_shape must be an Amaranth shape unsigned(b) or signed(b) with b >= 1, "
-                            f"not {elem_shape!r}")
-        self._elem_shape = elem_shape
-        self._channels = _check_positive_int("channels", channels)
-        self._window = _check_positive_int("window", window)
+        self._elem_shape = check_shape("elem_shape", elem_shape)
+        self._channels = check_int("channels", channels)
+        self._window = check_int("window", window)
         super().__init__({
             "i_stream": In(stream.Signature(data.ArrayLayout(elem_shape, window * channels))),
             "o_stream": Out(stream.Signature(data.ArrayLayout(elem_shape, channels))),

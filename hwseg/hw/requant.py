@@ -1,41 +1,12 @@
 """Multiply-shift requantization: an accumulator stream to the next layer's activations."""
 
-from amaranth.hdl import Const, Module, Mux, Shape, Signal, signed, unsigned
+from amaranth.hdl import Const, Module, Mux, Signal
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
+from ._checks import cast_shape, check_int, is_int, range_of, shape_for
+
 __all__ = ["MulShiftRequant"]
-
-
-def _is_int(value):
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _positive_int(name, value):
-    if not _is_int(value) or value < 1:
-        raise ValueError(f"{name} must be a positive integer, not {value!r}")
-
-
-def _element_shape(name, value):
-    try:
-        shape = Shape.cast(value)
-    except TypeError:
-        raise TypeError(f"{name} must be a shape, not {value!r}") from None
-    if shape.width < 1:
-        raise ValueError(f"{name} must be at least 1 bit wide, not {value!r}")
-    return shape
-
-
-def _range_of(shape):
-    if shape.signed:
-        return -(1 << (shape.width - 1)), (1 << (shape.width - 1)) - 1
-    return 0, (1 << shape.width) - 1
-
-
-def _shape_for(lo, hi):
-    if lo < 0:
-        return signed(max((-lo - 1).bit_length(), hi.bit_length()) + 1)
-    return unsigned(max(hi.bit_length(), 1))
 
 
 class MulShiftRequant(wiring.Component):
@@ -58,21 +29,20 @@ class MulShiftRequant(wiring.Component):
     """
 
     def __init__(self, *, acc_shape, out_shape, channels, lanes, multipliers, shift, lo, hi):
-        acc_shape_ = _element_shape("acc_shape", acc_shape)
-        out_shape_ = _element_shape("out_shape", out_shape)
-        _positive_int("channels", channels)
-        _positive_int("lanes", lanes)
+        acc_shape_ = cast_shape("acc_shape", acc_shape)
+        out_shape_ = cast_shape("out_shape", out_shape)
+        check_int("channels", channels)
+        check_int("lanes", lanes)
         if channels % lanes:
             raise ValueError(f"lanes must divide channels={channels}, not {lanes!r}")
         if (not isinstance(multipliers, (list, tuple)) or len(multipliers) != channels
-                or not all(_is_int(v) for v in multipliers)):
+                or not all(is_int(v) for v in multipliers)):
             raise ValueError(f"multipliers must be a list of {channels} ints (one per channel), "
                              f"not {multipliers!r}")
-        if not _is_int(shift) or shift < 0:
-            raise ValueError(f"shift must be a non-negative integer, not {shift!r}")
-        out_lo, out_hi = _range_of(out_shape_)
+        check_int("shift", shift, minimum=0)
+        out_lo, out_hi = range_of(out_shape_)
         for name, value in (("lo", lo), ("hi", hi)):
-            if not _is_int(value) or not out_lo <= value <= out_hi:
+            if not is_int(value) or not out_lo <= value <= out_hi:
                 raise ValueError(f"{name} must be an int that fits out_shape {out_shape!r} "
                                  f"([{out_lo}, {out_hi}]), not {value!r}")
         if lo > hi:
@@ -86,7 +56,7 @@ class MulShiftRequant(wiring.Component):
         self.lo = lo
         self.hi = hi
         self._acc = acc_shape_
-        self._m_shape = _shape_for(min(-1, *multipliers), max(multipliers))
+        self._m_shape = shape_for(min(-1, *multipliers), max(multipliers))
         super().__init__({
             "i_stream": In(stream.Signature(data.ArrayLayout(acc_shape, lanes))),
             "o_stream": Out(stream.Signature(data.ArrayLayout(out_shape, lanes))),

@@ -3,10 +3,12 @@
 See :class:`SlidingWindow`.
 """
 
-from amaranth.hdl import Cat, Module, Mux, Shape, Signal
+from amaranth.hdl import Cat, Module, Mux, Signal
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
+
+from ._checks import check_elem_value, check_int, check_pair, check_shape
 
 __all__ = ["SlidingWindow"]
 
@@ -14,40 +16,6 @@ __all__ = ["SlidingWindow"]
 # A row delay shorter than this is built from registers instead of a Memory: a memory of depth 1
 # would need a transparent read port, and such a tiny memory is better held in flip-flops anyway.
 _MIN_MEMORY_DEPTH = 2
-
-
-def _check_int(name, value, minimum):
-    if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
-        kind = "a positive int" if minimum == 1 else f"an int >= {minimum}"
-        raise ValueError(f"{name} must be {kind}, not {value!r}")
-    return value
-
-
-def _check_pair(name, value, minimum):
-    kind = "positive ints" if minimum == 1 else f"ints >= {minimum}"
-    if (not isinstance(value, (tuple, list)) or len(value) != 2
-            or any(not isinstance(v, int) or isinstance(v, bool) or v < minimum for v in value)):
-        raise ValueError(f"{name} must be a pair of {kind}, not {value!r}")
-    return tuple(value)
-
-
-def _check_elem_shape(elem_shape):
-    if not isinstance(elem_shape, Shape) or elem_shape.width < 1:
-        raise TypeError(f"elem_shape must be an Amaranth shape unsigned(b) or signed(b) with b >= 1, "
-                        f"not {elem_shape!r}")
-    return elem_shape
-
-
-def _check_elem_value(name, value, elem_shape):
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{name} must be an int, not {value!r}")
-    if elem_shape.signed:
-        lo, hi = -(1 << (elem_shape.width - 1)), (1 << (elem_shape.width - 1)) - 1
-    else:
-        lo, hi = 0, (1 << elem_shape.width) - 1
-    if not lo <= value <= hi:
-        raise ValueError(f"{name} must be representable in {elem_shape!r} ({lo}..{hi}), not {value!r}")
-    return value
 
 
 class _Counter:
@@ -99,15 +67,15 @@ class SlidingWindow(wiring.Component):
 
     def __init__(self, *, elem_shape, channels, height, width, kernel, stride=(1, 1), padding=(0, 0),
                  dilation=(1, 1), pad_value=0):
-        self._elem_shape = _check_elem_shape(elem_shape)
-        self._channels = _check_int("channels", channels, 1)
-        self._height = _check_int("height", height, 1)
-        self._width = _check_int("width", width, 1)
-        self._kernel = _check_pair("kernel", kernel, 1)
-        self._stride = _check_pair("stride", stride, 1)
-        self._padding = _check_pair("padding", padding, 0)
-        self._dilation = _check_pair("dilation", dilation, 1)
-        self._pad_value = _check_elem_value("pad_value", pad_value, elem_shape)
+        self._elem_shape = check_shape("elem_shape", elem_shape)
+        self._channels = check_int("channels", channels)
+        self._height = check_int("height", height)
+        self._width = check_int("width", width)
+        self._kernel = check_pair("kernel", kernel)
+        self._stride = check_pair("stride", stride)
+        self._padding = check_pair("padding", padding, minimum=0)
+        self._dilation = check_pair("dilation", dilation)
+        self._pad_value = check_elem_value("pad_value", pad_value, elem_shape)
 
         (kh, kw), (dh, dw), (ph, pw) = self._kernel, self._dilation, self._padding
         span_h, span_w = dh * (kh - 1) + 1, dw * (kw - 1) + 1

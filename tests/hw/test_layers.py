@@ -137,8 +137,8 @@ GOOD = dict(elem_shape=unsigned(8), channels=2, height=5, width=6, kernel=(3, 3)
      "acc_shape unsigned(12) cannot hold the accumulator range [0, 4590] of these weights, bias and in_shape, "
      "which needs unsigned(13)"),
     # SlidingWindow's own messages
-    (dict(padding=(-1, 0)), ValueError, "padding must be a pair of ints >= 0, not (-1, 0)"),
-    (dict(height=0), ValueError, "height must be a positive int, not 0"),
+    (dict(padding=(-1, 0)), ValueError, "padding must be a pair of non-negative integers, not (-1, 0)"),
+    (dict(height=0), ValueError, "height must be a positive integer, not 0"),
     (dict(kernel=(7, 3), padding=(0, 0), weights=[[1] * 42] * 4, simd=6), ValueError,
      "kernel (7, 3) with dilation (1, 1) spans 7×3 pixels, more than the padded frame 5×6 "
      "(height 5 + 2·0, width 6 + 2·0): no window fits"),

@@ -70,9 +70,9 @@ def test_window_max_full_rate():
 @pytest.mark.parametrize("change, error, message", [
     (dict(elem_shape="u8"), TypeError, r"^elem_shape must be an Amaranth shape unsigned\(b\) or signed\(b\) "
                                        r"with b >= 1, not 'u8'$"),
-    (dict(channels=0), ValueError, r"^channels must be a positive int, not 0$"),
-    (dict(window=2.5), ValueError, r"^window must be a positive int, not 2.5$"),
-    (dict(window=False), ValueError, r"^window must be a positive int, not False$"),
+    (dict(channels=0), ValueError, r"^channels must be a positive integer, not 0$"),
+    (dict(window=2.5), ValueError, r"^window must be a positive integer, not 2.5$"),
+    (dict(window=False), ValueError, r"^window must be a positive integer, not False$"),
 ])
 def test_window_max_errors(change, error, message):
     with pytest.raises(error, match=message):
