@@ -5,7 +5,7 @@ without a traceback; everything else is a bug and keeps its traceback.
 """
 
 __all__ = ["HwsegError", "CheckpointError", "UnsupportedError", "InputSizeError", "BoardError",
-           "DoesNotFitError", "SimulationError"]
+           "DoesNotFitError", "SimulationError", "DatasetError"]
 
 
 class HwsegError(Exception):
@@ -34,3 +34,7 @@ class DoesNotFitError(HwsegError):
 
 class SimulationError(HwsegError):
     """The simulator is missing or the simulation could not run."""
+
+
+class DatasetError(HwsegError):
+    """A dataset that is missing, malformed or does not match the network (size, classes)."""
