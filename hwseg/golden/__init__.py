@@ -5,6 +5,8 @@ expected values that the hardware and the torch integer path are checked against
 """
 
 from .graph import run_graph, run_op
-from .ops import argmax, conv2d, max_pool, mul_shift, sliding_windows
+from .ops import (add, argmax, avg_pool, concat, conv2d, conv_transpose2d, max_pool, mul_shift, sliding_windows,
+                  threshold, upsample)
 
-__all__ = ["sliding_windows", "conv2d", "mul_shift", "max_pool", "argmax", "run_op", "run_graph"]
+__all__ = ["sliding_windows", "conv2d", "mul_shift", "max_pool", "argmax", "threshold", "add", "concat", "avg_pool",
+           "conv_transpose2d", "upsample", "run_op", "run_graph"]

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from hwseg.ir import ArgMax, Conv2d, Graph, Input, IRError, MaxPool, MulShift, Op
+from hwseg.ir import (Add, ArgMax, AvgPool, Concat, Conv2d, ConvTranspose2d, Fork, Graph, Input, IRError, MaxPool,
+                      MulShift, Op, Threshold, Upsample)
 
-from .ops import _tensor, argmax, conv2d, max_pool, mul_shift
+from .ops import (_tensor, add, argmax, avg_pool, concat, conv2d, conv_transpose2d, max_pool, mul_shift, threshold,
+                  upsample)
 
 __all__ = ["run_op", "run_graph"]
 
@@ -48,6 +50,21 @@ def run_op(op: Op, inputs: list) -> np.ndarray:
         return max_pool(inputs[0], op.kernel, op.stride, op.padding)
     if isinstance(op, ArgMax):
         return argmax(inputs[0])
+    if isinstance(op, Threshold):
+        return threshold(inputs[0], op.thresholds)
+    if isinstance(op, Add):
+        return add(inputs[0], inputs[1], op.lo, op.hi)
+    if isinstance(op, Concat):
+        return concat(inputs)
+    if isinstance(op, AvgPool):
+        return avg_pool(inputs[0], op.kernel, op.stride, op.padding)
+    if isinstance(op, ConvTranspose2d):
+        return conv_transpose2d(inputs[0], op.weight, op.bias, op.stride, op.padding, op.output_padding,
+                                op.dilation, op.groups)
+    if isinstance(op, Upsample):
+        return upsample(inputs[0], op.factor, op.mode)
+    if isinstance(op, Fork):
+        return _tensor(inputs[0], "Fork input")
     raise NotImplementedError(f"the golden model has no implementation of {type(op).__name__}")
 
 

@@ -17,7 +17,8 @@ import numpy as np
 
 from hwseg.ir import IRError, conv_output_size
 
-__all__ = ["sliding_windows", "conv2d", "mul_shift", "max_pool", "argmax"]
+__all__ = ["sliding_windows", "conv2d", "mul_shift", "max_pool", "argmax", "threshold", "add", "concat",
+           "avg_pool", "conv_transpose2d", "upsample"]
 
 #: Target size in bytes of the temporaries of one chunk (a chunk is a group of whole
 #: frames or a band of output rows of one frame). Tests lower it to exercise chunking.
@@ -282,4 +283,261 @@ def argmax(x) -> np.ndarray:
     out = np.empty((n, 1, h, w), np.int64)
     for n0, n1, r0, r1 in _chunks(n, h, 8 * 2 * c * w):
         out[n0:n1, 0, r0:r1] = np.argmax(x[n0:n1, :, r0:r1], axis=1)
+    return out
+
+
+def threshold(x, thresholds) -> np.ndarray:
+    """Multi-threshold activation per channel ``c``: ``y = Σ_j [x ≥ T[c, j]]`` (``0 … n``).
+
+    ``thresholds`` is ``(C, n)`` with every row ascending (non-decreasing), so the count is
+    the number of thresholds ``≤ x``, found by binary search in the channel's row.
+    """
+    x = _tensor(x, "threshold input")
+    t = _tensor(thresholds, "threshold thresholds", 2)
+    n, c, h, w = x.shape
+    if t.shape[0] != c or t.shape[1] < 1:
+        raise IRError(f"threshold needs ({c}, n ≥ 1) thresholds for {c} channels, not shape {t.shape}")
+    bad = np.argwhere(t[:, 1:] < t[:, :-1])
+    if bad.size:
+        ch, j = (int(v) for v in bad[0])
+        raise IRError(f"threshold rows must be ascending: channel {ch} has {int(t[ch, j])} before {int(t[ch, j + 1])}")
+    out = np.empty(x.shape, np.int64)
+    for n0, n1, r0, r1 in _chunks(n, h, 8 * 2 * w):  # one channel of a row at a time
+        for ch in range(c):
+            # side="right": the number of thresholds T with T ≤ x, i.e. Σ_j [x ≥ T[c, j]].
+            out[n0:n1, ch, r0:r1] = np.searchsorted(t[ch], x[n0:n1, ch, r0:r1], side="right")
+    return out
+
+
+def add(a, b, lo, hi) -> np.ndarray:
+    """Residual addition ``clamp(a + b, lo, hi)`` of two tensors of the same shape."""
+    a = _tensor(a, "add input a")
+    b = _tensor(b, "add input b")
+    if a.shape != b.shape:
+        raise IRError(f"add needs two tensors of the same shape, not {a.shape} and {b.shape}")
+    lo, hi = int(lo), int(hi)
+    if lo > hi:
+        raise IRError(f"add needs lo ≤ hi, not lo={lo}, hi={hi}")
+    if _magnitude(a) + _magnitude(b) > _INT64_MAX:
+        raise IRError(f"add could overflow int64: max |a| = {_magnitude(a)}, max |b| = {_magnitude(b)}")
+    lo, hi = max(lo, _INT64_MIN), min(hi, _INT64_MAX)
+    n, c, h, w = a.shape
+    out = np.empty(a.shape, np.int64)
+    for n0, n1, r0, r1 in _chunks(n, h, 8 * c * w):
+        view = out[n0:n1, :, r0:r1]
+        np.add(a[n0:n1, :, r0:r1], b[n0:n1, :, r0:r1], out=view)
+        np.clip(view, lo, hi, out=view)
+    return out
+
+
+def concat(inputs) -> np.ndarray:
+    """Channel concatenation, in order, of tensors with the same batch, height and width."""
+    tensors = [_tensor(x, f"concat input {i}") for i, x in enumerate(inputs)]
+    if len(tensors) < 1:
+        raise IRError("concat needs at least one tensor")
+    n, _, h, w = tensors[0].shape
+    for i, x in enumerate(tensors[1:], 1):
+        if (x.shape[0], x.shape[2], x.shape[3]) != (n, h, w):
+            raise IRError(f"concat input {i} has shape {x.shape}; input 0 has {tensors[0].shape}: "
+                          f"batch, height and width must agree")
+    return np.concatenate(tensors, axis=1)
+
+
+def avg_pool(x, kernel, stride=None, padding=0) -> np.ndarray:
+    """Average pooling over windows of ``2^n`` elements, rounded half up: ``(N, C, Ho, Wo)`` with
+
+    ``out[n, c, oy, ox] = (Σ_{ky, kx} x[n, c, oy·sh − ph + ky, ox·sw − pw + kx] + 2^(n−1)) >> n``
+
+    where positions outside the frame read 0 and count as elements (torch ``avg_pool2d``
+    with ``count_include_pad=True``); ``n = 0`` adds no rounding term. ``stride`` defaults
+    to ``kernel``; padding may be at most half the kernel, as in torch.
+    """
+    x = _tensor(x, "avg_pool input")
+    kernel = _pair(kernel, "avg_pool kernel")
+    stride = kernel if stride is None else _pair(stride, "avg_pool stride")
+    padding = _pair(padding, "avg_pool padding")
+    n, c, h, w = x.shape
+    ho, wo = _output_size(h, w, kernel, stride, padding, (1, 1), "average pool")
+    (kh, kw), (sh, sw), (ph, pw) = kernel, stride, padding
+    elements = kh * kw
+    if elements & (elements - 1):
+        raise IRError(f"avg_pool window {kh}×{kw} has {elements} elements; it must have a power-of-two "
+                      f"number of elements")
+    if 2 * ph > kh or 2 * pw > kw:
+        raise IRError(f"avg_pool padding must be at most half the kernel {kernel}, not {padding}")
+    shift = elements.bit_length() - 1
+    if _magnitude(x) * elements + (1 << shift) > _INT64_MAX:
+        raise IRError(f"avg_pool sums could overflow int64: max |x| = {_magnitude(x)}, {elements} elements")
+    rounding = (1 << (shift - 1)) if shift else 0
+    out = np.empty((n, c, ho, wo), np.int64)
+    wp = w + 2 * pw
+    for n0, n1, r0, r1 in _chunks(n, ho, 8 * c * (wp * sh + wo), 8 * c * wp * kh):
+        band = _band(x[n0:n1], r0, r1, kh, sh, ph, 1, pw, 0)
+        rows = r1 - r0
+        view = out[n0:n1, :, r0:r1]
+        view[...] = rounding
+        for ky in range(kh):
+            for kx in range(kw):
+                view += _tap(band, ky, kx, rows, wo, sh, sw, 1, 1)
+        view >>= shift
+    return out
+
+
+def _ceil_div(a: int, b: int) -> int:
+    return -(-a // b)
+
+
+def conv_transpose2d(x, weight, bias, stride, padding, output_padding, dilation, groups=1) -> np.ndarray:
+    """Exact integer transposed convolution with torch ``conv_transpose2d`` semantics.
+
+    ``weight`` is ``(C_in, C_out / G, kh, kw)``, ``bias`` ``(C_out,)`` or ``None``. Every input
+    pixel scatters its products into the output, one kernel tap at a time:
+
+    ``out[n, o, iy·sh − ph + ky·dh, ix·sw − pw + kx·dw] += weight[i, o − g·C_out/G, ky, kx] · x[n, i, iy, ix]``
+
+    for each input channel ``i`` of group ``g = o // (C_out/G)``, dropping positions outside
+    ``Ho = (H − 1)·sh − 2·ph + dh·(kh − 1) + oph + 1`` (and likewise ``Wo``); then ``+ bias[o]``.
+    ``output_padding`` must be smaller than the stride or the dilation (as torch requires).
+    No zeros are inserted: one tap's products land on a strided grid of output positions.
+    Raises IRError if an accumulator could leave int64.
+    """
+    x = _tensor(x, "conv_transpose2d input")
+    weight = _tensor(weight, "conv_transpose2d weight")
+    n, c, h, w = x.shape
+    cin, cout_g, kh, kw = weight.shape
+    if not isinstance(groups, (int, np.integer)) or isinstance(groups, bool) or groups < 1 or cin % groups \
+            or c != cin:
+        raise IRError(f"conv_transpose2d groups={groups!r} does not fit weight {weight.shape} and {c} input "
+                      f"channels: need C_in == weight.shape[0] and C_in % groups == 0")
+    g = int(groups)
+    cin_g, cout = cin // g, cout_g * g
+    bias = np.zeros(cout, np.int64) if bias is None else _tensor(bias, "conv_transpose2d bias", 1)
+    if bias.shape != (cout,):
+        raise IRError(f"conv_transpose2d bias must have shape ({cout},), not {bias.shape}")
+    (sh, sw), (ph, pw) = _pair(stride, "conv_transpose2d stride"), _pair(padding, "conv_transpose2d padding")
+    (oph, opw) = _pair(output_padding, "conv_transpose2d output_padding")
+    (dh, dw) = _pair(dilation, "conv_transpose2d dilation")
+    if min(kh, kw, sh, sw, dh, dw) < 1 or min(ph, pw, oph, opw) < 0:
+        raise IRError(f"conv_transpose2d needs kernel, stride, dilation ≥ 1 and padding, output_padding ≥ 0, "
+                      f"not kernel={(kh, kw)}, stride={(sh, sw)}, padding={(ph, pw)}, "
+                      f"output_padding={(oph, opw)}, dilation={(dh, dw)}")
+    if oph >= max(sh, dh) or opw >= max(sw, dw):
+        raise IRError(f"conv_transpose2d output_padding {(oph, opw)} must be smaller than the stride "
+                      f"{(sh, sw)} or the dilation {(dh, dw)}")
+    ho = (h - 1) * sh - 2 * ph + dh * (kh - 1) + oph + 1
+    wo = (w - 1) * sw - 2 * pw + dw * (kw - 1) + opw + 1
+    if ho < 1 or wo < 1:
+        raise IRError(f"a {h}×{w} input gives an empty {ho}×{wo} output for a {kh}×{kw} transposed "
+                      f"convolution with padding {(ph, pw)}")
+
+    # Bound every partial sum: |Σ w·x + b| ≤ max|x| · Σ|w| + |b| per output channel.
+    xmax, wmax, taps = _magnitude(x), _magnitude(weight), cin_g * kh * kw
+    if max(xmax, 1) * wmax * taps + _magnitude(bias) > _INT64_MAX:
+        raise IRError(f"conv_transpose2d accumulators could overflow int64: max |x| = {xmax}, "
+                      f"max |w| = {wmax}, {taps} terms per output")
+    wsum = np.abs(weight).reshape(g, cin_g, cout_g, kh * kw).sum(axis=(1, 3)).reshape(cout)
+    bound = max((xmax * int(s) + abs(int(b)) for s, b in zip(wsum, bias)), default=0)
+    use_float = bound < _FLOAT64_EXACT
+    work = np.float64 if use_float else np.int64
+
+    # taps[ky][kx] = (G, C_out/G, C_in/G)
+    wt = weight.reshape(g, cin_g, cout_g, kh, kw).transpose(3, 4, 0, 2, 1).astype(work)
+    xg = x.reshape(n, g, cin_g, h, w)
+    out = np.empty((n, cout, ho, wo), np.int64)
+    # Columns each tap reads and writes (the same for every band of rows).
+    cols = []
+    for kx in range(kw):
+        off = kx * dw - pw                      # output column of input column 0
+        ix0, ix1 = max(0, _ceil_div(-off, sw)), min(w, _ceil_div(wo - off, sw))
+        cols.append((ix0, ix1, ix0 * sw + off))
+    # Per output row: acc (work), plus the input rows and products of a tap (≤ one row each).
+    row_bytes = 8 * (cout * wo + 2 * (c + cout) * w)
+    for n0, n1, r0, r1 in _chunks(n, ho, row_bytes):
+        frames, rows = n1 - n0, r1 - r0
+        acc = np.zeros((frames, g, cout_g, rows, wo), work)
+        for ky in range(kh):
+            off = ky * dh - ph                  # output row of input row 0
+            iy0, iy1 = max(0, _ceil_div(r0 - off, sh)), min(h, _ceil_div(r1 - off, sh))
+            if iy0 >= iy1:
+                continue
+            y0 = iy0 * sh + off - r0            # first output row, relative to the band
+            for kx in range(kw):
+                ix0, ix1, x0 = cols[kx]
+                if ix0 >= ix1:
+                    continue
+                ny, nx = iy1 - iy0, ix1 - ix0
+                src = xg[n0:n1, :, :, iy0:iy1, ix0:ix1].reshape(frames, g, cin_g, ny * nx)
+                if use_float:
+                    prod = np.matmul(wt[ky, kx], src.astype(np.float64))
+                else:
+                    prod = np.einsum("goi,ngip->ngop", wt[ky, kx], src)
+                acc[:, :, :, y0:y0 + (ny - 1) * sh + 1:sh, x0:x0 + (nx - 1) * sw + 1:sw] += \
+                    prod.reshape(frames, g, cout_g, ny, nx)
+        block = out[n0:n1, :, r0:r1]
+        block[...] = acc.reshape(frames, cout, rows, wo)  # float64 → int64 is exact below 2^53
+        block += bias[:, None, None]
+    return out
+
+
+def _linear_taps(size: int, factor: int):
+    """Source indices and integer weights of torch's ``align_corners=False`` linear interpolation.
+
+    Output ``d`` reads source position ``src = (d + 1/2)/f − 1/2``, clamped at 0; with
+    ``a = max(2d + 1 − f, 0)`` that is ``a / (2f)``: index ``i0 = a // 2f``, fraction
+    ``a mod 2f`` over ``2f``; ``i1 = i0 + 1`` except on the last source sample. Returns
+    ``(i0, i1, w0, w1, bits)`` with ``w0 + w1 = 2^bits`` (``bits = 0`` when ``f = 1``).
+    """
+    d = np.arange(size * factor, dtype=np.int64)
+    if factor == 1:
+        return d, d, np.ones_like(d), np.zeros_like(d), 0
+    denominator = 2 * factor                      # a power of two: factor is one
+    a = np.maximum(2 * d + 1 - factor, 0)
+    i0, frac = np.divmod(a, denominator)
+    i1 = np.minimum(i0 + 1, size - 1)
+    return i0, i1, denominator - frac, frac, denominator.bit_length() - 1
+
+
+def upsample(x, factor, mode="nearest") -> np.ndarray:
+    """Upsampling by integer factors ``(fh, fw)``: ``(N, C, H·fh, W·fw)``.
+
+    * ``nearest``: ``out[n, c, y, x] = x[n, c, y // fh, x // fw]``.
+    * ``bilinear``: torch ``interpolate(mode="bilinear", align_corners=False)`` rounded half up,
+      in integers. Factors must be powers of two; along each axis output ``d`` mixes source
+      samples ``i0, i1`` with weights ``w0 + w1 = 2^b`` (``b = log2 f + 1``, 0 for ``f = 1``,
+      see ``_linear_taps``), and ``out = (Σ wy·wx·x + 2^(s−1)) >> s`` with ``s = b_h + b_w``
+      (no rounding term when ``s = 0``).
+    """
+    x = _tensor(x, "upsample input")
+    fh, fw = _pair(factor, "upsample factor")
+    if min(fh, fw) < 1:
+        raise IRError(f"upsample factor must be ≥ 1, not {(fh, fw)}")
+    n, c, h, w = x.shape
+    ho, wo = h * fh, w * fw
+    out = np.empty((n, c, ho, wo), np.int64)
+    if mode == "nearest":
+        for n0, n1, r0, r1 in _chunks(n, ho, 8 * c * wo):
+            rows = np.arange(r0, r1) // fh
+            out[n0:n1, :, r0:r1] = np.repeat(x[n0:n1][:, :, rows], fw, axis=3)
+        return out
+    if mode != "bilinear":
+        raise IRError(f"upsample mode must be 'nearest' or 'bilinear', not {mode!r}")
+    if fh & (fh - 1) or fw & (fw - 1):
+        raise IRError(f"upsample bilinear factors must be powers of two, not {(fh, fw)}")
+    y0, y1, wy0, wy1, bh = _linear_taps(h, fh)
+    x0, x1, wx0, wx1, bw = _linear_taps(w, fw)
+    shift = bh + bw
+    if _magnitude(x) << shift > _INT64_MAX // 2:
+        raise IRError(f"upsample bilinear sums could overflow int64: max |x| = {_magnitude(x)}, weights 2^{shift}")
+    rounding = (1 << (shift - 1)) if shift else 0
+    # Per output row: the horizontal pass of (at most) two source rows and the result's temporaries.
+    for n0, n1, r0, r1 in _chunks(n, ho, 8 * c * wo * 5):
+        lo, hi = int(y0[r0]), int(y1[r1 - 1]) + 1          # source rows this band reads
+        src = x[n0:n1, :, lo:hi]
+        across = src[..., x0] * wx0 + src[..., x1] * wx1     # (frames, C, hi − lo, Wo), weights 2^bw
+        a, b = y0[r0:r1] - lo, y1[r0:r1] - lo
+        view = out[n0:n1, :, r0:r1]
+        np.multiply(across[:, :, a], wy0[r0:r1, None], out=view)
+        view += across[:, :, b] * wy1[r0:r1, None]
+        view += rounding
+        view >>= shift
     return out
