@@ -39,14 +39,20 @@ def _check_shape(input_shape) -> tuple[int, int, int]:
 
 
 def _op(step, shape, input_type):
+    from hwseg.ir import Bipolar, Threshold
+    from hwseg.quant import ThresholdStep
+
     if isinstance(step, InputStep):
         return Input(shape, UInt(step.bits))
     if isinstance(step, ConvStep):
         c = step.conv
-        return Conv2d(c.weight, c.bias, Int(c.weight_bits), c.stride, c.padding, c.dilation, c.groups)
+        weight_type = Bipolar() if getattr(c, "bipolar", False) else Int(c.weight_bits)
+        return Conv2d(c.weight, c.bias, weight_type, c.stride, c.padding, c.dilation, c.groups)
     if isinstance(step, RequantStep):
         r = step.requant
         return MulShift(r.multiplier, r.shift, r.lo, r.hi)
+    if isinstance(step, ThresholdStep):
+        return Threshold(step.thresholds.thresholds)
     if isinstance(step, PoolStep):
         return MaxPool(step.kernel, step.stride, step.padding)
     if isinstance(step, ArgMaxStep):

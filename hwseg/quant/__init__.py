@@ -1,22 +1,33 @@
 """Quantization-aware layers, exact integer folding and torch integer inference.
 
-Build a model from :class:`QuantInput`, :class:`QConv2d`, ``nn.BatchNorm2d``, :class:`QAct` /
-:class:`QReLU`, ``nn.MaxPool2d`` and :class:`ArgMax`; train or :func:`calibrate` it; then
-:func:`integer_forward` computes exactly what the accelerator computes, and
-:func:`hwseg.frontend.to_graph` exports the same integers as an IR graph.
+Build a model from :class:`QuantInput`, :class:`QConv2d` (int, pow2 or binary weights),
+``nn.BatchNorm2d`` or :class:`L1BatchNorm2d`, :class:`QAct` / :class:`QReLU` (EMA, fixed or learned
+PACT clips), ``nn.MaxPool2d`` and :class:`ArgMax`; train (optionally under :func:`integer_training`)
+or :func:`calibrate` it; then :func:`integer_forward` computes exactly what the accelerator computes,
+and :func:`hwseg.frontend.to_graph` exports the same integers as an IR graph. Low-bit activations can
+fold into integer thresholds (:func:`fold_thresholds`, ``lower_model(..., threshold_bits=4)``).
 """
 
 from .calibrate import calibrate
-from .fold import MULTIPLIER_BITS, FoldedConv, Requant, choose_shift, fold_conv, fold_requant
+from .fold import (MULTIPLIER_BITS, ConvAffine, FoldedConv, Requant, choose_shift, conv_affine, fold_conv,
+                   fold_requant)
 from .integer import integer_forward, run_program
-from .layers import (INPUT_SCALE, ArgMax, QAct, QConv2d, QReLU, QuantInput, act_range, fake_quantize_weight,
-                     quantize_weight, weight_scale)
-from .lowering import (ArgMaxStep, ConvStep, InputStep, IntegerProgram, PoolStep, RequantStep, Step,
+from .integer_training import IntegerTraining, integer_training, on_pow2_grid
+from .layers import (CLIP_MODES, INPUT_SCALE, ArgMax, QAct, QConv2d, QReLU, QuantInput, act_range,
+                     fake_quantize_weight, quantize_weight, weight_scale)
+from .lowering import (ArgMaxStep, ConvStep, InputStep, IntegerProgram, PoolStep, RequantStep, Step, ThresholdStep,
                        lower_model)
+from .norm import L1BatchNorm2d
+from .quantizers import (WEIGHT_MODES, binary_weight, fake_quantize_pow2, pow2_ceil, pow2_exponent, quantize_grad,
+                         quantize_pow2)
+from .thresholds import THRESHOLD_BITS, Thresholds, fold_thresholds, threshold_levels
 
 __all__ = [
-    "QuantInput", "QConv2d", "QAct", "QReLU", "ArgMax", "INPUT_SCALE", "quantize_weight", "weight_scale",
-    "fake_quantize_weight", "act_range", "calibrate", "MULTIPLIER_BITS", "Requant", "FoldedConv",
-    "choose_shift", "fold_conv", "fold_requant", "lower_model", "IntegerProgram", "Step", "InputStep",
-    "ConvStep", "RequantStep", "PoolStep", "ArgMaxStep", "integer_forward", "run_program",
+    "QuantInput", "QConv2d", "QAct", "QReLU", "ArgMax", "L1BatchNorm2d", "INPUT_SCALE", "CLIP_MODES",
+    "WEIGHT_MODES", "quantize_weight", "weight_scale", "fake_quantize_weight", "binary_weight", "pow2_ceil",
+    "pow2_exponent", "quantize_pow2", "fake_quantize_pow2", "quantize_grad", "act_range", "calibrate",
+    "MULTIPLIER_BITS", "Requant", "FoldedConv", "ConvAffine", "choose_shift", "conv_affine", "fold_conv",
+    "fold_requant", "THRESHOLD_BITS", "Thresholds", "fold_thresholds", "threshold_levels", "lower_model",
+    "IntegerProgram", "Step", "InputStep", "ConvStep", "RequantStep", "ThresholdStep", "PoolStep", "ArgMaxStep",
+    "integer_forward", "run_program", "integer_training", "IntegerTraining", "on_pow2_grid",
 ]

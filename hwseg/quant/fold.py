@@ -1,12 +1,14 @@
 """Exact integer folding of quantized layers into integer weights, biases and ``MulShift``.
 
-A chain ``QConv2d [→ BatchNorm2d] [→ ReLU] → QAct`` computes, in real values,
+A chain ``QConv2d [→ BatchNorm2d | L1BatchNorm2d] [→ ReLU] → QAct`` computes, in real values,
 
     z[c] = a[c] · (conv(x, w)[c] + bias[c] − μ[c]) + β[c]          (BN in eval mode)
          = a[c]·s_in·s_w[c] · (Σ w_int·x_int + b_fold[c] / (a[c]·s_in·s_w[c]))
 
-with ``x = x_int·s_in``, ``w = w_int·s_w``, ``a = γ/√(var + eps)`` and
-``b_fold = β − a·μ + a·bias`` (without BN: ``a = 1``, ``b_fold = bias``). So the integer layer is
+with ``x = x_int·s_in``, ``w = w_int·s_w``, ``a = γ/√(var + eps)`` (L1BatchNorm2d:
+``a = γ/(MAD + eps)``) and ``b_fold = β − a·μ + a·bias`` (without BN: ``a = 1``, ``b_fold = bias``).
+``w_int``/``s_w`` come from the conv's weight quantizer (per-channel int, pow2 or binary) and
+``bias`` is the bias its forward pass uses. So the integer layer is
 
 * ``acc[c] = Σ w_int·x_int + B_int[c]`` with ``B_int[c] = round(b_fold[c] / (a[c]·s_in·s_w[c]))``,
 * ``y[c] = clamp((acc[c]·M[c] + 2^(s−1)) >> s, lo, hi)`` (design.md ``MulShift``) with
@@ -23,7 +25,7 @@ of ``B_int`` (half an accumulator step, i.e. ``|M_real|/2`` output steps, with
 ``|M_real| ≪ 1`` and the outputs agree almost everywhere; with very low-bit weights and inputs
 feeding a finer output, one accumulator step can exceed an output step and the bias rounding shows.
 
-**Constant channels.** When ``a[c] = 0`` (BN ``γ = 0``) or every integer weight of channel ``c`` is 0,
+**Constant channels.** When ``a[c]·s_w[c] = 0`` (BN ``γ = 0``, or binary weights with ``E = 0``) or every integer weight of channel ``c`` is 0,
 the channel's output does not depend on the input: it is ``q[c] = clamp(round(b_fold[c] / s_out), lo, hi)``,
 exactly what the float QAT forward computes. Such a channel gets zero weights, ``M[c] = 2^t`` and
 ``B_int[c] = q[c]·2^(s−t)`` with ``t = min(s, 14)``, so that ``acc·M = q·2^s`` and the MulShift
@@ -48,9 +50,10 @@ from torch import nn
 from hwseg.errors import UnsupportedError
 
 from .layers import QAct, QConv2d
+from .norm import L1BatchNorm2d
 
-__all__ = ["MULTIPLIER_BITS", "MULTIPLIER_MAX", "MAX_SHIFT", "Requant", "FoldedConv",
-           "choose_shift", "fold_conv", "fold_requant"]
+__all__ = ["MULTIPLIER_BITS", "MULTIPLIER_MAX", "MAX_SHIFT", "Requant", "FoldedConv", "ConvAffine",
+           "choose_shift", "conv_affine", "fold_conv", "fold_requant"]
 
 #: Requantization multipliers are signed 16-bit integers.
 MULTIPLIER_BITS = 16
@@ -84,7 +87,10 @@ class FoldedConv:
     """Integer convolution ``acc = Σ weight·x + bias`` followed by ``requant``.
 
     ``weight`` is int64 ``(C_out, C_in/groups, kh, kw)`` in narrow ``Int(weight_bits)``;
-    ``constant`` marks the channels folded as constants (see the module docstring).
+    ``constant`` marks the channels folded as constants (see the module docstring). ``bipolar``:
+    every weight is ±1 (binary weights, no constant channel), so the IR may type them ``Bipolar``.
+    ``requant`` is a :class:`Requant` (MulShift) or, on the threshold path, a
+    :class:`~hwseg.quant.thresholds.Thresholds`.
     """
 
     weight: np.ndarray
@@ -96,6 +102,7 @@ class FoldedConv:
     groups: int
     requant: Requant
     constant: np.ndarray
+    bipolar: bool = False
 
 
 def choose_shift(real: np.ndarray, name: str) -> tuple[np.ndarray, int]:
@@ -144,42 +151,84 @@ def _check_products(name: str, acc_bound: np.ndarray, multiplier: np.ndarray, sh
                                f"2^62; its bias is too large for its weights' scale")
 
 
-def fold_conv(name: str, conv: QConv2d, bn: nn.BatchNorm2d | None, act: QAct, in_scale: float,
-              in_range: tuple[int, int], relu: bool = False) -> FoldedConv:
-    """Fold ``conv [→ bn] [→ ReLU] → act`` whose input has real step ``in_scale`` and integer range
-    ``in_range`` into integers (see the module docstring). ``name`` names the layer in errors."""
+def _bn_affine(name: str, bn, channels: int) -> tuple[np.ndarray, np.ndarray]:
+    """``(a, b)`` of an eval-mode BatchNorm2d (``a = γ/√(var + eps)``, ``b = β − a·μ``) or
+    L1BatchNorm2d (``a = γ/(MAD + eps)``, ``b = β − a·μ``), in float64."""
+    kind = type(bn).__name__
+    if getattr(bn, "num_features", channels) != channels:
+        raise UnsupportedError(f"layer '{name}': its {kind} has {bn.num_features} channels for "
+                               f"{channels} conv outputs")
+    if isinstance(bn, L1BatchNorm2d):
+        return bn.folded_affine()
+    if bn.running_mean is None or bn.running_var is None:
+        raise UnsupportedError(f"layer '{name}': its BatchNorm2d keeps no running statistics "
+                               f"(track_running_stats=False), so it cannot be folded; use the default")
+    gamma = _float64(bn.weight, channels, 1.0)
+    beta = _float64(bn.bias, channels, 0.0)
+    mean = _float64(bn.running_mean, channels, 0.0)
+    var = _float64(bn.running_var, channels, 1.0)
+    a = gamma / np.sqrt(var + float(bn.eps))
+    return a, beta - a * mean
+
+
+@dataclass(frozen=True, eq=False)
+class ConvAffine:
+    """A ``QConv2d [→ BN]`` in integers and reals: ``z[c] = unit[c] · Σ w_int·x_int + offset[c]``.
+
+    ``weight`` (int64, writable copy) and its scales ``s_w``; ``unit = a·s_in·s_w`` is the real
+    value of one accumulator step and ``offset = β − a·μ + a·bias`` (``a = 1``, ``offset = bias``
+    without BN). ``constant`` marks channels whose ``z`` does not depend on the input (``unit = 0``
+    or all integer weights 0). ``bipolar``: binary (±1) weights.
+    """
+
+    weight: np.ndarray
+    scale: np.ndarray
+    unit: np.ndarray
+    offset: np.ndarray
+    constant: np.ndarray
+    bipolar: bool
+
+
+def conv_affine(name: str, conv: QConv2d, bn, in_scale: float) -> ConvAffine:
+    """The :class:`ConvAffine` of ``conv [→ bn]`` on an input of real step ``in_scale``.
+
+    ``bn`` is ``None``, an eval-mode ``nn.BatchNorm2d`` or an :class:`L1BatchNorm2d`; the conv's
+    weights and bias are those its forward pass uses (``quantized_weight``, ``effective_bias``).
+    """
     w_int, s_w = conv.quantized_weight()
     w_int = w_int.cpu().numpy().copy()
-    s_w = s_w.cpu().numpy()
+    s_w = s_w.cpu().numpy().copy()
     channels = w_int.shape[0]
-    bias = _float64(conv.bias, channels, 0.0)
+    bias = conv.effective_bias() if hasattr(conv, "effective_bias") else conv.bias
+    bias = _float64(bias, channels, 0.0)
     if bn is not None:
-        if bn.running_mean is None or bn.running_var is None:
-            raise UnsupportedError(f"layer '{name}': its BatchNorm2d keeps no running statistics "
-                                   f"(track_running_stats=False), so it cannot be folded; use the default")
-        if bn.num_features != channels:
-            raise UnsupportedError(f"layer '{name}': its BatchNorm2d has {bn.num_features} channels for "
-                                   f"{channels} conv outputs")
-        gamma = _float64(bn.weight, channels, 1.0)
-        beta = _float64(bn.bias, channels, 0.0)
-        mean = _float64(bn.running_mean, channels, 0.0)
-        var = _float64(bn.running_var, channels, 1.0)
-        a = gamma / np.sqrt(var + float(bn.eps))
-        b_fold = beta - a * mean + a * bias
+        a, b = _bn_affine(name, bn, channels)
+        offset = b + a * bias
     else:
         a = np.ones(channels)
-        b_fold = bias
-    if not (np.all(np.isfinite(a)) and np.all(np.isfinite(b_fold))):
+        offset = bias
+    if not (np.all(np.isfinite(a)) and np.all(np.isfinite(offset)) and np.all(np.isfinite(s_w))):
         raise UnsupportedError(f"layer '{name}': its weights or BatchNorm statistics hold NaN or infinity")
+    unit = a * in_scale * s_w
+    constant = (unit == 0) | ~np.any(w_int.reshape(channels, -1) != 0, axis=1)
+    return ConvAffine(w_int, s_w, unit, offset, constant, getattr(conv, "weight_quant", "int") == "binary")
+
+
+def fold_conv(name: str, conv: QConv2d, bn, act: QAct, in_scale: float,
+              in_range: tuple[int, int], relu: bool = False) -> FoldedConv:
+    """Fold ``conv [→ bn] [→ ReLU] → act`` whose input has real step ``in_scale`` and integer range
+    ``in_range`` into integers (see the module docstring). ``bn`` is a BatchNorm2d or an
+    L1BatchNorm2d (folded alike). ``name`` names the layer in errors."""
+    affine = conv_affine(name, conv, bn, in_scale)
+    w_int, unit, b_fold, constant = affine.weight, affine.unit, affine.offset, affine.constant
+    channels = w_int.shape[0]
 
     lo, hi = act.qrange
     if relu:
         lo = max(lo, 0)
     s_out = act.scale
-    constant = (a == 0) | ~np.any(w_int.reshape(channels, -1) != 0, axis=1)
     live = ~constant
 
-    unit = a * in_scale * s_w                      # real value of one accumulator step
     multiplier = np.zeros(channels, np.int64)
     int_bias = np.zeros(channels, np.int64)
     m_live, shift = choose_shift(unit[live] / s_out, name)
@@ -202,9 +251,16 @@ def fold_conv(name: str, conv: QConv2d, bn: nn.BatchNorm2d | None, act: QAct, in
 
     w_int.setflags(write=False)
     return FoldedConv(
-        weight=w_int, bias=int_bias, weight_bits=conv.weight_bits,
+        weight=w_int, bias=int_bias, weight_bits=_ir_weight_bits(conv),
         stride=tuple(conv.stride), padding=tuple(conv.padding), dilation=tuple(conv.dilation),
-        groups=conv.groups, requant=Requant(multiplier, shift, lo, hi, s_out), constant=constant)
+        groups=conv.groups, requant=Requant(multiplier, shift, lo, hi, s_out), constant=constant,
+        bipolar=affine.bipolar and not constant.any())
+
+
+def _ir_weight_bits(conv: QConv2d) -> int:
+    """Bits of the narrow ``Int`` type holding the folded weights: binary ±1 (and the 0 of a
+    constant channel) fit ``Int(2)``."""
+    return 2 if getattr(conv, "weight_quant", "int") == "binary" else conv.weight_bits
 
 
 def fold_requant(name: str, act: QAct, channels: int, in_scale: float, in_range: tuple[int, int],

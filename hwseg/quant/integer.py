@@ -5,6 +5,7 @@ Independent of :mod:`hwseg.golden` (which it is checked against) and of the IR e
 * convolution: ``torch.nn.functional.conv2d`` in float64 on integer-valued tensors — exact,
   since the folding guarantees every accumulator stays below 2^53;
 * MulShift: int64 ``(acc·M + 2^(s−1)) >> s`` (``>>`` is arithmetic, i.e. floor), then clamp;
+* Threshold: per channel, the number of thresholds ``≤ acc`` (``torch.searchsorted``, right side);
 * max pooling: ``max_pool2d`` in float64 (exact on integers);
 * argmax: ``torch.argmax`` over channels (the first maximum).
 """
@@ -14,7 +15,8 @@ from __future__ import annotations
 import torch
 from torch.nn import functional as F
 
-from .lowering import ArgMaxStep, ConvStep, InputStep, IntegerProgram, PoolStep, RequantStep, lower_model
+from .lowering import (ArgMaxStep, ConvStep, InputStep, IntegerProgram, PoolStep, RequantStep, ThresholdStep,
+                       lower_model)
 
 __all__ = ["integer_forward", "run_program"]
 
@@ -63,6 +65,13 @@ def run_program(program: IntegerProgram, x, all_outputs: bool = False):
             if r.shift > 0:
                 product = (product + (1 << (r.shift - 1))) >> r.shift
             out = product.clamp(r.lo, r.hi)
+        elif isinstance(step, ThresholdStep):
+            acc = values[step.inputs[0]]
+            t = torch.from_numpy(step.thresholds.thresholds.copy())
+            n, c, h, w = acc.shape
+            flat = acc.permute(1, 0, 2, 3).reshape(c, -1).contiguous()
+            counts = torch.searchsorted(t, flat, right=True)   # Σ_j [acc ≥ T[c, j]]
+            out = counts.reshape(c, n, h, w).permute(1, 0, 2, 3).contiguous()
         elif isinstance(step, PoolStep):
             out = F.max_pool2d(values[step.inputs[0]].to(torch.float64), step.kernel, step.stride,
                                step.padding).to(torch.int64)
@@ -78,14 +87,16 @@ def run_program(program: IntegerProgram, x, all_outputs: bool = False):
 
 
 @torch.no_grad()
-def integer_forward(model: torch.nn.Module, x, all_outputs: bool = False):
+def integer_forward(model: torch.nn.Module, x, all_outputs: bool = False, threshold_bits: int = 0):
     """The hardware's integer result for ``model`` (an hwseg.quant model) on image(s) ``x``.
 
     ``x`` holds integer pixels 0…255: one image ``(C, H, W)`` or a batch ``(N, C, H, W)``, as a
     float or integer tensor. The model is folded (:func:`hwseg.quant.lowering.lower_model`) and
     executed with torch integer ops; the result is int64 (the class map when the model ends in
     ArgMax). ``all_outputs=True`` returns every step's tensor by name (the IR node names).
+    ``threshold_bits`` folds low-bit activations into thresholds (see :func:`lower_model`).
     """
     x = torch.as_tensor(x)
     channels = x.shape[-3] if x.dim() in (3, 4) else None
-    return run_program(lower_model(model, input_channels=channels), x, all_outputs=all_outputs)
+    program = lower_model(model, input_channels=channels, threshold_bits=threshold_bits)
+    return run_program(program, x, all_outputs=all_outputs)

@@ -5,8 +5,10 @@ and the standard ``torch.nn`` layers as leaves, so any static dataflow of suppor
 lowers (not just ``nn.Sequential``). The traced graph is then fused:
 
 * ``QuantInput`` → :class:`InputStep` (``UInt(8)``, scale 1/255);
-* ``QConv2d [→ BatchNorm2d] [→ ReLU] → QAct`` → :class:`ConvStep` + :class:`RequantStep`
-  (folded by :func:`hwseg.quant.fold.fold_conv`);
+* ``QConv2d [→ BatchNorm2d | L1BatchNorm2d] [→ ReLU] → QAct`` → :class:`ConvStep` + :class:`RequantStep`
+  (folded by :func:`hwseg.quant.fold.fold_conv`), or, when ``threshold_bits`` asks for it and the
+  QAct outputs ``0 … n`` with ``n ≤ 2^threshold_bits − 1``, :class:`ConvStep` + :class:`ThresholdStep`
+  (folded by :func:`hwseg.quant.thresholds.fold_thresholds`: the BFCN path);
 * ``QAct`` or ``ReLU`` on a quantized activation → :class:`RequantStep`
   (``ReLU`` is ``M = 1, s = 0, lo = 0``);
 * ``MaxPool2d`` → :class:`PoolStep` (scale and range pass through);
@@ -31,15 +33,17 @@ from hwseg.errors import InputSizeError, UnsupportedError
 
 from .fold import FoldedConv, Requant, fold_conv, fold_requant
 from .layers import INPUT_BITS, INPUT_SCALE, ArgMax, QAct, QConv2d, QuantInput
+from .norm import L1BatchNorm2d
+from .thresholds import Thresholds, fold_thresholds, threshold_foldable
 
-__all__ = ["Step", "InputStep", "ConvStep", "RequantStep", "PoolStep", "ArgMaxStep", "IntegerProgram",
-           "lower_model", "SUPPORTED_LAYERS"]
+__all__ = ["Step", "InputStep", "ConvStep", "RequantStep", "ThresholdStep", "PoolStep", "ArgMaxStep",
+           "IntegerProgram", "lower_model", "SUPPORTED_LAYERS"]
 
 #: The layers the lowering understands, as named in its error messages.
 SUPPORTED_LAYERS = ("QuantInput", "QConv2d", "BatchNorm2d", "ReLU", "QAct", "QReLU", "MaxPool2d", "ArgMax",
-                    "Identity", "Dropout")
+                    "Identity", "Dropout", "L1BatchNorm2d")
 
-_LEAVES = (QuantInput, QConv2d, QAct, ArgMax)
+_LEAVES = (QuantInput, QConv2d, QAct, ArgMax, L1BatchNorm2d)
 _PASS_THROUGH = (nn.Identity, nn.Dropout, nn.Dropout2d)
 
 
@@ -73,6 +77,13 @@ class RequantStep(Step):
     """``y = clamp((acc·M + 2^(s−1)) >> s, lo, hi)`` per channel."""
 
     requant: Requant = field(default=None)
+
+
+@dataclass(frozen=True, eq=False)
+class ThresholdStep(Step):
+    """``y[c] = Σ_j [acc[c] ≥ T[c, j]]`` per channel (``thresholds.thresholds`` ascending)."""
+
+    thresholds: Thresholds = field(default=None)
 
 
 @dataclass(frozen=True, eq=False)
@@ -131,7 +142,7 @@ class _Acc:
     conv_name: str
     conv: QConv2d
     source: _Act
-    bn: nn.BatchNorm2d | None = None
+    bn: nn.BatchNorm2d | L1BatchNorm2d | None = None
     relu: bool = False
     last: str = ""        # the module that produced this value (conv, bn or relu)
     users: int = 0
@@ -184,14 +195,20 @@ def _describe_call(node: fx.Node) -> str:
     return f"the attribute '{node.target}' directly (traced as '{node.name}')"
 
 
-def lower_model(model: nn.Module, input_channels: int | None = None) -> IntegerProgram:
+def lower_model(model: nn.Module, input_channels: int | None = None, threshold_bits: int = 0) -> IntegerProgram:
     """The integer program of ``model`` (an hwseg.quant model), or UnsupportedError.
 
     ``input_channels`` is the image's channel count; it is needed only when a layer other than
     a QConv2d (a QAct or ReLU) works on the image, and it is checked against the first QConv2d
     (InputSizeError). Folding uses the model's current parameters and buffers (BatchNorm running statistics,
     QAct clips), i.e. eval-mode semantics, whatever mode the model is in.
+
+    ``threshold_bits`` (0 = never, the default; :data:`~hwseg.quant.thresholds.THRESHOLD_BITS` = 4 is
+    the BFCN choice): a ``QConv2d [→ BN] [→ ReLU] → QAct`` whose output is ``0 … n`` with
+    ``n ≤ 2^threshold_bits − 1`` becomes ConvStep + ThresholdStep instead of ConvStep + RequantStep.
     """
+    if not isinstance(threshold_bits, int) or isinstance(threshold_bits, bool) or not 0 <= threshold_bits <= 16:
+        raise ValueError(f"threshold_bits must be an integer in 0…16, not {threshold_bits!r}")
     try:
         graph = _Tracer().trace(model)
     except Exception as error:  # noqa: BLE001 - any tracing failure is reported the same way
@@ -274,7 +291,7 @@ def lower_model(model: nn.Module, input_channels: int | None = None) -> IntegerP
         elif isinstance(module, nn.Conv2d):
             raise UnsupportedError(f"layer '{name}' is an unquantized float {kind}: use hwseg.quant.QConv2d "
                                    f"followed by a QAct (or QReLU) instead")
-        elif isinstance(module, nn.BatchNorm2d):
+        elif isinstance(module, (nn.BatchNorm2d, L1BatchNorm2d)):
             if not isinstance(src, _Acc) or src.bn is not None or src.relu:
                 raise UnsupportedError(f"{what} must directly follow a QConv2d to be folded into it")
             values[node] = _Acc(src.conv_name, src.conv, src.source, module, False, name)
@@ -293,10 +310,15 @@ def lower_model(model: nn.Module, input_channels: int | None = None) -> IntegerP
                 values[node] = _Act(step.name, src.scale, requant.lo, requant.hi, src.channels, src.from_input)
         elif isinstance(module, QAct):
             if isinstance(src, _Acc):
-                folded = fold_conv(name, src.conv, src.bn, module, src.source.scale,
-                                   (src.source.lo, src.source.hi), relu=src.relu)
+                use_thresholds = threshold_bits > 0 and threshold_foldable(module, src.relu, threshold_bits)
+                fold = fold_thresholds if use_thresholds else fold_conv
+                folded = fold(name, src.conv, src.bn, module, src.source.scale, (src.source.lo, src.source.hi),
+                              relu=src.relu)
                 conv_step = ConvStep(namer(src.conv_name, "conv"), src.conv_name, (src.source.step,), conv=folded)
-                req_step = RequantStep(namer(name, "act"), name, (conv_step.name,), requant=folded.requant)
+                if use_thresholds:
+                    req_step = ThresholdStep(namer(name, "act"), name, (conv_step.name,), thresholds=folded.requant)
+                else:
+                    req_step = RequantStep(namer(name, "act"), name, (conv_step.name,), requant=folded.requant)
                 steps += [conv_step, req_step]
                 values[node] = _Act(req_step.name, folded.requant.scale, folded.requant.lo, folded.requant.hi,
                                     folded.weight.shape[0])

@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from hwseg.models import build_model
-from hwseg.quant import QConv2d, calibrate
+from hwseg.quant import L1BatchNorm2d, QAct, QConv2d, QReLU, calibrate
 
 
 def random_layers(rng: random.Random, max_blocks: int = 3, min_bits: int = 2):
@@ -51,16 +51,52 @@ def random_layers(rng: random.Random, max_blocks: int = 3, min_bits: int = 2):
     return layers, shape
 
 
-def random_model(seed: int, **kwargs):
+def _vary(model, seed: int, l1bn: float, weight_modes: float) -> None:
+    """Swap, with a generator of its own (the layer choices stay those of ``seed``), some BatchNorm2d
+    for L1BatchNorm2d (probability ``l1bn``) and give some QConv2d binary or pow2 weights
+    (probability ``weight_modes``, half each)."""
+    rng = random.Random(10_000 + seed)
+    for name, module in list(model.named_children()):
+        if isinstance(module, nn.BatchNorm2d) and rng.random() < l1bn:
+            setattr(model, name, L1BatchNorm2d(module.num_features, eps=rng.choice([1e-5, 1e-3])))
+        elif isinstance(module, QConv2d) and rng.random() < weight_modes:
+            if rng.random() < 0.5:
+                module.weight_quant, module.weight_bits = "binary", 1
+            else:
+                module.weight_quant = "pow2"
+                module.weight_exponent = rng.choice([None, -7, -5])
+
+
+def _vary_clips(model, seed: int, clip_modes: float) -> None:
+    """After calibration, turn some EMA QActs into fixed-clip or learned-clip (PACT) ones with the
+    calibrated clip, and some into power-of-two scales."""
+    rng = random.Random(20_000 + seed)
+    for name, module in list(model.named_children()):
+        if type(module) in (QAct, QReLU) and rng.random() < clip_modes:
+            kind = rng.choice(["fixed", "learned", "pow2"])
+            clip = float(module.clip)
+            new = QAct(module.bits, module.signed, clip=clip if kind != "pow2" else None,
+                       learn_clip=kind == "learned", pow2=kind == "pow2")
+            if kind == "pow2":
+                new.clip.fill_(clip)
+                new.calibrated.fill_(True)
+            setattr(model, name, new.eval())
+
+
+def random_model(seed: int, l1bn: float = 0.4, weight_modes: float = 0.3, clip_modes: float = 0.3, **kwargs):
     """``(model, input_shape)``: a random sequential model with random BN affine parameters (some
-    negative, one γ exactly 0 now and then, one all-zero weight row now and then), calibrated."""
+    negative, one γ exactly 0 now and then, one all-zero weight row now and then), calibrated.
+
+    Some BatchNorm2d become L1BatchNorm2d, some convs get binary or pow2 weights and some QActs fixed,
+    learned or pow2 clips (see :func:`_vary`, :func:`_vary_clips`; probability 0 keeps the plain model)."""
     rng = random.Random(seed)
     layers, shape = random_layers(rng, **kwargs)
     torch.manual_seed(seed)
     model = build_model("sequential", {"layers": layers})
+    _vary(model, seed, l1bn, weight_modes)
     with torch.no_grad():
         for module in model.modules():
-            if isinstance(module, nn.BatchNorm2d):
+            if isinstance(module, (nn.BatchNorm2d, L1BatchNorm2d)):
                 module.weight.uniform_(-1.5, 1.5)
                 module.bias.uniform_(-0.5, 0.5)
                 if rng.random() < 0.3:
@@ -69,6 +105,7 @@ def random_model(seed: int, **kwargs):
                 module.weight[rng.randrange(module.out_channels)] = 0.0
     calibrate(model, [torch.randint(0, 256, (4, *shape), generator=torch.Generator().manual_seed(seed + i)).float()
                       for i in range(3)])
+    _vary_clips(model, seed, clip_modes)
     return model, shape
 
 
