@@ -70,6 +70,35 @@ def _cmd_sim(args) -> int:
     return 0 if report.passed else 1
 
 
+def _cmd_train(args) -> int:
+    import json as _json
+    from pathlib import Path
+
+    from .train.session import TrainRequest, run_training
+
+    try:
+        arch_args = _json.loads(args.arch_args) if args.arch_args else None
+    except _json.JSONDecodeError as error:
+        raise HwsegError(f"--arch-args is not valid JSON ({error.msg}); write e.g. '{{\"width\": 16}}'") from None
+    request = TrainRequest(model=args.model, data=args.data, epochs=args.epochs, out=Path(args.out), size=args.size,
+                           classes=args.classes, batch_size=args.batch, lr=args.lr, seed=args.seed,
+                           arch_args=arch_args, train_count=args.train_count, val_count=args.val_count,
+                           resume=args.resume, quantized=not args.float)
+    history = run_training(request, log=lambda line: _progress(line))
+    if history:
+        print(f"{args.out}: {history[-1].epoch} epochs, validation mIoU {100 * history[-1].miou:.2f} %")
+    return 0
+
+
+def _cmd_eval(args) -> int:
+    from .train.session import format_evaluation, run_evaluation
+
+    results = run_evaluation(args.model, args.data, size=args.size, count=args.count, seed=args.seed,
+                             split=args.split)
+    print(format_evaluation(results))
+    return 0
+
+
 def _cmd_boards(args) -> int:
     from .boards import known_boards
 
@@ -118,6 +147,43 @@ def _parser() -> argparse.ArgumentParser:
     sim.add_argument("--seed", type=int, default=1, help="seed of the random frames and stalls (default: 1)")
     sim.add_argument("--work", metavar="DIR", help="keep the simulation files (stimulus, logs) in DIR")
     sim.set_defaults(run=_cmd_sim)
+
+    train = commands.add_parser(
+        "train", help="train a quantized model (quantization-aware) and save an hwseg checkpoint",
+        description="Train MODEL (a preset such as int8_tiny, or an architecture name with --arch-args) on "
+                    "DATA with quantization-aware training. The checkpoint OUT is written after every epoch, "
+                    "with OUT.train-state beside it so that --resume can continue an interrupted run.")
+    train.add_argument("model", metavar="MODEL", help="a preset or architecture name (see README: Model zoo)")
+    train.add_argument("--data", default="synthetic", metavar="synthetic|DIR",
+                       help="the built-in synthetic set (default) or a Cityscapes / PASCAL VOC folder")
+    train.add_argument("--epochs", type=_positive, required=True, metavar="N", help="epochs to train in total")
+    train.add_argument("--out", required=True, metavar="X.pt", help="checkpoint to write")
+    train.add_argument("--size", type=_size, metavar="HxW", help="training input size (default: the preset's)")
+    train.add_argument("--classes", type=_positive, metavar="K", help="number of classes (default: the preset's)")
+    train.add_argument("--batch", type=_positive, metavar="B", help="batch size (default: the preset's)")
+    train.add_argument("--lr", type=float, metavar="LR", help="initial learning rate (default: the preset's)")
+    train.add_argument("--seed", type=int, default=0, help="seed of initialization, data and order (default: 0)")
+    train.add_argument("--arch-args", metavar="JSON", help="architecture arguments as a JSON object")
+    train.add_argument("--train-count", type=_positive, metavar="N", help="synthetic training samples per epoch")
+    train.add_argument("--val-count", type=_positive, metavar="N", help="synthetic validation samples")
+    train.add_argument("--resume", action="store_true", help="continue the run saved in OUT and OUT.train-state")
+    train.add_argument("--float", action="store_true",
+                       help="train the float baseline: quantizers off (its checkpoint still builds quantized)")
+    train.set_defaults(run=_cmd_train)
+
+    evaluate = commands.add_parser(
+        "eval", help="mIoU of a checkpoint as float model, quantized model and integer graph",
+        description="Evaluate MODEL.pt on DATA three ways: with quantizers off (float), as the quantized torch "
+                    "model, and as the exported integer graph executed by the golden model. Prints mIoU and "
+                    "per-class IoU for each.")
+    evaluate.add_argument("model", metavar="MODEL.pt", help="an hwseg checkpoint")
+    evaluate.add_argument("--data", default="synthetic", metavar="synthetic|DIR",
+                          help="the built-in synthetic set (default) or a Cityscapes / PASCAL VOC folder")
+    evaluate.add_argument("--size", type=_size, metavar="HxW", help="input size (default: the checkpoint's)")
+    evaluate.add_argument("--count", type=_positive, metavar="N", help="synthetic samples to evaluate")
+    evaluate.add_argument("--split", default="val", help="dataset split (default: val)")
+    evaluate.add_argument("--seed", type=int, default=0, help="seed of the synthetic set (default: 0)")
+    evaluate.set_defaults(run=_cmd_eval)
 
     boards = commands.add_parser("boards", help="list the known boards",
                                  description="List every board in boards/ with its part, clock and resources.")

@@ -7,6 +7,7 @@
 from .registry import ARCHITECTURES, build_model, register_architecture
 from .sequential import LAYER_TYPES, SequentialNet, normalize_layers, sequential
 from .int8_tiny import int8_tiny, int8_tiny_layers
+from .presets import PRESETS, Preset
 
 __all__ = ["ARCHITECTURES", "build_model", "register_architecture", "LAYER_TYPES", "SequentialNet",
-           "normalize_layers", "sequential", "int8_tiny", "int8_tiny_layers"]
+           "normalize_layers", "sequential", "int8_tiny", "int8_tiny_layers", "PRESETS", "Preset"]

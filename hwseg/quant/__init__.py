@@ -14,7 +14,7 @@ from .fold import (MULTIPLIER_BITS, ConvAffine, FoldedConv, Requant, choose_shif
 from .integer import integer_forward, run_program
 from .integer_training import IntegerTraining, integer_training, on_pow2_grid
 from .layers import (CLIP_MODES, INPUT_SCALE, ArgMax, QAct, QConv2d, QReLU, QuantInput, act_range,
-                     fake_quantize_weight, quantize_weight, weight_scale)
+                     fake_quantize_weight, quantization, quantize_weight, weight_scale)
 from .lowering import (ArgMaxStep, ConvStep, InputStep, IntegerProgram, PoolStep, RequantStep, Step, ThresholdStep,
                        lower_model)
 from .norm import L1BatchNorm2d
@@ -23,6 +23,7 @@ from .quantizers import (WEIGHT_MODES, binary_weight, fake_quantize_pow2, pow2_c
 from .thresholds import THRESHOLD_BITS, Thresholds, fold_thresholds, threshold_levels
 
 __all__ = [
+    "quantization",
     "QuantInput", "QConv2d", "QAct", "QReLU", "ArgMax", "L1BatchNorm2d", "INPUT_SCALE", "CLIP_MODES",
     "WEIGHT_MODES", "quantize_weight", "weight_scale", "fake_quantize_weight", "binary_weight", "pow2_ceil",
     "pow2_exponent", "quantize_pow2", "fake_quantize_pow2", "quantize_grad", "act_range", "calibrate",

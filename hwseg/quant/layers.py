@@ -22,6 +22,8 @@ is the integer-training paper's BatchNorm without square and root.
 
 from __future__ import annotations
 
+from contextlib import contextmanager
+
 import torch
 from torch import nn
 
@@ -125,7 +127,12 @@ class QConv2d(nn.Conv2d):
             return self.bias
         return fake_quantize_pow2(self.bias, self.bias_bits)
 
+    #: False runs the layer in float (the unquantized baseline; see :func:`quantization`).
+    quantize = True
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.quantize:
+            return self._conv_forward(x, self.weight, self.bias)
         weight = fake_quantize_weight(self.weight, self.weight_bits, self.weight_quant, self.weight_exponent)
         return self._conv_forward(x, weight, self.effective_bias())
 
@@ -241,7 +248,14 @@ class QAct(nn.Module):
             self.clip.copy_(peak)
             self.calibrated.fill_(True)
 
+    #: False passes activations through unquantized (ReLU when unsigned); the EMA clip still observes.
+    quantize = True
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.quantize:
+            if self.clip_mode == "ema" and self.training and x.numel():
+                self._observe(x)
+            return x if self.signed else torch.relu(x)
         lo, hi = self.qrange
         if self.clip_mode == "learned":
             return _PactQuantize.apply(x, self.clip, lo, hi, self.pow2)
@@ -269,7 +283,26 @@ class QReLU(QAct):
 
 
 class ArgMax(nn.Module):
-    """Index of the first maximum over channels, ``(N, 1, H, W)`` int64 (the class map)."""
+    """Index of the first maximum over channels, ``(N, 1, H, W)`` int64 (the class map).
+
+    While training it passes the logits through unchanged: the loss needs them.
+    """
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.training:
+            return x
         return torch.argmax(x, dim=1, keepdim=True)
+
+
+@contextmanager
+def quantization(model: nn.Module, enabled: bool):
+    """Within the block, every quantizing layer of ``model`` quantizes (``enabled``) or runs in float."""
+    layers = [m for m in model.modules() if hasattr(type(m), "quantize")]
+    saved = [m.quantize for m in layers]
+    for layer in layers:
+        layer.quantize = enabled
+    try:
+        yield model
+    finally:
+        for layer, value in zip(layers, saved):
+            layer.quantize = value

@@ -4,7 +4,7 @@ import pytest
 import torch
 from torch.nn import functional as F
 
-from hwseg.quant import ArgMax, QAct, QConv2d, QReLU, QuantInput, fake_quantize_weight, quantize_weight
+from hwseg.quant import ArgMax, QAct, QConv2d, QReLU, QuantInput, fake_quantize_weight, quantization, quantize_weight
 from hwseg.quant.layers import MIN_CLIP
 
 
@@ -112,4 +112,21 @@ def test_qact_gradient_is_straight_through_inside_the_range_and_zero_outside():
 
 def test_argmax_takes_the_first_maximum():
     x = torch.tensor([[1, 3, 3, 0], [5, 5, 5, 5]]).T.reshape(1, 4, 1, 2).float()
-    assert ArgMax()(x).tolist() == [[[[1, 0]]]]
+    assert ArgMax().eval()(x).tolist() == [[[[1, 0]]]]
+
+
+def test_argmax_passes_logits_while_training():
+    x = torch.randn(2, 4, 3, 3)
+    assert torch.equal(ArgMax().train()(x), x)
+
+
+def test_quantization_off_runs_float_and_is_restored():
+    conv, act = QConv2d(2, 3, 3, padding=1), QAct(4)
+    model = torch.nn.Sequential(conv, act).eval()
+    act.clip.fill_(1.0)
+    x = torch.randn(1, 2, 5, 5)
+    with quantization(model, enabled=False):
+        assert torch.equal(model(x), torch.relu(torch.nn.functional.conv2d(x, conv.weight, conv.bias, padding=1)))
+    quantized = model(x)
+    assert len(torch.unique(quantized)) <= 16  # back on the 4-bit grid
+    assert conv.quantize and act.quantize
