@@ -60,4 +60,6 @@ def int8_tiny(classes: int = 4, width: int = 8, input_size: int = 32) -> Sequent
     _check("input_size", input_size, 4, 1 << 16)
     model = SequentialNet(int8_tiny_layers(classes, width))
     model.input_shape = (3, input_size, input_size)
+    model.classes = classes
+    model.stride = 4  # the stride-2 convolution and the 2×2 max-pool: input sides must be multiples of 4
     return model

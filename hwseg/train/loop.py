@@ -109,7 +109,7 @@ def train(model: nn.Module, train_set: Dataset, val_set: Dataset, classes: int, 
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
-            total, batches = total + float(loss), batches + 1
+            total, batches = total + loss.item(), batches + 1
             progress.update(loss=total / batches)
         miou, per_class = evaluate_model(model, val_set, classes, label="  validation")
         result = EpochResult(epoch + 1, total / max(batches, 1), miou, list(per_class))

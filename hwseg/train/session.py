@@ -92,6 +92,7 @@ def run_training(request: TrainRequest, log=print) -> list[EpochResult]:
 
     torch.set_num_threads(max(1, os.cpu_count() or 1))
     arch, arch_args, size, preset = _model_spec(request)
+    torch.manual_seed(request.seed)  # the initial weights depend on the seed only
     model = build_model(arch, arch_args)
     classes = arch_args.get("classes", getattr(model, "classes", None))
     stride = getattr(model, "stride", 1)
