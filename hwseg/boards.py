@@ -31,6 +31,7 @@ class Board:
     clock_mhz: float
     resources: Mapping[str, int]
     source: str
+    uram: int = 0  # UltraRAM blocks (288 Kb), where the part has them
 
 
 def _read(path: Path) -> Board:
@@ -40,7 +41,7 @@ def _read(path: Path) -> Board:
         return Board(name=raw["name"], aliases=tuple(raw.get("aliases", ())), description=raw["description"],
                      part=raw["part"], family=raw["family"], toolchain=raw["toolchain"],
                      clock_mhz=float(raw["clock_mhz"]), resources=MappingProxyType(resources),
-                     source=raw["source"])
+                     source=raw["source"], uram=int(raw["resources"].get("uram", 0)))
     except (tomllib.TOMLDecodeError, KeyError, TypeError, ValueError) as error:
         raise BoardError(f"board file {path} is malformed ({error!r}); fix it or remove it") from None
 

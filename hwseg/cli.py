@@ -106,7 +106,8 @@ def _cmd_boards(args) -> int:
         r = board.resources
         aliases = f" (alias {', '.join(board.aliases)})" if board.aliases else ""
         print(f"{board.name}{aliases}: {board.description}, {board.part}, {board.clock_mhz:g} MHz; "
-              f"{r['lut']:,} LUT, {r['ff']:,} FF, {r['dsp']:,} DSP, {r['bram18']:,} BRAM18")
+              f"{r['lut']:,} LUT, {r['ff']:,} FF, {r['dsp']:,} DSP, {r['bram18']:,} BRAM18"
+              + (f", {board.uram} URAM" if board.uram else ""))
     return 0
 
 
