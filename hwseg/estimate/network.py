@@ -14,7 +14,7 @@ from ..ir import ArgMax, Conv2d, Graph, Input, MaxPool, MulShift
 from . import resources as R
 from .cycles import window_layer_cycles
 
-__all__ = ["LayerEstimate", "NetworkEstimate", "estimate_graph"]
+__all__ = ["LayerEstimate", "NetworkEstimate", "estimate_graph", "conv_compute"]
 
 
 @dataclass(frozen=True)
@@ -83,6 +83,14 @@ def _lanes(graph: Graph, name: str, elem_bits: int) -> R.Resources:
                             elem_bits=elem_bits)
 
 
+def conv_compute(graph: Graph, node, pe: int, simd: int) -> R.Resources:
+    """Resources of a convolution's compute (its MAC array) at folding ``pe`` × ``simd``."""
+    op, x, out = node.op, graph.input_types(node.name)[0], graph.types[node.name]
+    k = op.kernel[0] * op.kernel[1] * x.channels
+    return R.mac_array(in_count=k, in_bits=x.dtype.bits, weight_bits=op.weight_type.bits,
+                       out_channels=op.out_channels, pe=pe, simd=simd, acc_bits=out.dtype.bits)
+
+
 def _estimate_node(graph: Graph, node) -> LayerEstimate:
     op, out = node.op, graph.types[node.name]
     if isinstance(op, Input):
@@ -106,8 +114,7 @@ def _estimate_node(graph: Graph, node) -> LayerEstimate:
         if isinstance(op, Conv2d):
             pe, simd = node.attrs["pe"], node.attrs["simd"]
             k = kernel[0] * kernel[1] * x.channels
-            compute = R.mac_array(in_count=k, in_bits=x.dtype.bits, weight_bits=op.weight_type.bits,
-                                  out_channels=op.out_channels, pe=pe, simd=simd, acc_bits=out.dtype.bits)
+            compute = conv_compute(graph, node, pe, simd)
             per_window = (op.out_channels // pe) * (k // simd)
             folding = {"pe": pe, "simd": simd, "nf": op.out_channels // pe, "sf": k // simd}
         else:

@@ -9,9 +9,10 @@ from . import annotate_lanes, set_folding, size_fifos
 __all__ = ["annotate_lanes", "set_folding", "size_fifos", "prepare_for_hardware"]
 
 
-def prepare_for_hardware(graph, *, max_multipliers: int):
-    """The pass pipeline the backend needs: folding, stream lanes, FIFOs."""
-    graph, _ = set_folding.apply(graph, max_multipliers=max_multipliers)
+def prepare_for_hardware(graph, *, cost, budget):
+    """The pass pipeline the backend needs: folding (within ``budget`` under ``cost``, see
+    :mod:`.set_folding`), stream lanes, FIFOs."""
+    graph, _ = set_folding.apply(graph, cost=cost, budget=budget)
     graph, _ = annotate_lanes.apply(graph)
     graph, _ = size_fifos.apply(graph)
     return graph

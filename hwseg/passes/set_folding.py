@@ -5,19 +5,25 @@ Ensures: every Conv2d node carries ``pe`` dividing its output channels and ``sim
 dividing its window size ``kh·kw·C_in``.
 
 The pass balances the pipeline: it looks for the smallest per-frame cycle target ``T``
-such that, when each convolution takes the fewest multipliers that compute its frame in
-at most ``T`` cycles, the multipliers of all convolutions fit in ``max_multipliers``.
-There is no point in going below the pixel rate of the sliding windows (one padded
-position per cycle), so ``T`` never drops below the largest padded frame. Nodes whose
-``pe``/``simd`` are already set (a manual folding) are kept as they are.
+such that, when each convolution takes its cheapest folding that computes a frame in at
+most ``T`` cycles, the summed cost of all convolutions stays within ``budget`` for every
+resource. ``cost(node, pe, simd)`` gives a folding's resources as a mapping (the flow passes
+the analytic estimate; a pass sees the IR only); "cheapest" means the smallest largest share
+of any budgeted resource. There is no point in going below the pixel rate of the sliding
+windows (one padded position per cycle), so ``T`` never drops below the largest padded
+frame. Nodes whose ``pe``/``simd`` are already set (a manual folding) are kept as they are.
 """
 
 from __future__ import annotations
 
+from typing import Callable, Mapping
+
 from ..errors import UnsupportedError
 from ..ir import Conv2d, Graph, MaxPool
 
-__all__ = ["apply", "divisors", "window_size"]
+__all__ = ["apply", "divisors", "window_size", "cycles"]
+
+Cost = Callable[[object, int, int], Mapping[str, float]]
 
 
 def divisors(n: int) -> list[int]:
@@ -29,21 +35,26 @@ def window_size(op: Conv2d) -> int:
     return kh * kw * op.in_channels // op.groups
 
 
+def cycles(graph: Graph, node, pe: int, simd: int) -> int:
+    """Compute cycles of a frame at this folding: one fold per cycle, ``NF·SF`` folds per window."""
+    op = node.op
+    return graph.types[node.name].pixels * (op.out_channels // pe) * (window_size(op) // simd)
+
+
 def _padded_positions(graph: Graph, node) -> int:
     x = graph.input_types(node.name)[0]
     ph, pw = node.op.padding
     return (x.height + 2 * ph) * (x.width + 2 * pw)
 
 
-def _choices(graph: Graph, node):
-    """(multipliers, cycles, pe, simd) for every legal folding, fewest multipliers first."""
-    op = node.op
-    windows = graph.types[node.name].pixels
+def _choices(graph: Graph, node, cost: Cost, budget: Mapping[str, float]):
+    """(share, cycles, pe, simd, cost) for every legal folding, cheapest first."""
     out = []
-    for pe in divisors(op.out_channels):
-        for simd in divisors(window_size(op)):
-            folds = (op.out_channels // pe) * (window_size(op) // simd)
-            out.append((pe * simd, windows * folds, pe, simd))
+    for pe in divisors(node.op.out_channels):
+        for simd in divisors(window_size(node.op)):
+            spent = cost(node, pe, simd)
+            share = max(spent.get(key, 0) / limit for key, limit in budget.items())
+            out.append((share, cycles(graph, node, pe, simd), pe, simd, spent))
     return sorted(out, key=lambda c: (c[0], c[1], -c[3]))
 
 
@@ -54,7 +65,16 @@ def _cheapest_within(choices, target):
     return None
 
 
-def apply(graph: Graph, *, max_multipliers: int) -> tuple[Graph, bool]:
+def _fits(picks, fixed, budget) -> bool:
+    for key, limit in budget.items():
+        if fixed.get(key, 0) + sum(p[4].get(key, 0) for p in picks) > limit:
+            return False
+    return True
+
+
+def apply(graph: Graph, *, cost: Cost, budget: Mapping[str, float]) -> tuple[Graph, bool]:
+    if not budget or any(limit <= 0 for limit in budget.values()):
+        raise ValueError(f"the folding budget needs positive limits, not {dict(budget)!r}")
     convs = [n for n in graph if isinstance(n.op, Conv2d)]
     for node in convs:
         if node.op.groups != 1:
@@ -63,22 +83,24 @@ def apply(graph: Graph, *, max_multipliers: int) -> tuple[Graph, bool]:
     free = [n for n in convs if "pe" not in n.attrs or "simd" not in n.attrs]
     if not free:
         return graph, False
-    fixed_multipliers = sum(n.attrs["pe"] * n.attrs["simd"] for n in convs if n not in free)
+    fixed: dict[str, float] = {}
+    for node in convs:
+        if node not in free:
+            for key, value in cost(node, node.attrs["pe"], node.attrs["simd"]).items():
+                fixed[key] = fixed.get(key, 0) + value
     floor = max([_padded_positions(graph, n) for n in graph if isinstance(n.op, (Conv2d, MaxPool))]
                 + [graph.input_type.pixels])
-    choices = {n.name: _choices(graph, n) for n in free}
+    choices = {n.name: _choices(graph, n, cost, budget) for n in free}
     targets = sorted({c[1] for cs in choices.values() for c in cs if c[1] >= floor} | {floor})
-    budget = max_multipliers - fixed_multipliers
     picked = None
     for target in targets:
         picks = {name: _cheapest_within(cs, target) for name, cs in choices.items()}
-        if all(picks.values()) and sum(p[0] for p in picks.values()) <= budget:
+        if all(picks.values()) and _fits(picks.values(), fixed, budget):
             picked = picks
             break
     if picked is None:
-        # Even fully folded (one multiplier per convolution) does not fit: take that and let
-        # the resource check report by how much.
-        picked = {name: min(cs, key=lambda c: (c[0], c[1])) for name, cs in choices.items()}
+        # Even fully folded it does not fit: take the cheapest and let the resource check say by how much.
+        picked = {name: cs[0] for name, cs in choices.items()}
     nodes = [n.with_attrs(pe=picked[n.name][2], simd=picked[n.name][3]) if n.name in picked else n
              for n in graph]
     result = graph.replace(nodes)

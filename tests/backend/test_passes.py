@@ -22,6 +22,11 @@ def _graph(groups=1):
     ], name="t")
 
 
+def _fold(graph, multipliers):
+    return set_folding.apply(graph, budget={"multipliers": multipliers},
+                             cost=lambda node, pe, simd: {"multipliers": pe * simd})
+
+
 def _cycles(graph, node):
     op = node.op
     folds = (op.out_channels // node.attrs["pe"]) * (op.kernel[0] * op.kernel[1] * op.in_channels // node.attrs["simd"])
@@ -30,7 +35,7 @@ def _cycles(graph, node):
 
 def test_folding_divides_and_fits_the_budget():
     for budget in (2, 20, 100, 1000):
-        graph, changed = set_folding.apply(_graph(), max_multipliers=budget)
+        graph, changed = _fold(_graph(), budget)
         assert changed
         convs = [n for n in graph if isinstance(n.op, Conv2d)]
         for node in convs:
@@ -41,7 +46,7 @@ def test_folding_divides_and_fits_the_budget():
 
 
 def test_folding_balances_the_pipeline():
-    graph, _ = set_folding.apply(_graph(), max_multipliers=100)
+    graph, _ = _fold(_graph(), 100)
     cycles = [_cycles(graph, n) for n in graph if isinstance(n.op, Conv2d)]
     # The target is the slowest layer; no layer is folded more than needed to meet it.
     target = max(cycles)
@@ -56,25 +61,25 @@ def test_folding_balances_the_pipeline():
 
 
 def test_more_multipliers_never_slower():
-    slow, _ = set_folding.apply(_graph(), max_multipliers=10)
-    fast, _ = set_folding.apply(_graph(), max_multipliers=200)
+    slow, _ = _fold(_graph(), 10)
+    fast, _ = _fold(_graph(), 200)
     worst = lambda g: max(_cycles(g, n) for n in g if isinstance(n.op, Conv2d))
     assert worst(fast) < worst(slow)
 
 
 def test_manual_folding_is_kept():
     graph = _graph().with_attrs("c1", pe=2, simd=3)
-    graph, _ = set_folding.apply(graph, max_multipliers=100)
+    graph, _ = _fold(graph, 100)
     assert (graph["c1"].attrs["pe"], graph["c1"].attrs["simd"]) == (2, 3)
 
 
 def test_grouped_convolution_is_refused_by_name():
     with pytest.raises(UnsupportedError, match=r"layer 'c1': grouped convolution \(groups=2\)"):
-        set_folding.apply(_graph(groups=2), max_multipliers=100)
+        _fold(_graph(groups=2), 100)
 
 
 def test_lanes_follow_the_folding():
-    graph, _ = set_folding.apply(_graph(), max_multipliers=100)
+    graph, _ = _fold(_graph(), 100)
     graph, changed = annotate_lanes.apply(graph)
     assert changed
     lanes = {n.name: (n.attrs["in_lanes"], n.attrs["out_lanes"]) for n in graph}
