@@ -9,7 +9,7 @@ import pytest
 
 from hwseg.cosim import simulate_design
 from hwseg.flow import compile_graph
-from hwseg.ir import ArgMax, Conv2d, Graph, Input, Int, MaxPool, MulShift, Node, UInt
+from hwseg.ir import ArgMax, Bipolar, Conv2d, Graph, Input, Int, MaxPool, MulShift, Node, Threshold, UInt
 
 
 def _conv(rng, name, source, cin, cout, kernel, weight_bits=8, **params):
@@ -17,6 +17,16 @@ def _conv(rng, name, source, cin, cout, kernel, weight_bits=8, **params):
     weight = rng.integers(-limit, limit + 1, size=(cout, cin, *kernel))
     bias = rng.integers(-300, 301, size=cout)
     return Node(name, Conv2d(weight, bias, Int(weight_bits), **params), (source,))
+
+
+def _bipolar(rng, name, source, cin, cout, kernel, **params):
+    weight = rng.choice([-1, 1], size=(cout, cin, *kernel))
+    return Node(name, Conv2d(weight, np.zeros(cout), Bipolar(), **params), (source,))
+
+
+def _thresholds(rng, name, source, channels, count, spread):
+    steps = rng.integers(0, spread, size=(channels, count))
+    return Node(name, Threshold(np.cumsum(steps, axis=1) - spread * count // 2), (source,))
 
 
 def _requant(rng, name, source, channels, lo=0, hi=255):
@@ -41,6 +51,10 @@ CONFIGS = {
         _conv(rng, "conv", "x", 8, 5, (1, 1), weight_bits=4), _requant(rng, "rq", "conv", 5)]),
     "conv5x3_rect": ((2, 13, 12), Int(6), lambda rng: [
         _conv(rng, "conv", "x", 2, 3, (5, 3), stride=(1, 2), padding=(2, 1), dilation=(1, 2))]),
+    "bipolar3x3_threshold2": ((6, 9, 10), UInt(2), lambda rng: [
+        _bipolar(rng, "conv", "x", 6, 5, (3, 3), padding=1), _thresholds(rng, "th", "conv", 5, 3, 9)]),
+    "bipolar_s2_threshold4": ((3, 10, 9), UInt(4), lambda rng: [
+        _bipolar(rng, "conv", "x", 3, 4, (3, 3), stride=2, padding=1), _thresholds(rng, "th", "conv", 4, 15, 12)]),
     "maxpool3x3_s2_p1": ((3, 9, 10), UInt(8), lambda rng: [Node("pool", MaxPool(3, 2, 1), ("x",))]),
     "maxpool2x2_signed": ((4, 8, 8), Int(8), lambda rng: [Node("pool", MaxPool(2), ("x",))]),
     "argmax_signed": ((7, 5, 6), Int(8), lambda rng: [Node("am", ArgMax(), ("x",))]),
@@ -60,7 +74,7 @@ def test_op_rtl_verilator(name, work_dir):
     assert report.passed, report.summary()
 
 
-@pytest.mark.parametrize("name", ["conv3x3_s2_relu", "maxpool3x3_s2_p1", "argmax_signed"])
+@pytest.mark.parametrize("name", ["conv3x3_s2_relu", "maxpool3x3_s2_p1", "argmax_signed", "bipolar3x3_threshold2"])
 def test_op_rtl_icarus(name, work_dir):
     report = simulate_design(_design(name), frames=2, simulator="icarus", seed=5, valid_prob=0.6,
                              ready_prob=0.6, work_dir=work_dir)

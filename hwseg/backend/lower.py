@@ -17,7 +17,8 @@ from ..errors import UnsupportedError
 from ..hw.argmax import ArgMax as ArgMaxUnit
 from ..hw.layers import Conv2dLayer, MaxPoolLayer
 from ..hw.requant import MulShiftRequant
-from ..ir import ArgMax, Bipolar, Conv2d, Graph, Input, MaxPool, MulShift, ScalarType
+from ..hw.threshold import MultiThreshold
+from ..ir import ArgMax, Bipolar, Conv2d, Graph, Input, MaxPool, MulShift, ScalarType, Threshold
 
 __all__ = ["LoweredNode", "LOWERINGS", "lower_graph", "amaranth_shape"]
 
@@ -50,8 +51,17 @@ def _conv(graph: Graph, node) -> Callable:
     params = dict(elem_shape=amaranth_shape(x.dtype), channels=x.channels, height=x.height, width=x.width,
                   kernel=op.kernel, stride=op.stride, padding=op.padding, dilation=op.dilation,
                   weights=weights, bias=op.bias.tolist(), pe=node.attrs["pe"], simd=node.attrs["simd"],
-                  acc_shape=amaranth_shape(out.dtype))
+                  acc_shape=amaranth_shape(out.dtype),
+                  arithmetic="popcount" if isinstance(op.weight_type, Bipolar) else "multiply")
     return lambda: Conv2dLayer(**params)
+
+
+def _threshold(graph: Graph, node) -> Callable:
+    op: Threshold = node.op
+    x, out = graph.input_types(node.name)[0], graph.types[node.name]
+    params = dict(acc_shape=amaranth_shape(x.dtype), channels=x.channels, lanes=node.attrs["in_lanes"],
+                  thresholds=op.thresholds.tolist(), out_bits=out.dtype.bits)
+    return lambda: MultiThreshold(**params)
 
 
 def _mul_shift(graph: Graph, node) -> Callable:
@@ -80,6 +90,7 @@ def _argmax(graph: Graph, node) -> Callable:
 LOWERINGS: dict[type, Callable] = {
     Conv2d: _conv,
     MulShift: _mul_shift,
+    Threshold: _threshold,
     MaxPool: _max_pool,
     ArgMax: _argmax,
 }

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 
 from ..boards import RESOURCES, Board
 from ..errors import UnsupportedError
-from ..ir import ArgMax, Conv2d, Graph, Input, MaxPool, MulShift
+from ..ir import ArgMax, Bipolar, Conv2d, Graph, Input, MaxPool, MulShift, Threshold
 from . import resources as R
 from .cycles import window_layer_cycles
 
@@ -87,6 +87,9 @@ def conv_compute(graph: Graph, node, pe: int, simd: int) -> R.Resources:
     """Resources of a convolution's compute (its MAC array) at folding ``pe`` × ``simd``."""
     op, x, out = node.op, graph.input_types(node.name)[0], graph.types[node.name]
     k = op.kernel[0] * op.kernel[1] * x.channels
+    if isinstance(op.weight_type, Bipolar):
+        return R.bit_mac_array(in_count=k, in_bits=x.dtype.bits, out_channels=op.out_channels, pe=pe, simd=simd,
+                               acc_bits=out.dtype.bits)
     return R.mac_array(in_count=k, in_bits=x.dtype.bits, weight_bits=op.weight_type.bits,
                        out_channels=op.out_channels, pe=pe, simd=simd, acc_bits=out.dtype.bits)
 
@@ -128,6 +131,12 @@ def _estimate_node(graph: Graph, node) -> LayerEstimate:
         lanes = node.attrs["in_lanes"]
         res = R.mul_shift(lanes=lanes, channels=x.channels, acc_bits=x.dtype.bits, out_bits=out.dtype.bits)
         return LayerEstimate(node.name, "MulShift", op.describe(), convert + res,
+                             out.pixels * (x.channels // lanes), {"lanes": lanes})
+    if isinstance(op, Threshold):
+        lanes = node.attrs["in_lanes"]
+        res = R.multi_threshold(lanes=lanes, channels=x.channels, acc_bits=x.dtype.bits,
+                                thresholds=op.thresholds.shape[1])
+        return LayerEstimate(node.name, "Threshold", op.describe(), convert + res,
                              out.pixels * (x.channels // lanes), {"lanes": lanes})
     if isinstance(op, ArgMax):
         res = R.argmax(channels=x.channels, elem_bits=x.dtype.bits, index_bits=out.dtype.bits)

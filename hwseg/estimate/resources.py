@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from math import ceil, log2
 
-__all__ = ["Resources", "memory", "sliding_window", "mac_array", "mul_shift", "window_max", "argmax",
+__all__ = ["Resources", "memory", "sliding_window", "mac_array", "bit_mac_array", "multi_threshold", "mul_shift", "window_max", "argmax",
            "lane_converter", "fifo", "axis_adapter", "MULTIPLIER_BITS"]
 
 # Requantization multipliers are 16-bit signed (the frontend folds scales into them).
@@ -95,6 +95,35 @@ def mac_array(*, in_count: int, in_bits: int, weight_bits: int, out_channels: in
     weights = memory(nf * sf, pe * simd * weight_bits)
     ff = in_count * in_bits + simd * in_bits + 3 * pe * acc_bits
     return weights + Resources(lut=mult_lut + adder_lut + acc_lut + mux_lut, ff=ff, dsp=dsp) + _counters(nf, sf)
+
+
+def bit_mac_array(*, in_count: int, in_bits: int, out_channels: int, pe: int, simd: int,
+                  acc_bits: int) -> Resources:
+    """PE × SIMD ±1-weight MACs by bit planes: per plane an AND and a popcount tree per PE, one
+    shared popcount of the activations, shifts and adds; a 1-bit-per-weight ROM. No DSP.
+
+    Calibration: synth_xilinx of a 2-bit, 72-element, 16-channel unit at pe 4, simd 18 gave
+    522 LUT / 343 FF (tests/hw/test_bitconv_synth.py); this formula gives 590 / 300."""
+    nf, sf = out_channels // pe, in_count // simd
+    popcounts = 3 * pe * simd * in_bits + simd * in_bits
+    mux_lut = simd * in_bits * ceil((sf - 1) / 3) if sf > 1 else 0
+    weights = memory(nf * sf, pe * simd)
+    ff = in_count * in_bits + simd * in_bits + 3 * pe * acc_bits
+    return weights + Resources(lut=popcounts + pe * acc_bits + mux_lut, ff=ff) + _counters(nf, sf)
+
+
+def multi_threshold(*, lanes: int, channels: int, acc_bits: int, thresholds: int) -> Resources:
+    """Per lane ``thresholds`` comparators at once (up to 7), else a pipelined binary search with one
+    comparator per stage; thresholds of the current channel group from a table."""
+    groups = channels // lanes
+    comparator = acc_bits // 2 + 2
+    stages = thresholds.bit_length()
+    if thresholds <= 7:
+        lut, ff = lanes * thresholds * comparator, lanes * (thresholds + stages)
+    else:
+        lut, ff = lanes * stages * (comparator + 4), lanes * stages * (acc_bits + stages)
+    table = 0 if groups == 1 else lanes * thresholds * (acc_bits + 1) * ceil(groups / 64)
+    return Resources(lut=lut + table, ff=ff) + _counters(groups)
 
 
 def mul_shift(*, lanes: int, channels: int, acc_bits: int, out_bits: int) -> Resources:

@@ -5,6 +5,7 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from ._checks import range_of
+from .bitconv import BitMacArray
 from .mac_array import MacArray
 from .pool import WindowMax
 from .window import SlidingWindow
@@ -19,6 +20,10 @@ def _is_pointwise(kernel, stride, padding):
 class Conv2dLayer(wiring.Component):
     """A convolution: sliding window → folded MAC array.
 
+    ``arithmetic="multiply"`` uses a :class:`MacArray` (multipliers, DSP slices);
+    ``"popcount"`` takes ±1 weights to a :class:`BitMacArray` (bit planes and popcounts, no
+    multiplier), with the same interface and timing.
+
     Consumes whole pixels (``channels`` lanes of ``elem_shape``) and produces, per output
     pixel, ``C_out / pe`` beats of ``pe`` accumulators of ``acc_shape``. ``weights[c]`` lists
     the window elements in the order ``(ky·kw + kx)·channels + c_in``. A 1×1 convolution of
@@ -28,15 +33,24 @@ class Conv2dLayer(wiring.Component):
     """
 
     def __init__(self, *, elem_shape, channels, height, width, kernel, stride, padding, dilation,
-                 weights, bias, pe, simd, acc_shape):
+                 weights, bias, pe, simd, acc_shape, arithmetic="multiply"):
         # The blocks are built here so that bad parameters fail at construction with their own messages.
         self.sliding_window = None
         if not _is_pointwise(kernel, stride, padding):
             self.sliding_window = SlidingWindow(elem_shape=elem_shape, channels=channels, height=height,
                                                 width=width, kernel=kernel, stride=stride, padding=padding,
                                                 dilation=dilation)
-        self.mac_array = MacArray(in_shape=elem_shape, in_count=kernel[0] * kernel[1] * channels, weights=weights,
-                                  bias=bias, pe=pe, simd=simd, acc_shape=acc_shape)
+        in_count = kernel[0] * kernel[1] * channels
+        if arithmetic == "multiply":
+            self.mac_array = MacArray(in_shape=elem_shape, in_count=in_count, weights=weights, bias=bias, pe=pe,
+                                      simd=simd, acc_shape=acc_shape)
+        elif arithmetic == "popcount":
+            shape = Shape.cast(elem_shape)
+            self.mac_array = BitMacArray(in_bits=shape.width, in_signed=shape.signed, in_count=in_count,
+                                         weights=weights, weight_bits=1, bias=bias, pe=pe, simd=simd,
+                                         acc_shape=acc_shape)
+        else:
+            raise ValueError(f"arithmetic must be 'multiply' or 'popcount', not {arithmetic!r}")
         super().__init__({
             "i_stream": In(stream.Signature(data.ArrayLayout(elem_shape, channels))),
             "o_stream": Out(stream.Signature(data.ArrayLayout(acc_shape, pe))),

@@ -6,13 +6,14 @@ Ensures: every node carries ``in_lanes`` (lanes it consumes; 0 for the input) an
 producer's ``out_lanes`` differ from a consumer's ``in_lanes``.
 
 Sliding-window ops (Conv2d, MaxPool) consume whole pixels. A convolution produces ``pe``
-accumulators per beat; the requantizer after it works on those lanes as they come.
+accumulators per beat; the requantizer (MulShift or Threshold) after it works on those lanes
+as they come.
 """
 
 from __future__ import annotations
 
 from ..errors import UnsupportedError
-from ..ir import ArgMax, Conv2d, Graph, Input, MaxPool, MulShift
+from ..ir import ArgMax, Conv2d, Graph, Input, MaxPool, MulShift, Threshold
 
 __all__ = ["apply"]
 
@@ -27,7 +28,7 @@ def apply(graph: Graph) -> tuple[Graph, bool]:
             if "pe" not in node.attrs:
                 raise UnsupportedError(f"layer {node.name!r} has no folding; run set_folding first")
             lanes[node.name] = (graph.input_types(node.name)[0].channels, node.attrs["pe"])
-        elif isinstance(op, MulShift):
+        elif isinstance(op, (MulShift, Threshold)):
             produced = lanes[node.inputs[0]][1]
             lanes[node.name] = (produced, produced)
         elif isinstance(op, MaxPool):
