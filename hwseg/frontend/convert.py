@@ -2,20 +2,29 @@
 
 :func:`to_graph` traces the model with ``torch.fx`` and fuses it into integer steps
 (:func:`hwseg.quant.lower_model`: ``QConv2d [→ BatchNorm2d] [→ ReLU] → QAct`` folds into
-``Conv2d`` + ``MulShift``), then maps every step onto one IR node of the same name:
+``Conv2d`` + ``MulShift``, residual sums into ``Add``, ``torch.cat`` into ``Concat``, …), then maps
+every step onto one IR node of the same name:
 
-=================  ====================================================
-step               IR op
-=================  ====================================================
-QuantInput         ``Input(shape, UInt(8))``
-folded conv        ``Conv2d`` (narrow ``Int(weight_bits)`` weights, integer bias)
-QAct / ReLU        ``MulShift`` (per-channel ``M``, one shift, ``lo``/``hi``)
-MaxPool2d          ``MaxPool`` (the activation type passes through)
-ArgMax             ``ArgMax`` (``UInt(8)`` class map; ``UInt(16)`` above 256 classes)
-=================  ====================================================
+======================  =========================================================================
+step                    IR op
+======================  =========================================================================
+QuantInput              ``Input(shape, UInt(8))``
+folded conv             ``Conv2d`` (narrow ``Int(weight_bits)`` weights, or ``Bipolar`` for binary
+                        weights without constant channels; integer bias; ``groups``)
+folded transposed conv  ``ConvTranspose2d`` (torch's weight layout, ``output_padding``)
+QAct / ReLU             ``MulShift`` (per-channel ``M``, one shift, ``lo``/``hi``)
+low-bit QAct            ``Threshold`` (with ``threshold_bits``; BFCN)
+MaxPool2d               ``MaxPool`` (the activation type passes through)
+AvgPool2d               ``AvgPool`` (``2^n`` elements, rounded half up; type passes through)
+Upsample / interpolate  ``Upsample`` (nearest, or bilinear by powers of two; type passes through)
+a + b [→ ReLU → QAct]   ``Add`` (``lo``/``hi`` from the ReLU and the QAct of the same scale)
+torch.cat               ``Concat`` (inputs of one scale and one type)
+ArgMax                  ``ArgMax`` (``UInt(8)`` class map; ``UInt(16)`` above 256 classes)
+======================  =========================================================================
 
-Unsupported layers raise UnsupportedError naming the layer; an input shape the network cannot
-take raises InputSizeError naming the layer and the size.
+A tensor read by several layers is simply the input of several nodes (no ``Fork`` is inserted:
+that belongs to the backend). Unsupported layers raise UnsupportedError naming the layer; an
+input shape the network cannot take raises InputSizeError naming the layer and the size.
 """
 
 from __future__ import annotations
@@ -23,8 +32,10 @@ from __future__ import annotations
 from torch import nn
 
 from hwseg.errors import InputSizeError, UnsupportedError
-from hwseg.ir import ArgMax, Conv2d, Graph, Input, Int, IRError, MaxPool, MulShift, Node, UInt
-from hwseg.quant import ArgMaxStep, ConvStep, InputStep, PoolStep, RequantStep, lower_model
+from hwseg.ir import (Add, ArgMax, AvgPool, Bipolar, Concat, Conv2d, ConvTranspose2d, Graph, Input, Int, IRError,
+                      MaxPool, MulShift, Node, Threshold, UInt, Upsample)
+from hwseg.quant import (AddStep, ArgMaxStep, AvgPoolStep, ConcatStep, ConvStep, InputStep, PoolStep, RequantStep,
+                         ThresholdStep, UpsampleStep, lower_model)
 
 __all__ = ["to_graph", "program_to_nodes"]
 
@@ -39,14 +50,14 @@ def _check_shape(input_shape) -> tuple[int, int, int]:
 
 
 def _op(step, shape, input_type):
-    from hwseg.ir import Bipolar, Threshold
-    from hwseg.quant import ThresholdStep
-
     if isinstance(step, InputStep):
         return Input(shape, UInt(step.bits))
     if isinstance(step, ConvStep):
         c = step.conv
         weight_type = Bipolar() if getattr(c, "bipolar", False) else Int(c.weight_bits)
+        if c.transposed:
+            return ConvTranspose2d(c.weight, c.bias, weight_type, c.stride, c.padding, c.output_padding, c.dilation,
+                                   c.groups)
         return Conv2d(c.weight, c.bias, weight_type, c.stride, c.padding, c.dilation, c.groups)
     if isinstance(step, RequantStep):
         r = step.requant
@@ -55,6 +66,14 @@ def _op(step, shape, input_type):
         return Threshold(step.thresholds.thresholds)
     if isinstance(step, PoolStep):
         return MaxPool(step.kernel, step.stride, step.padding)
+    if isinstance(step, AvgPoolStep):
+        return AvgPool(step.kernel, step.stride, step.padding)
+    if isinstance(step, UpsampleStep):
+        return Upsample(step.factor, step.mode)
+    if isinstance(step, AddStep):
+        return Add(step.lo, step.hi)
+    if isinstance(step, ConcatStep):
+        return Concat(len(step.inputs))
     if isinstance(step, ArgMaxStep):
         return ArgMax(8 if input_type.channels <= 256 else 16)
     raise TypeError(f"no IR op for {step!r}")
@@ -84,14 +103,16 @@ def program_to_nodes(program, input_shape) -> list[Node]:
     return nodes
 
 
-def to_graph(model: nn.Module, input_shape, name: str = "net") -> Graph:
+def to_graph(model: nn.Module, input_shape, name: str = "net", threshold_bits: int = 0) -> Graph:
     """The integer IR graph of ``model`` (built from hwseg.quant layers) for ``(C, H, W)`` input frames.
 
     Folding uses the model's current parameters and buffers (eval-mode semantics). Node names are
     the module names made into identifiers; each node's ``attrs["module"]`` holds the module name.
+    ``threshold_bits`` (0: never) folds activations of at most that many bits into ``Threshold`` nodes
+    (see :func:`hwseg.quant.lower_model`); :func:`hwseg.quant.integer_forward` takes the same argument.
     Raises UnsupportedError for layers or functions hwseg cannot lower and InputSizeError for an
     input shape the network cannot take.
     """
     shape = _check_shape(input_shape)
-    program = lower_model(model, input_channels=shape[0])
+    program = lower_model(model, input_channels=shape[0], threshold_bits=threshold_bits)
     return Graph(program_to_nodes(program, shape), output=program.output, name=name)

@@ -28,4 +28,20 @@ class Preset:
 PRESETS = MappingProxyType({
     "int8_tiny": Preset("int8_tiny", {"classes": 4, "width": 8, "input_size": 32}, input_size=(32, 32), epochs=8,
                         description="the bundled 8-bit example: 4 convolutions, max-pool, argmax"),
+    "bfcn_tiny": Preset("bfcn", {"classes": 6, "width": 8, "stages": 3, "convs": 1, "scheme": "w1a2",
+                                 "downsample": "pool", "upsample": "bilinear", "out_stride": 2, "skips": True,
+                                 "input_size": [64, 64]}, input_size=(64, 64), epochs=10,
+                        description="BFCN w1a2: binary weights, 2-bit threshold activations, 8-bit first/last "
+                                    "layers, U-Net-style bilinear decoder to 1/2 resolution"),
+    "int_fcn_tiny": Preset("int_fcn", {"classes": 6, "width": 8, "stages": 3, "convs": 1, "skips": 2,
+                                       "integer_bn": True, "input_size": [64, 64]}, input_size=(64, 64), epochs=10,
+                           description="integer-training FCN-8s in miniature: pow2 weights (2^-7) and scales, "
+                                       "L1 BatchNorm, transposed-conv skip fusions, bilinear x2"),
+    "erfnet_tiny": Preset("erfnet", {"classes": 6, "width": 0.5, "blocks": [1, 2, 1, 1], "input_size": [64, 64],
+                                     "dropout": False}, input_size=(64, 64), epochs=10, batch_size=4,
+                          description="ERFNet structure at 1/2 width (8/32/64 channels), 1-2-1-1 blocks, 8-bit"),
+    "fpl_tiny": Preset("fpl", {"classes": 6, "width": 10, "blocks": [1, 1, 1], "input_size": [64, 64]},
+                       input_size=(64, 64), epochs=10,
+                       description="FPL-style net: factorized dilated pyramids, image re-injection, 8-bit, x8 "
+                                   "bilinear head"),
 })

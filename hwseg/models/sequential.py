@@ -9,9 +9,13 @@ as in ``nn.Sequential``) and the fields of that type; omitted optional fields ta
 Channel counts are checked along the chain. Any unknown type, unknown or missing field, or bad
 value raises :class:`~hwseg.errors.CheckpointError` naming the layer index, its type and the field.
 
-The table also holds float ``Conv2d`` and ``ReLU`` and some torch layers hwseg cannot lower yet
-(``Upsample``, ``AvgPool2d``, ``Sigmoid``): such models build and run in torch, and the frontend
-refuses them by name.
+Quantized layers: ``QConv2d`` / ``QConvTranspose2d`` (``weight_quant`` ``"int"`` | ``"pow2"`` |
+``"binary"``, ``weight_bits``, ``weight_exponent``, ``bias_bits``), ``BatchNorm2d``, ``L1BatchNorm2d``
+(``stat_bits``, ``param_bits``), ``QAct`` / ``QReLU`` (``clip`` fixed, ``learn_clip``, ``pow2``),
+``MaxPool2d``, ``AvgPool2d`` (2^n elements), ``Upsample`` (nearest, bilinear by powers of two),
+``Dropout``, ``ArgMax``. The table also holds float ``Conv2d`` and ``ReLU`` and ``Sigmoid``: such models
+build and run in torch, and the frontend refuses them by name (as it refuses an ``AvgPool2d`` or
+``Upsample`` it cannot lower).
 """
 
 from __future__ import annotations
@@ -23,7 +27,9 @@ from typing import Any, Callable
 from torch import nn
 
 from hwseg.errors import CheckpointError
-from hwseg.quant import ArgMax, QAct, QConv2d, QReLU, QuantInput
+from hwseg.quant import (WEIGHT_MODES, ArgMax, L1BatchNorm2d, QAct, QConv2d, QConvTranspose2d, QReLU,
+                         QuantInput)
+from hwseg.quant.layers import MIN_CLIP
 
 from .registry import register_architecture
 
@@ -77,6 +83,12 @@ def _number(lo: float, hi: float | None = None):
             raise ValueError(f"must be a number {span}")
         return float(v)
     return check
+
+
+def _probability(v):
+    if not isinstance(v, (int, float)) or isinstance(v, bool) or not 0.0 <= v < 1.0:
+        raise ValueError("must be a number in [0, 1)")
+    return float(v)
 
 
 def _choice(*options: str):
@@ -144,17 +156,51 @@ def _conv_fields(quantized: bool):
         "groups": Field(_int(1), 1), "bias": Field(_bool, True),
     }
     if quantized:
-        fields["weight_bits"] = Field(_int(2, 16), 8)
+        fields["weight_bits"] = Field(_int(1, 16), 8)
+        fields["weight_quant"] = Field(_choice(*WEIGHT_MODES), "int")
+        fields["weight_exponent"] = Field(_optional(_signed_int(-64, 64)), None)
+        fields["bias_bits"] = Field(_optional(_int(2, 32)), None)
     return fields
+
+
+def _transposed_fields():
+    fields = _conv_fields(True)
+    fields["output_padding"] = Field(_pair(0), 0)
+    return fields
+
+
+def _signed_int(lo: int, hi: int):
+    def check(v):
+        if not _is_int(v) or not lo <= v <= hi:
+            raise ValueError(f"must be an integer in {lo}…{hi}")
+        return v
+    return check
 
 
 def _tuple(v):
     return tuple(v) if isinstance(v, list) else v
 
 
+def _weight_args(f):
+    if f["weight_quant"] != "binary" and f["weight_bits"] < 2:
+        raise _Bad("weight_bits", f"must be an integer in 2…16, not {f['weight_bits']!r} (1 only with weight_quant "
+                                  f"'binary')")
+    if f["weight_exponent"] is not None and f["weight_quant"] != "pow2":
+        raise _Bad("weight_exponent", "is for weight_quant 'pow2' only")
+    bits = 1 if f["weight_quant"] == "binary" else f["weight_bits"]
+    return dict(weight_bits=bits, weight_quant=f["weight_quant"], weight_exponent=f["weight_exponent"],
+                bias_bits=f["bias_bits"])
+
+
 def _qconv(f):
     return QConv2d(f["in"], f["out"], _tuple(f["kernel"]), _tuple(f["stride"]), _tuple(f["padding"]),
-                   _tuple(f["dilation"]), f["groups"], f["bias"], f["weight_bits"])
+                   _tuple(f["dilation"]), f["groups"], f["bias"], **_weight_args(f))
+
+
+def _qconv_transpose(f):
+    return QConvTranspose2d(f["in"], f["out"], _tuple(f["kernel"]), _tuple(f["stride"]), _tuple(f["padding"]),
+                            _tuple(f["output_padding"]), f["groups"], f["bias"], _tuple(f["dilation"]),
+                            **_weight_args(f))
 
 
 def _conv(f):
@@ -165,7 +211,27 @@ def _conv(f):
 def _qact(f):
     if f["signed"] and f["bits"] < 2:
         raise _Bad("bits", "must be at least 2 for a signed activation")
-    return QAct(f["bits"], f["signed"], f["momentum"])
+    return QAct(f["bits"], f["signed"], f["momentum"], **_clip_args(f))
+
+
+def _clip_args(f):
+    if f["learn_clip"] is False and f["clip"] is not None and f["clip"] < MIN_CLIP:
+        raise _Bad("clip", f"must be at least {MIN_CLIP}")
+    return dict(clip=f["clip"], learn_clip=f["learn_clip"], pow2=f["pow2"])
+
+
+def _act_fields(signed: bool):
+    fields = {"bits": Field(_int(1, 16), 8)}
+    if signed:
+        fields["signed"] = Field(_bool, False)
+    fields.update({"momentum": Field(_number(0.0, 1.0), 0.1), "clip": Field(_optional(_number(0.0)), None),
+                   "learn_clip": Field(_bool, False), "pow2": Field(_bool, False)})
+    return fields
+
+
+def _l1bn(f):
+    return L1BatchNorm2d(f["channels"], eps=f["eps"], momentum=f["momentum"], stat_bits=f["stat_bits"],
+                         param_bits=f["param_bits"])
 
 
 def _maxpool(f):
@@ -193,10 +259,13 @@ LAYER_TYPES: dict[str, LayerType] = {
                               "momentum": Field(_number(0.0, 1.0), 0.1)},
                              lambda f: nn.BatchNorm2d(f["channels"], eps=f["eps"], momentum=f["momentum"]),
                              _bn_channels),
-    "QAct": LayerType({"bits": Field(_int(1, 16), 8), "signed": Field(_bool, False),
-                       "momentum": Field(_number(0.0, 1.0), 0.1)}, _qact),
-    "QReLU": LayerType({"bits": Field(_int(1, 16), 8), "momentum": Field(_number(0.0, 1.0), 0.1)},
-                       lambda f: QReLU(f["bits"], f["momentum"])),
+    "L1BatchNorm2d": LayerType({"channels": Field(_int(1)), "eps": Field(_number(0.0), 1e-5),
+                                "momentum": Field(_number(0.0, 1.0), 0.1),
+                                "stat_bits": Field(_optional(_int(2, 32)), None),
+                                "param_bits": Field(_optional(_int(2, 32)), None)}, _l1bn, _bn_channels),
+    "QConvTranspose2d": LayerType(_transposed_fields(), _qconv_transpose, _conv_channels),
+    "QAct": LayerType(_act_fields(True), _qact),
+    "QReLU": LayerType(_act_fields(False), lambda f: QReLU(f["bits"], f["momentum"], **_clip_args(f))),
     "MaxPool2d": LayerType(_pool_fields(), _maxpool),
     "ArgMax": LayerType({}, lambda f: ArgMax(), lambda c, f: 1),
     # Float and not-yet-lowerable torch layers: buildable, refused by the frontend by name.
@@ -205,6 +274,7 @@ LAYER_TYPES: dict[str, LayerType] = {
     "Upsample": LayerType({"scale_factor": Field(_int(1)), "mode": Field(_choice("nearest", "bilinear"), "nearest")},
                           lambda f: nn.Upsample(scale_factor=f["scale_factor"], mode=f["mode"])),
     "AvgPool2d": LayerType(_pool_fields(), _avgpool),
+    "Dropout": LayerType({"p": Field(_probability, 0.5)}, lambda f: nn.Dropout2d(f["p"])),
     "Sigmoid": LayerType({}, lambda f: nn.Sigmoid()),
 }
 

@@ -1,6 +1,7 @@
 """Exact integer folding of quantized layers into integer weights, biases and ``MulShift``.
 
-A chain ``QConv2d [→ BatchNorm2d | L1BatchNorm2d] [→ ReLU] → QAct`` computes, in real values,
+A chain ``QConv2d [→ BatchNorm2d | L1BatchNorm2d] [→ ReLU] → QAct`` (or the same with a
+``QConvTranspose2d``, whose output channels are handled alike) computes, in real values,
 
     z[c] = a[c] · (conv(x, w)[c] + bias[c] − μ[c]) + β[c]          (BN in eval mode)
          = a[c]·s_in·s_w[c] · (Σ w_int·x_int + b_fold[c] / (a[c]·s_in·s_w[c]))
@@ -49,11 +50,11 @@ from torch import nn
 
 from hwseg.errors import UnsupportedError
 
-from .layers import QAct, QConv2d
+from .layers import QAct, QConv2d, QConvTranspose2d, in_major
 from .norm import L1BatchNorm2d
 
-__all__ = ["MULTIPLIER_BITS", "MULTIPLIER_MAX", "MAX_SHIFT", "Requant", "FoldedConv", "ConvAffine",
-           "choose_shift", "conv_affine", "fold_conv", "fold_requant"]
+__all__ = ["MULTIPLIER_BITS", "MULTIPLIER_MAX", "MAX_SHIFT", "Requant", "FoldedConv", "ConvAffine", "AffineSlice",
+           "choose_shift", "conv_affine", "conv_geometry", "bn_affine", "fold_conv", "fold_requant"]
 
 #: Requantization multipliers are signed 16-bit integers.
 MULTIPLIER_BITS = 16
@@ -86,7 +87,9 @@ class Requant:
 class FoldedConv:
     """Integer convolution ``acc = Σ weight·x + bias`` followed by ``requant``.
 
-    ``weight`` is int64 ``(C_out, C_in/groups, kh, kw)`` in narrow ``Int(weight_bits)``;
+    ``weight`` is int64 ``(C_out, C_in/groups, kh, kw)`` in narrow ``Int(weight_bits)`` or, for a
+    transposed convolution (``transposed``, from a :class:`~hwseg.quant.QConvTranspose2d`; then
+    ``output_padding`` matters), torch's ``(C_in, C_out/groups, kh, kw)``;
     ``constant`` marks the channels folded as constants (see the module docstring). ``bipolar``:
     every weight is ±1 (binary weights, no constant channel), so the IR may type them ``Bipolar``.
     ``requant`` is a :class:`Requant` (MulShift) or, on the threshold path, a
@@ -103,6 +106,8 @@ class FoldedConv:
     requant: Requant
     constant: np.ndarray
     bipolar: bool = False
+    transposed: bool = False
+    output_padding: tuple[int, int] = (0, 0)
 
 
 def choose_shift(real: np.ndarray, name: str) -> tuple[np.ndarray, int]:
@@ -151,6 +156,27 @@ def _check_products(name: str, acc_bound: np.ndarray, multiplier: np.ndarray, sh
                                f"2^62; its bias is too large for its weights' scale")
 
 
+@dataclass(frozen=True, eq=False)
+class AffineSlice:
+    """Some channels of a BatchNorm's eval-mode affine map ``y = a·x + b``, standing in for the BatchNorm
+    when a BatchNorm after a ``torch.cat`` is pushed into the branches (each branch folds its slice)."""
+
+    a: np.ndarray
+    b: np.ndarray
+
+    @property
+    def num_features(self) -> int:
+        return int(self.a.shape[0])
+
+    def folded_affine(self) -> tuple[np.ndarray, np.ndarray]:
+        return self.a, self.b
+
+
+def bn_affine(name: str, bn) -> tuple[np.ndarray, np.ndarray]:
+    """``(a, b)`` of an eval-mode BatchNorm2d, L1BatchNorm2d or :class:`AffineSlice` on all its channels."""
+    return _bn_affine(name, bn, bn.num_features)
+
+
 def _bn_affine(name: str, bn, channels: int) -> tuple[np.ndarray, np.ndarray]:
     """``(a, b)`` of an eval-mode BatchNorm2d (``a = γ/√(var + eps)``, ``b = β − a·μ``) or
     L1BatchNorm2d (``a = γ/(MAD + eps)``, ``b = β − a·μ``), in float64."""
@@ -158,7 +184,7 @@ def _bn_affine(name: str, bn, channels: int) -> tuple[np.ndarray, np.ndarray]:
     if getattr(bn, "num_features", channels) != channels:
         raise UnsupportedError(f"layer '{name}': its {kind} has {bn.num_features} channels for "
                                f"{channels} conv outputs")
-    if isinstance(bn, L1BatchNorm2d):
+    if isinstance(bn, (L1BatchNorm2d, AffineSlice)):
         return bn.folded_affine()
     if bn.running_mean is None or bn.running_var is None:
         raise UnsupportedError(f"layer '{name}': its BatchNorm2d keeps no running statistics "
@@ -192,10 +218,16 @@ class ConvAffine:
 def conv_affine(name: str, conv: QConv2d, bn, in_scale: float) -> ConvAffine:
     """The :class:`ConvAffine` of ``conv [→ bn]`` on an input of real step ``in_scale``.
 
+    ``conv`` is a QConv2d or a QConvTranspose2d; ``weight`` is always output-channel major
+    ``(C_out, C_in/G, kh, kw)`` (:func:`conv_geometry` puts a transposed conv's back into torch's layout).
+
     ``bn`` is ``None``, an eval-mode ``nn.BatchNorm2d`` or an :class:`L1BatchNorm2d`; the conv's
     weights and bias are those its forward pass uses (``quantized_weight``, ``effective_bias``).
     """
-    w_int, s_w = conv.quantized_weight()
+    if isinstance(conv, QConvTranspose2d):
+        w_int, s_w = conv.quantized_weight(out_major_layout=True)     # rows are output channels
+    else:
+        w_int, s_w = conv.quantized_weight()
     w_int = w_int.cpu().numpy().copy()
     s_w = s_w.cpu().numpy().copy()
     channels = w_int.shape[0]
@@ -249,12 +281,20 @@ def fold_conv(name: str, conv: QConv2d, bn, act: QAct, in_scale: float,
     acc_bound = np.abs(w_int).reshape(channels, -1).sum(axis=1) * x_peak + np.abs(int_bias)
     _check_products(name, acc_bound, multiplier, shift)
 
-    w_int.setflags(write=False)
-    return FoldedConv(
-        weight=w_int, bias=int_bias, weight_bits=_ir_weight_bits(conv),
-        stride=tuple(conv.stride), padding=tuple(conv.padding), dilation=tuple(conv.dilation),
-        groups=conv.groups, requant=Requant(multiplier, shift, lo, hi, s_out), constant=constant,
-        bipolar=affine.bipolar and not constant.any())
+    return FoldedConv(**conv_geometry(conv, w_int), bias=int_bias, weight_bits=_ir_weight_bits(conv),
+                      requant=Requant(multiplier, shift, lo, hi, s_out), constant=constant,
+                      bipolar=affine.bipolar and not constant.any())
+
+
+def conv_geometry(conv, w_int: np.ndarray) -> dict:
+    """The :class:`FoldedConv` fields of ``conv``'s geometry, with its folded output-major integer
+    weights ``w_int`` in the layout of its op (read-only)."""
+    transposed = isinstance(conv, QConvTranspose2d)
+    weight = in_major(torch.from_numpy(w_int), conv.groups).numpy().copy() if transposed else w_int
+    weight.setflags(write=False)
+    return dict(weight=weight, stride=tuple(conv.stride), padding=tuple(conv.padding),
+                dilation=tuple(conv.dilation), groups=conv.groups, transposed=transposed,
+                output_padding=tuple(conv.output_padding) if transposed else (0, 0))
 
 
 def _ir_weight_bits(conv: QConv2d) -> int:

@@ -2,11 +2,17 @@
 
 Independent of :mod:`hwseg.golden` (which it is checked against) and of the IR executors:
 
-* convolution: ``torch.nn.functional.conv2d`` in float64 on integer-valued tensors — exact,
-  since the folding guarantees every accumulator stays below 2^53;
+* convolution: ``torch.nn.functional.conv2d`` (``conv_transpose2d`` for a transposed one) in float64
+  on integer-valued tensors — exact, since the folding guarantees every accumulator stays below 2^53;
 * MulShift: int64 ``(acc·M + 2^(s−1)) >> s`` (``>>`` is arithmetic, i.e. floor), then clamp;
 * Threshold: per channel, the number of thresholds ``≤ acc`` (``torch.searchsorted``, right side);
 * max pooling: ``max_pool2d`` in float64 (exact on integers);
+* average pooling: the window sum (``avg_pool2d`` with ``divisor_override=1`` in float64, exact), then
+  int64 ``(Σ + 2^(n−1)) >> n``;
+* upsampling: nearest by ``repeat_interleave``; bilinear by torch's own ``interpolate(align_corners=False)``
+  in float64 — exact for power-of-two factors, whose weights are binary fractions — scaled by ``2^s`` to
+  the integer ``Σ w·x`` and rounded half up as ``(Σ w·x + 2^(s−1)) >> s``;
+* add: int64 ``clamp(a + b, lo, hi)``; concat: ``torch.cat`` over channels;
 * argmax: ``torch.argmax`` over channels (the first maximum).
 """
 
@@ -15,8 +21,8 @@ from __future__ import annotations
 import torch
 from torch.nn import functional as F
 
-from .lowering import (ArgMaxStep, ConvStep, InputStep, IntegerProgram, PoolStep, RequantStep, ThresholdStep,
-                       lower_model)
+from .lowering import (AddStep, ArgMaxStep, AvgPoolStep, ConcatStep, ConvStep, InputStep, IntegerProgram, PoolStep,
+                       RequantStep, ThresholdStep, UpsampleStep, lower_model)
 
 __all__ = ["integer_forward", "run_program"]
 
@@ -52,10 +58,15 @@ def run_program(program: IntegerProgram, x, all_outputs: bool = False):
             out, single = _as_input(x, step.bits)
         elif isinstance(step, ConvStep):
             c = step.conv
-            acc = F.conv2d(values[step.inputs[0]].to(torch.float64),
-                           torch.from_numpy(c.weight.copy()).to(torch.float64),
-                           torch.from_numpy(c.bias.copy()).to(torch.float64),
-                           stride=c.stride, padding=c.padding, dilation=c.dilation, groups=c.groups)
+            x = values[step.inputs[0]].to(torch.float64)
+            weight = torch.from_numpy(c.weight.copy()).to(torch.float64)
+            bias = torch.from_numpy(c.bias.copy()).to(torch.float64)
+            if c.transposed:
+                acc = F.conv_transpose2d(x, weight, bias, stride=c.stride, padding=c.padding,
+                                         output_padding=c.output_padding, groups=c.groups, dilation=c.dilation)
+            else:
+                acc = F.conv2d(x, weight, bias, stride=c.stride, padding=c.padding, dilation=c.dilation,
+                               groups=c.groups)
             out = torch.round(acc).to(torch.int64)
         elif isinstance(step, RequantStep):
             r = step.requant
@@ -75,6 +86,32 @@ def run_program(program: IntegerProgram, x, all_outputs: bool = False):
         elif isinstance(step, PoolStep):
             out = F.max_pool2d(values[step.inputs[0]].to(torch.float64), step.kernel, step.stride,
                                step.padding).to(torch.int64)
+        elif isinstance(step, AvgPoolStep):
+            (kh, kw) = step.kernel
+            shift = (kh * kw).bit_length() - 1
+            total = F.avg_pool2d(values[step.inputs[0]].to(torch.float64), step.kernel, step.stride, step.padding,
+                                 ceil_mode=False, count_include_pad=True, divisor_override=1)
+            total = torch.round(total).to(torch.int64)
+            out = (total + (1 << (shift - 1))) >> shift if shift else total
+        elif isinstance(step, UpsampleStep):
+            x = values[step.inputs[0]]
+            fh, fw = step.factor
+            if step.mode == "nearest":
+                out = x.repeat_interleave(fh, dim=2).repeat_interleave(fw, dim=3)
+            else:
+                shift = sum(f.bit_length() for f in step.factor if f > 1)
+                exact = F.interpolate(x.to(torch.float64), scale_factor=(float(fh), float(fw)), mode="bilinear",
+                                      align_corners=False) * float(1 << shift)
+                out = torch.round(exact).to(torch.int64)
+                if shift:
+                    out = (out + (1 << (shift - 1))) >> shift
+        elif isinstance(step, AddStep):
+            a, b = values[step.inputs[0]], values[step.inputs[1]]
+            if a.shape != b.shape:
+                raise ValueError(f"step {step.name!r} adds tensors of shapes {tuple(a.shape)} and {tuple(b.shape)}")
+            out = (a + b).clamp(step.lo, step.hi)
+        elif isinstance(step, ConcatStep):
+            out = torch.cat([values[name] for name in step.inputs], dim=1)
         elif isinstance(step, ArgMaxStep):
             out = torch.argmax(values[step.inputs[0]], dim=1, keepdim=True)
         else:

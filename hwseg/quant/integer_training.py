@@ -3,7 +3,8 @@
 :func:`integer_training` switches a model of hwseg.quant layers to the paper's scheme and installs
 the gradient quantization:
 
-* **weights** — every :class:`QConv2d` uses ``weight_quant="pow2"`` with ``weight_bits=8`` and the
+* **weights** — every :class:`QConv2d` and :class:`QConvTranspose2d` uses ``weight_quant="pow2"`` with
+  ``weight_bits=8`` and the
   fixed exponent ``−7``: the forward pass (and the folded integer model) sees
   ``clamp(round(w·2^7), ±127) · 2^−7``; conv biases lie on an 8-bit power-of-two grid
   (``bias_bits=8``, exponent from the bias's own maximum). The float ``weight`` tensor stays the
@@ -36,7 +37,7 @@ import math
 import torch
 from torch import nn
 
-from .layers import QAct, QConv2d, QuantInput
+from .layers import QAct, QConv2d, QConvTranspose2d, QuantInput
 from .norm import L1BatchNorm2d
 from .quantizers import pow2_exponent, quantize_grad, quantize_pow2, weight_qmax
 
@@ -92,7 +93,7 @@ class IntegerTraining:
     def snap_weights_(self) -> None:
         """Put every QConv2d's stored ``weight`` on its grid (``clamp(round(w·2^7), ±127)·2^−7``)."""
         for module in self.model.modules():
-            if isinstance(module, QConv2d):
+            if isinstance(module, (QConv2d, QConvTranspose2d)):
                 q, _ = quantize_pow2(module.weight, self.weight_bits, exponent=self.weight_exponent)
                 module.weight.copy_(q)
 
@@ -123,16 +124,16 @@ def integer_training(model: nn.Module, *, weight_bits: int = 8, weight_exponent:
         if isinstance(module, nn.modules.batchnorm._BatchNorm):
             raise ValueError(f"layer '{name}' is a {type(module).__name__}: integer training normalizes with "
                              f"hwseg.quant.L1BatchNorm2d (BatchNorm without square and root)")
-        if isinstance(module, QConv2d) and module.weight_quant == "binary":
+        if isinstance(module, (QConv2d, QConvTranspose2d)) and module.weight_quant == "binary":
             raise ValueError(f"layer '{name}' has binary weights: integer training uses 8-bit pow2 weights")
         if isinstance(module, QAct) and module.bits > act_bits:
             raise ValueError(f"layer '{name}' quantizes to {module.bits} bits: integer training allows at most "
                              f"{act_bits}-bit activations")
     for module in model.modules():
-        if isinstance(module, QConv2d):
+        if isinstance(module, (QConv2d, QConvTranspose2d)):
             module.weight_quant, module.weight_bits, module.weight_exponent = "pow2", weight_bits, weight_exponent
             module.bias_bits = bias_bits if module.bias is not None else None
-        elif isinstance(module, QAct):
+        elif isinstance(module, QAct) and module.tied_to is None:    # a tied QAct has its leader's scale
             module.pow2 = True
         elif isinstance(module, L1BatchNorm2d):
             module.stat_bits, module.param_bits = stat_bits, param_bits

@@ -11,9 +11,16 @@ rounding is bypassed in the backward pass (straight-through estimator, STE).
   with one scale per output channel (default, ``s_w[c] = max|w[c]| / (2^(b−1) − 1)``), with one
   power-of-two scale per layer (``weight_quant="pow2"``), or binary ``sign(w)·mean|W|``
   (``weight_quant="binary"``); see :mod:`hwseg.quant.quantizers`.
+* :class:`QConvTranspose2d` — ``nn.ConvTranspose2d`` with the same weight quantizers (one scale per
+  *output* channel; torch's weight layout ``(C_in, C_out/groups, kh, kw)``).
 * :class:`QAct` / :class:`QReLU` — activation quantizer (``b``-bit unsigned or signed narrow
   range) whose clip is calibrated by an exponential moving average (EMA) of the batch maximum
-  (default), fixed, or learned (PACT); optionally rounded up to a power-of-two scale.
+  (default), fixed, or learned (PACT); optionally rounded up to a power-of-two scale; or *tied* to
+  another QAct's scale (``share=``, :func:`tie_scale`) so that residual sums and concatenations meet
+  at one scale, as the integer ``Add`` and ``Concat`` require.
+* :class:`QAvgPool2d` / :class:`QUpsample` — ``nn.AvgPool2d`` (``2^n`` elements) and ``nn.Upsample``
+  (nearest, bilinear ×2^k) whose float forward rounds like the integer ops, on the grid of the QAct
+  that feeds them (``grid=``).
 * :class:`ArgMax` — the index of the first maximum over channels, ``(N, 1, H, W)``.
 
 ``BatchNorm2d`` and ``MaxPool2d`` are the standard torch layers; :class:`~hwseg.quant.norm.L1BatchNorm2d`
@@ -26,11 +33,13 @@ from contextlib import contextmanager
 
 import torch
 from torch import nn
+from torch.nn import functional as F
 
 from .quantizers import (WEIGHT_MODES, fake_quantize_pow2, fake_quantize_weight, pow2_ceil, quantize_weight,
                          round_ste, weight_qmax, weight_scale)
 
-__all__ = ["INPUT_BITS", "INPUT_SCALE", "MIN_CLIP", "CLIP_MODES", "QuantInput", "QConv2d", "QAct", "QReLU", "ArgMax",
+__all__ = ["INPUT_BITS", "INPUT_SCALE", "MIN_CLIP", "CLIP_MODES", "QuantInput", "QConv2d", "QConvTranspose2d", "QAct",
+           "QReLU", "ArgMax", "QAvgPool2d", "QUpsample", "tie_scale", "out_major", "in_major",
            "weight_qmax", "weight_scale", "quantize_weight", "act_range", "fake_quantize_weight"]
 
 #: The network input is the raw 8-bit image.
@@ -41,7 +50,7 @@ INPUT_SCALE = 1.0 / 255.0
 #: calibration batches were all ≤ 0 gets this clip; its output is then 0 almost everywhere).
 MIN_CLIP = 1e-4
 #: How a :class:`QAct` sets its clip.
-CLIP_MODES = ("ema", "fixed", "learned")
+CLIP_MODES = ("ema", "fixed", "learned", "tied")
 
 _round_ste = round_ste
 
@@ -51,6 +60,40 @@ def act_range(bits: int, signed: bool) -> tuple[int, int]:
     if signed:
         return -weight_qmax(bits), weight_qmax(bits)
     return 0, (1 << bits) - 1
+
+
+
+def _check_weight_args(kind: str, weight_bits, weight_quant, weight_exponent, bias_bits) -> int:
+    """Validate the weight-quantizer arguments of a quantized convolution; return ``weight_bits``
+    (1 for binary weights)."""
+    if weight_quant not in WEIGHT_MODES:
+        raise ValueError(f"{kind} weight_quant must be one of {', '.join(map(repr, WEIGHT_MODES))}, "
+                         f"not {weight_quant!r}")
+    if weight_quant == "binary":
+        if weight_bits not in (1, 8):
+            raise ValueError(f"{kind} with binary weights has 1-bit weights, not weight_bits={weight_bits!r}")
+        weight_bits = 1
+    elif not isinstance(weight_bits, int) or isinstance(weight_bits, bool) or not 2 <= weight_bits <= 16:
+        raise ValueError(f"{kind} weight_bits must be an integer in 2…16, not {weight_bits!r}")
+    if weight_exponent is not None and (weight_quant != "pow2" or not isinstance(weight_exponent, int)
+                                        or isinstance(weight_exponent, bool)):
+        raise ValueError(f"{kind} weight_exponent is an integer for weight_quant='pow2' only, "
+                         f"not {weight_exponent!r} with {weight_quant!r}")
+    if bias_bits is not None and (not isinstance(bias_bits, int) or isinstance(bias_bits, bool)
+                                  or not 2 <= bias_bits <= 32):
+        raise ValueError(f"{kind} bias_bits must be None or an integer in 2…32, not {bias_bits!r}")
+    return weight_bits
+
+
+def _weight_repr(conv) -> str:
+    text = f", weight_bits={conv.weight_bits}"
+    if conv.weight_quant != "int":
+        text += f", weight_quant={conv.weight_quant!r}"
+    if conv.weight_exponent is not None:
+        text += f", weight_exponent={conv.weight_exponent}"
+    if conv.bias_bits is not None:
+        text += f", bias_bits={conv.bias_bits}"
+    return text
 
 
 class QuantInput(nn.Module):
@@ -94,22 +137,7 @@ class QConv2d(nn.Conv2d):
                  weight_quant: str = "int", weight_exponent: int | None = None, bias_bits: int | None = None):
         if isinstance(padding, str):
             raise ValueError(f"QConv2d padding must be integers, not {padding!r}")
-        if weight_quant not in WEIGHT_MODES:
-            raise ValueError(f"QConv2d weight_quant must be one of {', '.join(map(repr, WEIGHT_MODES))}, "
-                             f"not {weight_quant!r}")
-        if weight_quant == "binary":
-            if weight_bits not in (1, 8):
-                raise ValueError(f"QConv2d with binary weights has 1-bit weights, not weight_bits={weight_bits!r}")
-            weight_bits = 1
-        elif not isinstance(weight_bits, int) or isinstance(weight_bits, bool) or not 2 <= weight_bits <= 16:
-            raise ValueError(f"QConv2d weight_bits must be an integer in 2…16, not {weight_bits!r}")
-        if weight_exponent is not None and (weight_quant != "pow2" or not isinstance(weight_exponent, int)
-                                            or isinstance(weight_exponent, bool)):
-            raise ValueError(f"QConv2d weight_exponent is an integer for weight_quant='pow2' only, "
-                             f"not {weight_exponent!r} with {weight_quant!r}")
-        if bias_bits is not None and (not isinstance(bias_bits, int) or isinstance(bias_bits, bool)
-                                      or not 2 <= bias_bits <= 32):
-            raise ValueError(f"QConv2d bias_bits must be None or an integer in 2…32, not {bias_bits!r}")
+        weight_bits = _check_weight_args("QConv2d", weight_bits, weight_quant, weight_exponent, bias_bits)
         super().__init__(in_channels, out_channels, kernel_size, stride=stride, padding=padding,
                          dilation=dilation, groups=groups, bias=bias)
         self.weight_bits = weight_bits
@@ -137,14 +165,73 @@ class QConv2d(nn.Conv2d):
         return self._conv_forward(x, weight, self.effective_bias())
 
     def extra_repr(self) -> str:
-        text = super().extra_repr() + f", weight_bits={self.weight_bits}"
-        if self.weight_quant != "int":
-            text += f", weight_quant={self.weight_quant!r}"
-        if self.weight_exponent is not None:
-            text += f", weight_exponent={self.weight_exponent}"
-        if self.bias_bits is not None:
-            text += f", bias_bits={self.bias_bits}"
-        return text
+        return super().extra_repr() + _weight_repr(self)
+
+
+def out_major(weight: torch.Tensor, groups: int) -> torch.Tensor:
+    """A transposed convolution's weight ``(C_in, C_out/G, kh, kw)`` (torch's layout) rearranged to
+    ``(C_out, C_in/G, kh, kw)``: row ``o`` holds every weight of output channel ``o``."""
+    cin, cout_g, kh, kw = weight.shape
+    return (weight.reshape(groups, cin // groups, cout_g, kh, kw).transpose(1, 2)
+            .reshape(groups * cout_g, cin // groups, kh, kw))
+
+
+def in_major(weight: torch.Tensor, groups: int) -> torch.Tensor:
+    """The inverse of :func:`out_major`: ``(C_out, C_in/G, kh, kw)`` → ``(C_in, C_out/G, kh, kw)``."""
+    cout, cin_g, kh, kw = weight.shape
+    return (weight.reshape(groups, cout // groups, cin_g, kh, kw).transpose(1, 2)
+            .reshape(groups * cin_g, cout // groups, kh, kw))
+
+
+class QConvTranspose2d(nn.ConvTranspose2d):
+    """``nn.ConvTranspose2d`` with quantized weights: the transposed-convolution twin of :class:`QConv2d`.
+
+    Same weight quantizers (``weight_quant`` ``"int"``, ``"pow2"``, ``"binary"``), ``weight_bits``,
+    ``weight_exponent`` and ``bias_bits``. torch's weight layout is ``(C_in, C_out/groups, kh, kw)``;
+    the per-output-channel scales of ``"int"`` are taken over every weight of an output channel
+    (``weight[g·C_in/G:(g+1)·C_in/G, o mod C_out/G]``), so :meth:`quantized_weight` returns ``s_w``
+    of length ``C_out``. The forward pass is ``conv_transpose2d`` with ``w_int · s_w`` (STE
+    gradient), including ``output_padding``; padding is zero padding, ``output_size`` is not taken.
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size, stride=1, padding=0, output_padding=0,
+                 groups: int = 1, bias: bool = True, dilation=1, weight_bits: int = 8, weight_quant: str = "int",
+                 weight_exponent: int | None = None, bias_bits: int | None = None):
+        if isinstance(padding, str):
+            raise ValueError(f"QConvTranspose2d padding must be integers, not {padding!r}")
+        weight_bits = _check_weight_args("QConvTranspose2d", weight_bits, weight_quant, weight_exponent, bias_bits)
+        super().__init__(in_channels, out_channels, kernel_size, stride=stride, padding=padding,
+                         output_padding=output_padding, groups=groups, bias=bias, dilation=dilation)
+        self.weight_bits = weight_bits
+        self.weight_quant = weight_quant
+        self.weight_exponent = weight_exponent
+        self.bias_bits = bias_bits
+
+    def quantized_weight(self, out_major_layout: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(w_int, s_w)``: int64 weights in torch's layout ``(C_in, C_out/G, kh, kw)`` (or, with
+        ``out_major_layout``, ``(C_out, C_in/G, kh, kw)``) and the float64 scale of each output channel."""
+        w_int, scale = quantize_weight(out_major(self.weight, self.groups), self.weight_bits, self.weight_quant,
+                                       self.weight_exponent)
+        return (w_int if out_major_layout else in_major(w_int, self.groups)), scale
+
+    effective_bias = QConv2d.effective_bias
+    quantize = True
+
+    def forward(self, x: torch.Tensor, output_size=None) -> torch.Tensor:
+        if output_size is not None:
+            raise ValueError("QConvTranspose2d takes no output_size; set output_padding instead")
+        if not self.quantize:
+            weight, bias = self.weight, self.bias
+        else:
+            w_int, scale = self.quantized_weight(out_major_layout=True)
+            grid = (w_int.to(torch.float64) * scale.view(-1, 1, 1, 1)).to(self.weight.dtype)
+            weight = in_major(grid, self.groups) + (self.weight - self.weight.detach())
+            bias = self.effective_bias()
+        return F.conv_transpose2d(x, weight, bias, self.stride, self.padding, self.output_padding, self.groups,
+                                  self.dilation)
+
+    def extra_repr(self) -> str:
+        return super().extra_repr() + _weight_repr(self)
 
 
 class _PactQuantize(torch.autograd.Function):
@@ -197,11 +284,23 @@ class QAct(nn.Module):
       the gradient w.r.t. ``x`` is 1 strictly inside ``(lo·scale, hi·scale)``; the gradient w.r.t.
       ``α`` is the sum of the incoming gradient where ``x ≥ hi·scale`` minus (signed only) where
       ``x ≤ lo·scale`` (PACT, rounding straight through).
+    * ``"tied"`` (``share=<another QAct>``, or :func:`tie_scale`) — no clip of its own: the scale is
+      the other QAct's (``scale`` reads it, so it follows that QAct's calibration), while ``bits`` and
+      ``signed`` (the integer range) are this QAct's own. This is how a residual branch writes at the
+      scale of its skip (e.g. a signed 9-bit branch output at the scale of the unsigned 8-bit block
+      input) and how the inputs of a ``torch.cat`` share a scale, as the integer ``Add`` and ``Concat``
+      need (design.md §2). Gradient w.r.t. ``x`` as for ``"ema"``; none reaches the other QAct's clip.
     """
 
     def __init__(self, bits: int = 8, signed: bool = False, momentum: float = 0.1, clip: float | None = None,
-                 learn_clip: bool = False, pow2: bool = False):
+                 learn_clip: bool = False, pow2: bool = False, share: "QAct | None" = None):
         super().__init__()
+        if share is not None:
+            if not isinstance(share, QAct):
+                raise ValueError(f"QAct share must be another QAct, not {type(share).__name__}")
+            if clip is not None or learn_clip or pow2:
+                raise ValueError("a QAct with share= takes its scale from the shared QAct; give it no clip, "
+                                 "learn_clip or pow2")
         if not isinstance(signed, bool):
             raise ValueError(f"QAct signed must be true or false, not {signed!r}")
         low = 2 if signed else 1
@@ -226,6 +325,14 @@ class QAct(nn.Module):
         else:
             self.register_buffer("clip", initial)
         self.register_buffer("calibrated", torch.tensor(clip is not None))
+        object.__setattr__(self, "_leader", None)   # not a submodule: the shared QAct lives elsewhere
+        if share is not None:
+            tie_scale(self, share)
+
+    @property
+    def tied_to(self) -> "QAct | None":
+        """The QAct whose scale this one uses (``clip_mode == "tied"``), else None."""
+        return self._leader
 
     @property
     def qrange(self) -> tuple[int, int]:
@@ -235,7 +342,9 @@ class QAct(nn.Module):
     @property
     def scale(self) -> float:
         """Real value of one output step, in float64: ``clip / hi`` (rounded up to a power of two
-        with ``pow2``)."""
+        with ``pow2``); a tied QAct's is exactly the shared QAct's."""
+        if self._leader is not None:
+            return self._leader.scale
         step = max(float(self.clip.detach()), MIN_CLIP) / self.qrange[1]
         return pow2_ceil(step) if self.pow2 else step
 
@@ -266,6 +375,8 @@ class QAct(nn.Module):
         return _round_ste(clipped / scale) * scale
 
     def extra_repr(self) -> str:
+        if self._leader is not None:
+            return f"bits={self.bits}, signed={self.signed}, scale tied, {self.scale:.4g}"
         text = f"bits={self.bits}, signed={self.signed}, clip={float(self.clip.detach()):.4g}"
         if self.clip_mode != "ema":
             text += f", clip_mode={self.clip_mode!r}"
@@ -274,12 +385,102 @@ class QAct(nn.Module):
         return text
 
 
+def tie_scale(follower: QAct, leader: QAct) -> QAct:
+    """Make ``follower`` quantize at ``leader``'s scale (``clip_mode "tied"``, see :class:`QAct`); its
+    own bits and signedness stay. Returns ``follower``. A tie that would form a cycle is refused."""
+    if not isinstance(follower, QAct) or not isinstance(leader, QAct):
+        raise ValueError("tie_scale ties one QAct to another")
+    node = leader
+    while node is not None:
+        if node is follower:
+            raise ValueError("tie_scale would tie a QAct to itself (a cycle of shared scales)")
+        node = node._leader
+    object.__setattr__(follower, "_leader", leader)
+    follower.clip_mode = "tied"
+    follower.pow2 = False
+    return follower
+
+
 class QReLU(QAct):
     """Unsigned :class:`QAct`: ReLU and quantization to ``bits`` bits in one layer."""
 
     def __init__(self, bits: int = 8, momentum: float = 0.1, clip: float | None = None, learn_clip: bool = False,
-                 pow2: bool = False):
-        super().__init__(bits=bits, signed=False, momentum=momentum, clip=clip, learn_clip=learn_clip, pow2=pow2)
+                 pow2: bool = False, share: QAct | None = None):
+        super().__init__(bits=bits, signed=False, momentum=momentum, clip=clip, learn_clip=learn_clip, pow2=pow2,
+                         share=share)
+
+
+def _check_grid(kind: str, grid):
+    if grid is not None and not (isinstance(grid, (QAct, QuantInput))):
+        raise ValueError(f"{kind} grid must be the QAct (or QuantInput) whose output it reads, not "
+                         f"{type(grid).__name__}")
+
+
+class QAvgPool2d(nn.AvgPool2d):
+    """``nn.AvgPool2d`` over a window of ``2^n`` elements (zero padding counted, no ``ceil_mode``) whose
+    float forward rounds exactly like the integer ``AvgPool``: ``((Σ q) + 2^(n−1)) >> n`` on the
+    integers ``q = x / s`` of its input's grid, ``s`` being ``grid.scale`` (``grid``: the QAct — or
+    QuantInput — that produced the input). So the QAT model sees what the accelerator computes
+    (straight-through gradient of the plain average). Without ``grid`` it is the plain float average,
+    which the integer path still rounds (see :mod:`hwseg.quant.lowering`).
+    """
+
+    def __init__(self, kernel_size, stride=None, padding=0, grid: "QAct | QuantInput | None" = None):
+        super().__init__(kernel_size, stride, padding)
+        kh, kw = self.kernel_size if isinstance(self.kernel_size, tuple) else (self.kernel_size,) * 2
+        if (kh * kw) & (kh * kw - 1):
+            raise ValueError(f"QAvgPool2d averages a power-of-two number of elements, not {kh}×{kw}")
+        _check_grid("QAvgPool2d", grid)
+        object.__setattr__(self, "_grid", grid)      # not a submodule: it lives elsewhere in the model
+        self._shift = (kh * kw).bit_length() - 1
+
+    @property
+    def grid(self):
+        return self._grid
+
+    quantize = True
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = super().forward(x)
+        if not self.quantize or self._grid is None:
+            return out
+        scale = self._grid.scale
+        q = torch.round(x.detach().to(torch.float64) / scale)
+        total = F.avg_pool2d(q, self.kernel_size, self.stride, self.padding, divisor_override=1)
+        rounded = torch.floor((total + (0.5 if self._shift else 0.0) * (1 << self._shift)) / (1 << self._shift))
+        return out + (rounded * scale).to(out.dtype) - out.detach()
+
+
+class QUpsample(nn.Upsample):
+    """``nn.Upsample`` by integer factors (``"nearest"``, or ``"bilinear"`` with ``align_corners=False`` and
+    power-of-two factors) whose float forward rounds a bilinear result exactly like the integer
+    ``Upsample``: ``(Σ w·q + 2^(s−1)) >> s`` on the integers ``q = x / grid.scale`` of its input
+    (``grid``: the QAct that produced the input); straight-through gradient. Nearest needs no rounding.
+    Without ``grid`` a bilinear upsampling is the plain float one (see :mod:`hwseg.quant.lowering`).
+    """
+
+    def __init__(self, scale_factor, mode: str = "nearest", grid: "QAct | QuantInput | None" = None):
+        super().__init__(scale_factor=scale_factor, mode=mode, align_corners=False if mode == "bilinear" else None)
+        _check_grid("QUpsample", grid)
+        object.__setattr__(self, "_grid", grid)
+
+    @property
+    def grid(self):
+        return self._grid
+
+    quantize = True
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = super().forward(x)
+        if not self.quantize or self._grid is None or self.mode != "bilinear":
+            return out
+        factors = self.scale_factor if isinstance(self.scale_factor, tuple) else (self.scale_factor,) * 2
+        shift = sum(int(f).bit_length() for f in factors if f > 1)
+        scale = self._grid.scale
+        q = torch.round(x.detach().to(torch.float64) / scale)
+        exact = F.interpolate(q, scale_factor=factors, mode="bilinear", align_corners=False) * float(1 << shift)
+        rounded = torch.floor((torch.round(exact) + (1 << shift) // 2) / (1 << shift))
+        return out + (rounded * scale).to(out.dtype) - out.detach()
 
 
 class ArgMax(nn.Module):

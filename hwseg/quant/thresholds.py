@@ -40,7 +40,7 @@ import numpy as np
 
 from hwseg.errors import UnsupportedError
 
-from .fold import ACC_LIMIT, FoldedConv, _ir_weight_bits, conv_affine
+from .fold import ACC_LIMIT, FoldedConv, _ir_weight_bits, conv_affine, conv_geometry
 from .layers import QAct, QConv2d
 
 __all__ = ["THRESHOLD_BITS", "Thresholds", "threshold_levels", "fold_thresholds", "threshold_foldable"]
@@ -126,10 +126,7 @@ def fold_thresholds(name: str, conv: QConv2d, bn, act: QAct, in_scale: float, in
                                f"hwseg computes exactly; use fewer input channels")
     thresholds, flipped = threshold_levels(unit, affine.offset, act.scale, hi, acc_bound)
     w_int[flipped] = -w_int[flipped]
-    w_int.setflags(write=False)
     thresholds.setflags(write=False)
-    return FoldedConv(
-        weight=w_int, bias=np.zeros(channels, np.int64), weight_bits=_ir_weight_bits(conv),
-        stride=tuple(conv.stride), padding=tuple(conv.padding), dilation=tuple(conv.dilation),
-        groups=conv.groups, requant=Thresholds(thresholds, act.scale, hi, flipped), constant=constant,
-        bipolar=affine.bipolar)
+    return FoldedConv(**conv_geometry(conv, w_int), bias=np.zeros(channels, np.int64),
+                      weight_bits=_ir_weight_bits(conv), requant=Thresholds(thresholds, act.scale, hi, flipped),
+                      constant=constant, bipolar=affine.bipolar)

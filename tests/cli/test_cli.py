@@ -59,13 +59,17 @@ def _bad_inputs(tmp_path):
     upsample = _sequential(tmp_path / "upsample.pt", [
         {"type": "QuantInput"}, CONV, {"type": "QReLU", "bits": 8},
         {"type": "Upsample", "name": "up", "scale_factor": 2}, {"type": "ArgMax"}])
+    sigmoid = _sequential(tmp_path / "sigmoid.pt", [
+        {"type": "QuantInput"}, CONV, {"type": "QReLU", "bits": 8},
+        {"type": "Sigmoid", "name": "squash"}, {"type": "ArgMax"}])
     return {
         "missing file": ([tmp_path / "nope.pt"], r"nope\.pt.*(not found|does not exist|no such)"),
         "not a checkpoint": ([garbage], r"garbage\.pt.*not a PyTorch"),
         "pickle carrying code": ([evil], r"evil\.pt.*(refus|code)"),
         "bare state_dict": ([plain], r"plain\.pt.*(bare state_dict|not an hwseg checkpoint)"),
         "unquantized float model": ([float_model], r"unquantized float Conv2d"),
-        "unsupported layer": ([upsample], r"'up'.*Upsample.*not supported"),
+        "layer the frontend cannot lower": ([sigmoid], r"'squash'.*Sigmoid.*not supported"),
+        "op without hardware yet": ([upsample], r"layer 'up' \(Upsample ×2 nearest\) has no hardware yet"),
         "input too small": ([EXAMPLE, "--input", "2x2"], r"(cannot take|too small).*2×2|2×2.*(too small|cannot)"),
         "unknown board": ([EXAMPLE, "--board", "zedboard"], r"unknown board 'zedboard'; known boards: .*pynq-z2"),
     }

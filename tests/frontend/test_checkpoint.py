@@ -86,7 +86,7 @@ def test_saving_is_deterministic_and_independent_of_the_file_name(tiny, saved, t
 def test_save_refuses_what_it_could_not_load_back(tiny, tmp_path):
     path = tmp_path / "x.pt"
     with pytest.raises(CheckpointError, match=r"^cannot save: unknown architecture 'resnet'; known architectures: "
-                                              r"int8_tiny, sequential"):
+                                              r"bfcn, erfnet, fpl, int8_tiny, int_fcn, sequential"):
         save_checkpoint(tiny, path, "resnet", {}, [3, 16, 16])
     with pytest.raises(CheckpointError, match=r"^cannot save: the model does not match architecture 'int8_tiny' with "
                                               r"these arch_args: key 'conv1.weight' has shape \(4, 3, 3, 3\) in the "
@@ -206,7 +206,7 @@ def test_pytorch_files_that_are_not_hwseg_checkpoints(saved, tmp_path):
 
 def test_unknown_architecture_and_bad_arch_args(saved, tmp_path):
     with refuses(_edited(saved, tmp_path, arch="resnet"),
-                 r"unknown architecture 'resnet'; known architectures: int8_tiny, sequential$"):
+                 r"unknown architecture 'resnet'; known architectures: bfcn, erfnet, fpl, int8_tiny, int_fcn, sequential$"):
         load_checkpoint(tmp_path / "edited.pt")
     with refuses(_edited(saved, tmp_path, arch_args={**ARGS, "classes": 1}),
                  r"architecture 'int8_tiny': arch_args 'classes' must be an integer in 2…256, not 1"):

@@ -94,12 +94,14 @@ CONV = {"type": "QConv2d", "in": 3, "out": 4, "kernel": 3, "padding": 1}
 @pytest.mark.parametrize("layers, message", [
     ([{"type": "Conv2d", "in": 3, "out": 4, "kernel": 3, "name": "stem"}, {"type": "QReLU"}],
      r"^layer 'stem' is an unquantized float Conv2d: use hwseg\.quant\.QConv2d followed by a QAct"),
-    ([CONV, {"type": "QReLU"}, {"type": "Upsample", "scale_factor": 2, "name": "up"}],
-     r"^layer 'up' \(Upsample\) is not supported by hwseg yet; supported: QuantInput, QConv2d, BatchNorm2d, ReLU, "
-     r"QAct, QReLU, MaxPool2d, ArgMax"),
-    ([CONV, {"type": "QReLU"}, {"type": "AvgPool2d", "kernel": 2}],
-     r"^layer '3' \(AvgPool2d\) is not supported by hwseg yet"),
-    ([CONV, {"type": "Sigmoid"}, {"type": "QReLU"}], r"^layer '2' \(Sigmoid\) is not supported by hwseg yet"),
+    ([CONV, {"type": "QReLU"}, {"type": "Upsample", "scale_factor": 3, "mode": "bilinear", "name": "up"}],
+     r"^layer 'up' \(Upsample\) is a bilinear upsampling by 3; hwseg needs a power-of-two factor \(2, 4, 8, …\) "
+     r"for bilinear"),
+    ([CONV, {"type": "QReLU"}, {"type": "AvgPool2d", "kernel": 3}],
+     r"^layer '3' \(AvgPool2d\) averages 3×3 = 9 elements; hwseg averages windows of a power-of-two number"),
+    ([CONV, {"type": "Sigmoid"}, {"type": "QReLU"}],
+     r"^layer '2' \(Sigmoid\) is not supported by hwseg yet; supported: QuantInput, QConv2d, QConvTranspose2d, "
+     r"BatchNorm2d, L1BatchNorm2d, ReLU, QAct, QReLU, MaxPool2d, AvgPool2d, Upsample, ArgMax"),
     ([CONV, {"type": "BatchNorm2d", "channels": 4}],
      r"^the model's output is the unquantized output of layer '2' \(QConv2d '1'\); every QConv2d output must be "
      r"quantized by a QAct"),
@@ -108,7 +110,7 @@ CONV = {"type": "QConv2d", "in": 3, "out": 4, "kernel": 3, "padding": 1}
     ([CONV, {"type": "QConv2d", "in": 4, "out": 2, "kernel": 1}, {"type": "QReLU"}],
      r"^layer '2' \(QConv2d\) reads the unquantized output of layer '1'"),
     ([CONV, {"type": "QReLU"}, {"type": "BatchNorm2d", "channels": 4}, {"type": "QReLU"}],
-     r"^layer '3' \(BatchNorm2d\) must directly follow a QConv2d to be folded into it"),
+     r"^layer '3' \(BatchNorm2d\) must directly follow a QConv2d \(or a torch\.cat\) to be folded into it"),
     ([CONV, {"type": "QReLU"}, {"type": "ArgMax"}, {"type": "QReLU"}],
      r"^layer '4' \(QReLU\) reads the class map of ArgMax '3'; ArgMax must be the last layer"),
 ])
@@ -130,15 +132,25 @@ def test_functions_in_forward_are_refused_by_name():
             super().__init__()
             self.input = QuantInput()
             self.conv = QConv2d(3, 3, 3, padding=1)
-            self.act = QReLU()
+            self.act = QReLU(clip=2.0)
 
         def forward(self, x):
             x = self.input(x)
             return self.act(self.conv(x)) + x
 
-    with pytest.raises(UnsupportedError, match=r"^the model's forward uses the function 'add' \(traced as 'add'\), "
+    with pytest.raises(UnsupportedError, match=r"^the function 'add' \(traced as 'add'\) adds tensors of "
+                                               r"different scales: 'act' has scale 0\.00784314 and 'input' has scale "
+                                               r"0\.00392157; the integer Add needs one scale"):
+        to_graph(Residual().eval(), (3, 8, 8))
+
+    class Sub(Residual):
+        def forward(self, x):
+            x = self.input(x)
+            return self.act(self.conv(x)) - x
+
+    with pytest.raises(UnsupportedError, match=r"^the model's forward uses the function 'sub' \(traced as 'sub'\), "
                                                r"which hwseg cannot lower yet"):
-        to_graph(Residual(), (3, 8, 8))
+        to_graph(Sub(), (3, 8, 8))
 
     class Flatten(nn.Module):
         def __init__(self):

@@ -1,6 +1,5 @@
 """The architecture registry, the sequential layer table and the bundled int8_tiny example."""
 
-import importlib.util
 from pathlib import Path
 
 import pytest
@@ -16,10 +15,11 @@ EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
 
 def test_registry_and_layer_table():
-    assert {"sequential", "int8_tiny"} <= set(ARCHITECTURES)
-    assert {"QuantInput", "QConv2d", "BatchNorm2d", "QReLU", "QAct", "MaxPool2d", "ArgMax", "Conv2d", "ReLU",
-            "Upsample", "AvgPool2d", "Sigmoid"} <= set(LAYER_TYPES)
-    with pytest.raises(CheckpointError, match=r"^unknown architecture 'vgg'; known architectures: int8_tiny, sequential"):
+    assert {"sequential", "int8_tiny", "bfcn", "int_fcn", "erfnet", "fpl"} <= set(ARCHITECTURES)
+    assert {"QuantInput", "QConv2d", "QConvTranspose2d", "BatchNorm2d", "L1BatchNorm2d", "QReLU", "QAct", "MaxPool2d",
+            "ArgMax", "Conv2d", "ReLU", "Upsample", "AvgPool2d", "Dropout", "Sigmoid"} <= set(LAYER_TYPES)
+    with pytest.raises(CheckpointError, match=r"^unknown architecture 'vgg'; known architectures: bfcn, erfnet, "
+                                              r"fpl, int8_tiny, int_fcn, sequential"):
         build_model("vgg", {})
 
 
@@ -45,7 +45,8 @@ def test_sequential_builds_from_data_with_defaults_and_names():
                              {"type": "BatchNorm2d", "channels": 8, "name": "bn"},
                              {"type": "QAct", "bits": 4, "signed": True}])
     assert spec[1] == {"type": "QConv2d", "name": "1", "in": 3, "out": 8, "kernel": [3, 1], "stride": 1,
-                       "padding": [1, 0], "dilation": 1, "groups": 1, "bias": True, "weight_bits": 8}
+                       "padding": [1, 0], "dilation": 1, "groups": 1, "bias": True, "weight_bits": 8,
+                       "weight_quant": "int", "weight_exponent": None, "bias_bits": None}
     model = build_model("sequential", {"layers": spec})
     assert isinstance(model[1], QConv2d) and model[1].kernel_size == (3, 1) and isinstance(model.bn, nn.BatchNorm2d)
     assert isinstance(model[3], QAct) and model[3].qrange == (-7, 7)
@@ -71,7 +72,8 @@ def test_float_and_not_yet_lowerable_layers_build_and_run():
      r"^layer 0 \(QConv2d\): field 'bias' must be true or false, not 1"),
     ([{"type": "QConv2d", "in": 3, "out": 4, "kernel": 3, "weight_bits": 1}],
      r"^layer 0 \(QConv2d\): field 'weight_bits' must be an integer in 2…16, not 1"),
-    ([{"type": "QReLU", "signed": True}], r"^layer 0 \(QReLU\): unknown field 'signed'; its fields: bits, momentum"),
+    ([{"type": "QReLU", "signed": True}],
+     r"^layer 0 \(QReLU\): unknown field 'signed'; its fields: bits, momentum, clip, learn_clip, pow2"),
     ([{"type": "QAct", "bits": 1, "signed": True}],
      r"^layer 0 \(QAct\): field 'bits' must be at least 2 for a signed activation"),
     ([{"type": "QConv2d", "in": 3, "out": 4, "kernel": 3}, {"type": "BatchNorm2d", "channels": 8}],
@@ -102,40 +104,22 @@ def test_bad_int8_tiny_arguments():
         build_model("sequential", [1])
 
 
-def test_bundled_example_checkpoint():
+def test_bundled_example_is_the_trained_int8_tiny_preset():
+    """examples/int8_tiny.pt comes from `python examples/zoo.py --presets int8_tiny` (README)."""
     path = EXAMPLES / "int8_tiny.pt"
     assert path.stat().st_size < 200_000
     ckpt = load_checkpoint(path)
-    assert ckpt.arch == "int8_tiny" and ckpt.input_shape == (3, 32, 32) and ckpt.meta["trained"] is False
-    assert "UNTRAINED" in ckpt.meta["description"]
+    assert ckpt.arch == "int8_tiny" and ckpt.input_shape == (3, 32, 32)
+    history = ckpt.meta["train"]["history"]
+    assert ckpt.meta["train"]["quantized"] and len(history) == ckpt.meta["train"]["epochs_done"] >= 1
+    assert history[-1]["miou"] > 0.5
     graph = to_graph(ckpt.model, ckpt.input_shape, name="int8_tiny")
     assert graph.output_type.shape == (1, 8, 8)
-    maker = _maker()
-    images = maker.synthetic_images(8, 32, torch.Generator().manual_seed(123))
+    images = torch.randint(0, 256, (8, 3, 32, 32), generator=torch.Generator().manual_seed(123)).float()
     outputs = integer_forward(ckpt.model, images, all_outputs=True)
     for name in ("act1", "act2", "act3", "logits"):
         y = outputs[name]
-        lo, hi = ckpt.model.get_submodule(name).qrange
         assert 0.02 < float((y != 0).double().mean()), f"{name} is (nearly) all zero"
-        assert float(((y == hi) | ((y == lo) & (lo < 0))).double().mean()) < 0.05, f"{name} saturates"
-        assert len(torch.unique(y)) > 30, f"{name} uses few levels"
-    assert len(torch.unique(outputs["argmax"])) >= 2
+        assert len(torch.unique(y)) > 8, f"{name} uses few levels"
 
 
-def _maker():
-    spec = importlib.util.spec_from_file_location("make_int8_tiny", EXAMPLES / "make_int8_tiny.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def test_example_maker_is_deterministic(tmp_path):
-    maker = _maker()
-    first, second = tmp_path / "a.pt", tmp_path / "b.pt"
-    assert maker.write(first) == maker.write(second)
-    assert first.read_bytes() == second.read_bytes()
-    # The bundled file is what the current code makes (up to float rounding on another machine).
-    fresh, bundled = load_checkpoint(first), load_checkpoint(EXAMPLES / "int8_tiny.pt")
-    assert (fresh.arch, fresh.arch_args, fresh.meta) == (bundled.arch, bundled.arch_args, bundled.meta)
-    for key, value in bundled.model.state_dict().items():
-        assert torch.allclose(fresh.model.state_dict()[key].double(), value.double(), rtol=1e-4, atol=1e-6), key
