@@ -3,8 +3,8 @@
 For each preset it trains the float baseline (quantizers off) and the quantized model
 (quantization-aware, same seed, data and schedule), evaluates both on the synthetic
 validation split, and exports the quantized model's integer graph, which the golden model
-evaluates too. The quantized checkpoints land in ``examples/<preset>.pt``; the float ones in
-a scratch folder. It prints the README's table and writes ``examples/zoo.json``.
+evaluates too. The quantized checkpoints land in ``examples/<preset>.pt`` (``bfcn.pt`` and
+``bfcn_int8.pt`` for ``bfcn_w1a2`` and ``bfcn_w8a8``); the float ones in a scratch folder. It prints the README's table and writes ``examples/zoo.json``.
 
     python examples/zoo.py [--presets int8_tiny bfcn_tiny ...] [--epochs N] [--scratch DIR]
 
@@ -26,12 +26,14 @@ from hwseg.models import PRESETS
 from hwseg.train.session import TrainRequest, run_evaluation, run_training
 
 HERE = Path(__file__).resolve().parent
+# Presets whose example checkpoint has another name: the mission's `hwseg build bfcn.pt --board pynq`.
+FILE_NAMES = {"bfcn_w1a2": "bfcn", "bfcn_w8a8": "bfcn_int8"}
 
 
 def train_preset(name: str, scratch: Path, epochs: int | None) -> dict:
     preset = PRESETS[name]
     epochs = epochs or preset.epochs
-    out, baseline = HERE / f"{name}.pt", scratch / f"{name}_float.pt"
+    out, baseline = HERE / f"{FILE_NAMES.get(name, name)}.pt", scratch / f"{name}_float.pt"
     log = lambda line: print(f"  {line}", file=sys.stderr)
     started = time.monotonic()
     run_training(TrainRequest(model=name, data="synthetic", epochs=epochs, out=baseline, quantized=False), log=log)
@@ -46,7 +48,7 @@ def train_preset(name: str, scratch: Path, epochs: int | None) -> dict:
     loaded = load_checkpoint(out)
     graph = to_graph(loaded.model, tuple(loaded.input_shape), name=name)
     return {
-        "preset": name, "arch": preset.arch, "epochs": epochs, "input": list(loaded.input_shape),
+        "preset": name, "file": out.name, "arch": preset.arch, "epochs": epochs, "input": list(loaded.input_shape),
         "float_miou": baseline_results["float"]["miou"],
         "quantized_miou": results["quantized"]["miou"],
         "integer_miou": results["integer"]["miou"],

@@ -103,12 +103,12 @@ def program_to_nodes(program, input_shape) -> list[Node]:
     return nodes
 
 
-def to_graph(model: nn.Module, input_shape, name: str = "net", threshold_bits: int = 0) -> Graph:
+def to_graph(model: nn.Module, input_shape, name: str = "net", threshold_bits: int | None = None) -> Graph:
     """The integer IR graph of ``model`` (built from hwseg.quant layers) for ``(C, H, W)`` input frames.
 
     Folding uses the model's current parameters and buffers (eval-mode semantics). Node names are
     the module names made into identifiers; each node's ``attrs["module"]`` holds the module name.
-    ``threshold_bits`` (0: never) folds activations of at most that many bits into ``Threshold`` nodes
+    ``threshold_bits`` (``None``: the model's own ``threshold_bits`` attribute, else 0 = never) folds activations of at most that many bits into ``Threshold`` nodes
     (see :func:`hwseg.quant.lower_model`); :func:`hwseg.quant.integer_forward` takes the same argument.
     Raises UnsupportedError for layers or functions hwseg cannot lower and InputSizeError for an
     input shape the network cannot take.

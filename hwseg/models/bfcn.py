@@ -4,6 +4,7 @@ The paper's layer table is not public; this family keeps its quantization scheme
 
 * ``scheme="w1a2"`` — 1-bit weights ``sign(w)·mean|W|`` (DoReFa), 2-bit activations;
   ``"w2a2"`` — 2-bit (ternary narrow-range ``{−1, 0, 1}``, per-channel scale) weights;
+  ``"w8a8"`` — the same network with 8-bit weights and activations (the int8 reference);
 * every low-bit conv is followed by BatchNorm and a 2-bit DoReFa activation
   ``round(clip(x, 0, 1)·3)/3`` (a QAct of 2 bits with the fixed clip 1), so BN + clip + quantize fold
   into 3 integer thresholds per channel (``threshold_bits ≥ 2``) — no multipliers;
@@ -46,7 +47,9 @@ from .registry import register_architecture
 __all__ = ["BFCN", "bfcn", "SCHEMES"]
 
 #: scheme → (weight quantizer keyword arguments, activation bits)
-SCHEMES = {"w1a2": (dict(weight_quant="binary"), 2), "w2a2": (dict(weight_bits=2), 2)}
+SCHEMES = {"w1a2": (dict(weight_quant="binary"), 2), "w2a2": (dict(weight_bits=2), 2),
+           # The same network at 8 bits, the int8 reference the binary schemes are compared with.
+           "w8a8": (dict(weight_bits=8), 8)}
 
 
 class _ConvBNAct(nn.Module):
@@ -121,6 +124,8 @@ class BFCN(SegNet):
         self.argmax = ArgMax()
         self._set_shape(classes, 1 << stages, input_size)
         self.out_stride = out_stride
+        # Export BN + clip + quantize of the low-bit layers as thresholds (the 8-bit scheme keeps MulShift).
+        self.threshold_bits = bits if bits <= 4 else 0
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.stem_act(self.stem_bn(self.stem(self.input(x))))
@@ -145,7 +150,7 @@ def bfcn(classes: int = 8, width: int = 16, stages: int = 3, convs: int = 2, sch
     """A BFCN: ``scheme`` ``"w1a2"`` | ``"w2a2"``; ``width`` first-layer channels (doubling per stage up to
     8·width); ``stages`` downsamplings by 2; ``convs`` 3×3 convs per stage; ``downsample`` ``"pool"`` |
     ``"stride"``; ``upsample`` ``"bilinear"`` | ``"nearest"`` | ``"deconv"``; ``out_stride`` 1 (full
-    resolution) or 2; ``skips``: U-Net-style concatenations in the decoder; ``input_size`` ``[H, W]``."""
+    resolution), 2, … up to 2^stages (no decoder at all); ``skips``: U-Net-style concatenations in the decoder; ``input_size`` ``[H, W]``."""
     arch = "bfcn"
     check_int(arch, "classes", classes, 2, 256)
     check_int(arch, "width", width, 1, 1024)
@@ -154,7 +159,7 @@ def bfcn(classes: int = 8, width: int = 16, stages: int = 3, convs: int = 2, sch
     check_choice(arch, "scheme", scheme, tuple(SCHEMES))
     check_choice(arch, "downsample", downsample, ("pool", "stride"))
     check_choice(arch, "upsample", upsample, ("bilinear", "nearest", "deconv"))
-    check_choice(arch, "out_stride", out_stride, (1, 2))
+    check_choice(arch, "out_stride", out_stride, tuple(1 << k for k in range(stages + 1)))
     check_bool(arch, "skips", skips)
     size = check_size(arch, input_size, 1 << stages)
     return BFCN(classes, width, stages, convs, scheme, downsample, upsample, out_stride, skips, size)

@@ -33,6 +33,16 @@ PRESETS = MappingProxyType({
                                  "input_size": [64, 64]}, input_size=(64, 64), epochs=10,
                         description="BFCN w1a2: binary weights, 2-bit threshold activations, 8-bit first/last "
                                     "layers, U-Net-style bilinear decoder to 1/2 resolution"),
+    # The same encoder-only BFCN shape at 1-2 bits and at 8 bits: the hardware comparison (README).
+    "bfcn_w1a2": Preset("bfcn", {"classes": 6, "width": 16, "stages": 2, "convs": 2, "scheme": "w1a2",
+                                 "downsample": "pool", "out_stride": 4, "skips": False, "input_size": [64, 64]},
+                        input_size=(64, 64), epochs=10,
+                        description="BFCN w1a2 without decoder (1/4 resolution): what `hwseg build bfcn.pt` maps "
+                                    "onto popcount units and thresholds"),
+    "bfcn_w8a8": Preset("bfcn", {"classes": 6, "width": 16, "stages": 2, "convs": 2, "scheme": "w8a8",
+                                 "downsample": "pool", "out_stride": 4, "skips": False, "input_size": [64, 64]},
+                        input_size=(64, 64), epochs=10,
+                        description="the bfcn_w1a2 shape at 8-bit weights and activations (MAC arrays, MulShift)"),
     "int_fcn_tiny": Preset("int_fcn", {"classes": 6, "width": 8, "stages": 3, "convs": 1, "skips": 2,
                                        "integer_bn": True, "input_size": [64, 64]}, input_size=(64, 64), epochs=10,
                            description="integer-training FCN-8s in miniature: pow2 weights (2^-7) and scales, "

