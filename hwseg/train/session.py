@@ -8,6 +8,7 @@ plain data only, read with ``weights_only=True``). ``--resume`` continues from t
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 from dataclasses import dataclass
@@ -38,6 +39,7 @@ class TrainRequest:
     val_count: int | None = None
     resume: bool = False
     quantized: bool = True
+    integer_training: bool = False
 
 
 def state_path(out: Path) -> Path:
@@ -78,6 +80,7 @@ def _save(model, out: Path, arch, arch_args, size, history, optimizer, request, 
 
     meta = {"train": {"epochs_done": history[-1].epoch, "history": [r.as_dict() for r in history],
                       "data": request.data, "quantized": request.quantized,
+                      "integer_training": request.integer_training,
                       "settings": {"epochs": settings.epochs, "batch_size": settings.batch_size, "lr": settings.lr,
                                    "seed": settings.seed}}}
     save_checkpoint(model, out, arch, arch_args, (3, *size), meta=meta)
@@ -127,7 +130,18 @@ def run_training(request: TrainRequest, log=print) -> list[EpochResult]:
         log(f"epoch {result.epoch}/{settings.epochs}: loss {result.loss:.4f}, validation mIoU "
             f"{100 * result.miou:.2f} %")
 
-    with quantization(model, enabled=request.quantized):
+    hooks = contextlib.nullcontext()
+    if request.integer_training:
+        from ..quant import integer_training
+
+        try:
+            # act_bits 9: a residual branch carries its signed pre-add value at the skip's 8-bit grid,
+            # one bit wider than the activations themselves (int_fcn's skip fusions).
+            hooks = integer_training(model, act_bits=9)
+        except ValueError as error:
+            raise HwsegError(f"--integer-training: {error}; use an architecture built for it, such as "
+                             f"int_fcn_tiny") from None
+    with quantization(model, enabled=request.quantized), hooks:
         train(model, train_set, val_set, classes, settings, start_epoch=start, optimizer_state=optimizer_state,
               on_epoch=after_epoch)
     return history

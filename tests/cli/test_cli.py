@@ -152,3 +152,23 @@ def test_bad_option_values_are_refused_by_the_parser():
     assert result.returncode == 2 and "expected a probability" in result.stderr
     result = hwseg("build", EXAMPLE, "--input", "big")
     assert result.returncode == 2 and "expected HEIGHTxWIDTH" in result.stderr
+
+
+@pytest.mark.parametrize("preset", ["erfnet_tiny", "fpl_tiny"])
+def test_zoo_models_the_hardware_cannot_map_yet_fail_naming_the_op(tmp_path, preset):
+    from hwseg.models import PRESETS
+    from hwseg.quant import calibrate
+
+    spec = PRESETS[preset]
+    torch.manual_seed(0)
+    model = build_model(spec.arch, spec.arch_args)
+    calibrate(model, [torch.randint(0, 256, (2, 3, *spec.input_size)).float()])
+    path = tmp_path / f"{preset}.pt"
+    save_checkpoint(model.eval(), path, spec.arch, spec.arch_args, (3, *spec.input_size))
+    out = tmp_path / "out"
+    result = hwseg("build", path, "--out", out)
+    lines = [line for line in result.stderr.strip().splitlines() if not line.startswith("hwseg: ")]
+    assert result.returncode == 1 and len(lines) == 1 and "Traceback" not in result.stderr, result.stderr
+    assert re.match(r"error: layer '\w+'(: grouped convolution| \((Concat|Add|ConvTranspose2d|AvgPool|Upsample))",
+                    lines[0]), lines[0]
+    assert not out.exists()

@@ -109,3 +109,14 @@ def test_cli_train_and_eval(tmp_path):
     assert result.returncode == 0, result.stderr
     for view in ("float", "quantized", "integer"):
         assert view in result.stdout
+
+
+def test_integer_training_mode_from_the_command_line(tmp_path):
+    out = tmp_path / "int.pt"
+    result = _cli("train", "int_fcn_tiny", "--integer-training", "--epochs", "1", "--out", out, "--train-count", "16",
+                  "--val-count", "8")
+    assert result.returncode == 0, result.stderr
+    assert load_checkpoint(out).meta["train"]["integer_training"] is True
+    refused = _one_line_error(_cli("train", "int8_tiny", "--integer-training", "--epochs", "1", "--out",
+                                   tmp_path / "no.pt"))
+    assert "BatchNorm" in refused and "int_fcn_tiny" in refused and refused.count("\n") == 0
