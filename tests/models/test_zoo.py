@@ -223,7 +223,7 @@ def test_zoo_models_expose_classes_stride_and_input_shape(arch):
     ("erfnet", {"width": 0.2}, r"'width' 0\.2 gives channels \[3, 13, 26\]; ERFNet needs 3 < c1 < c2 < c3"),
     ("erfnet", {"blocks": [5, 8, 2]}, r"'blocks' must be a list of 4 integers in 0…64"),
     ("fpl", {"width": 12}, r"'width' must be a multiple of 5"),
-    ("bfcn", {"scheme": "w1a1"}, r"'scheme' must be one of 'w1a2', 'w2a2', not 'w1a1'"),
+    ("bfcn", {"scheme": "w1a1"}, r"'scheme' must be one of 'w1a2', 'w2a2', 'w8a8', not 'w1a1'"),
     ("bfcn", {"upsample": "bicubic"}, r"'upsample' must be one of 'bilinear', 'nearest', 'deconv'"),
     ("int_fcn", {"stages": 2, "skips": 2}, r"'skips' must be an integer in 0…1, not 2"),
 ])
