@@ -84,7 +84,8 @@ def _cmd_train(args) -> int:
                            classes=args.classes, batch_size=args.batch, lr=args.lr, seed=args.seed,
                            arch_args=arch_args, train_count=args.train_count, val_count=args.val_count,
                            resume=args.resume, quantized=not args.float,
-                           integer_training=args.integer_training)
+                           integer_training=args.integer_training,
+                           init=Path(args.init) if args.init else None)
     history = run_training(request, log=lambda line: _progress(line))
     if history:
         print(f"{args.out}: {history[-1].epoch} epochs, validation mIoU {100 * history[-1].miou:.2f} %")
@@ -171,6 +172,8 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument("--resume", action="store_true", help="continue the run saved in OUT and OUT.train-state")
     train.add_argument("--float", action="store_true",
                        help="train the float baseline: quantizers off (its checkpoint still builds quantized)")
+    train.add_argument("--init", metavar="X.pt",
+                       help="start from this checkpoint's weights (same model), e.g. QAT from a --float baseline")
     train.add_argument("--integer-training", action="store_true",
                        help="train on 8-bit power-of-two grids: weights, activations, errors and gradients "
                             "(the integer-training paper; needs L1 BatchNorm, e.g. int_fcn_tiny)")

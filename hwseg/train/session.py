@@ -40,6 +40,7 @@ class TrainRequest:
     resume: bool = False
     quantized: bool = True
     integer_training: bool = False
+    init: Path | None = None
 
 
 def state_path(out: Path) -> Path:
@@ -91,6 +92,7 @@ def _save(model, out: Path, arch, arch_args, size, history, optimizer, request, 
 
 
 def run_training(request: TrainRequest, log=print) -> list[EpochResult]:
+    from ..frontend import load_checkpoint
     from ..quant import quantization
 
     torch.set_num_threads(max(1, os.cpu_count() or 1))
@@ -107,9 +109,13 @@ def run_training(request: TrainRequest, log=print) -> list[EpochResult]:
                                    request.val_count or (preset.val_count if preset else None))
     history: list[EpochResult] = []
     start, optimizer_state = 0, None
+    if request.init is not None and not request.resume:
+        initial = load_checkpoint(request.init)
+        if initial.arch != arch or initial.arch_args != arch_args:
+            raise CheckpointError(f"cannot start from {request.init}: it holds {initial.arch!r} with other "
+                                  f"arguments; train it with the same MODEL and --arch-args")
+        model.load_state_dict(initial.model.state_dict())  # e.g. QAT fine-tuning of a float baseline
     if request.resume:
-        from ..frontend import load_checkpoint
-
         if not request.out.exists() or not state_path(request.out).exists():
             raise CheckpointError(f"cannot resume: {request.out} or {state_path(request.out)} is missing; "
                                   f"start without --resume")

@@ -120,3 +120,18 @@ def test_integer_training_mode_from_the_command_line(tmp_path):
     refused = _one_line_error(_cli("train", "int8_tiny", "--integer-training", "--epochs", "1", "--out",
                                    tmp_path / "no.pt"))
     assert "BatchNorm" in refused and "int_fcn_tiny" in refused and refused.count("\n") == 0
+
+
+def test_training_can_start_from_a_float_baseline(tmp_path):
+    baseline, tuned = tmp_path / "float.pt", tmp_path / "tuned.pt"
+    _train(baseline, 1, quantized=False)
+    _train(tuned, 1, init=baseline)
+    first = load_checkpoint(baseline).model.state_dict()
+    second = load_checkpoint(tuned).model.state_dict()
+    assert any(not torch.equal(first[k], second[k]) for k in first)  # trained on
+    fresh = tmp_path / "fresh.pt"
+    _train(fresh, 1)
+    assert any(not torch.equal(load_checkpoint(fresh).model.state_dict()[k], second[k]) for k in first)
+    with pytest.raises(Exception, match="cannot start from"):
+        run_training(TrainRequest(model="bfcn_tiny", data="synthetic", epochs=1, out=tmp_path / "x.pt",
+                                  init=baseline, **SMALL), log=lambda line: None)
