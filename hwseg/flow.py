@@ -12,7 +12,6 @@ after ``hwseg.frontend.to_graph(model, input_shape)``.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import re
@@ -170,6 +169,3 @@ def build(path: str | os.PathLike, board: str = "pynq-z2", *, input_size: tuple[
     graph, checkpoint = load_graph(path, input_size=input_size)
     return compile_graph(graph, board, name=graph.name, checkpoint=checkpoint)
 
-
-def file_digest(path: str | os.PathLike) -> str:
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()

@@ -1,4 +1,4 @@
-"""Constructor-parameter checks and integer-range helpers shared by the hardware blocks.
+"""Constructor-parameter checks, integer-range helpers and the popcount tree shared by the hardware blocks.
 
 Every check names the parameter and shows the bad value as ``not {value!r}``.
 """
@@ -75,3 +75,21 @@ def check_elem_value(name, value, shape):
     if not lo <= value <= hi:
         raise ValueError(f"{name} must be representable in {shape!r} ({lo}..{hi}), not {value!r}")
     return value
+
+def popcount(bits, count):
+    """The number of ones among the ``count`` bits of ``bits``, by a balanced adder tree.
+
+    Every node of the tree is exactly as wide as its largest count (``bit_length``), so no
+    adder carries a bit that can never be set.
+    """
+    terms = [(bits[k], 1) for k in range(count)]
+    while len(terms) > 1:
+        paired = []
+        for j in range(0, len(terms), 2):
+            if j + 1 < len(terms):
+                (a, a_max), (b, b_max) = terms[j], terms[j + 1]
+                paired.append(((a + b)[:(a_max + b_max).bit_length()], a_max + b_max))
+            else:
+                paired.append(terms[j])
+        terms = paired
+    return terms[0][0]

@@ -5,32 +5,13 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
-from ._checks import cast_shape, check_int, is_int, range_of, shape_for
+from ._checks import cast_shape, check_int, is_int, popcount, range_of, shape_for
 
 __all__ = ["BitMacArray"]
 
 
 def _divisors(n):
     return ", ".join(str(d) for d in range(1, n + 1) if n % d == 0)
-
-
-def _popcount(bits, count):
-    """The number of ones among the ``count`` bits of ``bits``, by a balanced adder tree.
-
-    Every node of the tree is exactly as wide as its largest count (``bit_length``), so no
-    adder carries a bit that can never be set.
-    """
-    terms = [(bits[k], 1) for k in range(count)]
-    while len(terms) > 1:
-        paired = []
-        for j in range(0, len(terms), 2):
-            if j + 1 < len(terms):
-                (a, a_max), (b, b_max) = terms[j], terms[j + 1]
-                paired.append(((a + b)[:(a_max + b_max).bit_length()], a_max + b_max))
-            else:
-                paired.append(terms[j])
-        terms = paired
-    return terms[0][0]
 
 
 def _tree(terms):
@@ -287,19 +268,19 @@ class BitMacArray(wiring.Component):
         sums = []
         if self.mode == "xnor":
             for p in range(pe):
-                sums.append(_popcount(~(x_planes[0][0] ^ w_plane(p, 0)), simd) << 1)
+                sums.append(popcount(~(x_planes[0][0] ^ w_plane(p, 0)), simd) << 1)
         elif self.mode == "and-shared":
             # The weight-independent Σ_j a_j·popcount(x_j), once for all PEs.
-            pos = [_popcount(x, simd) << j for x, (sign, j) in x_planes if sign > 0]
-            neg = [_popcount(x, simd) << j for x, (sign, j) in x_planes if sign < 0]
+            pos = [popcount(x, simd) << j for x, (sign, j) in x_planes if sign > 0]
+            neg = [popcount(x, simd) << j for x, (sign, j) in x_planes if sign < 0]
             lo = -simd * sum(1 << j for _, (sign, j) in x_planes if sign < 0)
             hi = simd * sum(1 << j for _, (sign, j) in x_planes if sign > 0)
             shared = Signal(shape_for(lo, hi), name="shared_popcount")
             m.d.comb += shared.eq(_signed_sum(pos, neg))
             for p in range(pe):
                 b = w_plane(p, 0)
-                pos = [_popcount(x & b, simd) << (j + 1) for x, (sign, j) in x_planes if sign > 0]
-                neg = [_popcount(x & b, simd) << (j + 1) for x, (sign, j) in x_planes if sign < 0]
+                pos = [popcount(x & b, simd) << (j + 1) for x, (sign, j) in x_planes if sign > 0]
+                neg = [popcount(x & b, simd) << (j + 1) for x, (sign, j) in x_planes if sign < 0]
                 sums.append(_signed_sum(pos, neg + [shared]))
         else:
             # Bipolar activations enter as the single plane x_b of weight 2 (x = 2·x_b − 1).
@@ -309,7 +290,7 @@ class BitMacArray(wiring.Component):
                 for i in range(ww):
                     t_sign, t_shift = plane_weight(i, ww, True)
                     for x, (a_sign, a_shift) in planes:
-                        term = _popcount(x & w_plane(p, i), simd) << (t_shift + a_shift)
+                        term = popcount(x & w_plane(p, i), simd) << (t_shift + a_shift)
                         (pos if t_sign * a_sign > 0 else neg).append(term)
                 sums.append(_signed_sum(pos, neg))
         return sums

@@ -5,7 +5,7 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
-from ._checks import cast_shape, check_int, is_int, range_of, shape_for
+from ._checks import cast_shape, check_int, is_int, popcount, range_of, shape_for
 
 __all__ = ["MultiThreshold"]
 
@@ -13,21 +13,6 @@ METHODS = ("auto", "parallel", "search")
 
 #: ``method="auto"`` compares in parallel up to this many thresholds per channel, searches above.
 PARALLEL_MAX = 7
-
-
-def _popcount(bits, count):
-    """The number of ones among the ``count`` bits of ``bits``, by a balanced adder tree of exact widths."""
-    terms = [(bits[k], 1) for k in range(count)]
-    while len(terms) > 1:
-        paired = []
-        for j in range(0, len(terms), 2):
-            if j + 1 < len(terms):
-                (a, a_max), (b, b_max) = terms[j], terms[j + 1]
-                paired.append(((a + b)[:(a_max + b_max).bit_length()], a_max + b_max))
-            else:
-                paired.append(terms[j])
-        terms = paired
-    return terms[0][0]
 
 
 class MultiThreshold(wiring.Component):
@@ -195,7 +180,7 @@ class MultiThreshold(wiring.Component):
             for lane, b in enumerate(bits):
                 word = words[lane * n * tw:(lane + 1) * n * tw]
                 m.d.sync += b.eq(Cat(*(i.payload[lane] >= self._threshold(word, j) for j in range(n))))
-                m.d.sync += o.payload[lane].eq(_popcount(b, n))
+                m.d.sync += o.payload[lane].eq(popcount(b, n))
 
     def _search(self, m, en, group):
         """Stage ``s`` decides bit ``k = L − 1 − s`` of ``y`` from the prefix ``q`` (the ``s`` bits above it)."""

@@ -175,13 +175,10 @@ def run_evaluation(path: Path, data: str, *, size=None, count=None, seed: int = 
     return {name: {"miou": r.miou, "per_class": [float(v) for v in r.per_class]} for name, r in results.items()}
 
 
-def format_evaluation(results: dict, class_names=None) -> str:
+def format_evaluation(results: dict) -> str:
     rows = ["model view        mIoU   per-class IoU (%)"]
     for name, r in results.items():
         per = " ".join("  -  " if v != v else f"{100 * v:5.1f}" for v in r["per_class"])
         rows.append(f"{name:<14} {100 * r['miou']:6.2f}   {per}")
     return "\n".join(rows)
 
-
-def dumps(results: dict) -> str:
-    return json.dumps(results, indent=2)
