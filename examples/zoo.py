@@ -1,7 +1,9 @@
 """Train every tiny preset of the model zoo on the synthetic set and tabulate the results.
 
-For each preset it trains the float baseline (quantizers off) and the quantized model
-(quantization-aware, same seed, data and schedule), evaluates both on the synthetic
+For each preset it trains the float baseline (quantizers off), then the quantized model by
+quantization-aware fine-tuning of that baseline (``hwseg train PRESET --init BASELINE``, half the
+epochs at a third of the learning rate; same seed and data) — or, for the binary-weight presets
+(``qat_from_float=False``), by quantization-aware training from scratch with the float schedule — evaluates both on the synthetic
 validation split, and exports the quantized model's integer graph, which the golden model
 evaluates too. The quantized checkpoints land in ``examples/<preset>.pt`` (``bfcn.pt`` and
 ``bfcn_int8.pt`` for ``bfcn_w1a2`` and ``bfcn_w8a8``); the float ones in a scratch folder. It prints the README's table and writes ``examples/zoo.json``.
@@ -30,6 +32,23 @@ HERE = Path(__file__).resolve().parent
 FILE_NAMES = {"bfcn_w1a2": "bfcn", "bfcn_w8a8": "bfcn_int8"}
 
 
+def qat_epochs(float_epochs: int) -> int:
+    return max(1, (float_epochs + 1) // 2)
+
+
+def qat_lr(float_lr: float) -> float:
+    return float_lr / 3
+
+
+def qat_command(name: str, preset, epochs: int) -> str:
+    """The `hwseg train` command that reproduces the preset's example checkpoint."""
+    out = f"examples/{FILE_NAMES.get(name, name)}.pt"
+    if preset.qat_from_float:
+        return (f"hwseg train {name} --float --out {name}_float.pt --epochs {epochs} && hwseg train {name} "
+                f"--init {name}_float.pt --epochs {qat_epochs(epochs)} --lr {qat_lr(preset.lr):g} --out {out}")
+    return f"hwseg train {name} --epochs {epochs} --out {out}"
+
+
 def train_preset(name: str, scratch: Path, epochs: int | None) -> dict:
     preset = PRESETS[name]
     epochs = epochs or preset.epochs
@@ -39,7 +58,12 @@ def train_preset(name: str, scratch: Path, epochs: int | None) -> dict:
     run_training(TrainRequest(model=name, data="synthetic", epochs=epochs, out=baseline, quantized=False), log=log)
     float_seconds = time.monotonic() - started
     started = time.monotonic()
-    run_training(TrainRequest(model=name, data="synthetic", epochs=epochs, out=out), log=log)
+    if preset.qat_from_float:
+        qat = TrainRequest(model=name, data="synthetic", epochs=qat_epochs(epochs), lr=qat_lr(preset.lr),
+                           init=baseline, out=out)
+    else:
+        qat = TrainRequest(model=name, data="synthetic", epochs=epochs, out=out)
+    run_training(qat, log=log)
     quant_seconds = time.monotonic() - started
     for stale in (out.with_name(out.name + ".train-state"),):
         stale.unlink(missing_ok=True)  # the example ships the model, not the optimizer
@@ -48,7 +72,7 @@ def train_preset(name: str, scratch: Path, epochs: int | None) -> dict:
     loaded = load_checkpoint(out)
     graph = to_graph(loaded.model, tuple(loaded.input_shape), name=name)
     return {
-        "preset": name, "file": out.name, "arch": preset.arch, "epochs": epochs, "input": list(loaded.input_shape),
+        "preset": name, "file": out.name, "arch": preset.arch, "epochs": epochs, "qat": qat_command(name, preset, epochs), "input": list(loaded.input_shape),
         "float_miou": baseline_results["float"]["miou"],
         "quantized_miou": results["quantized"]["miou"],
         "integer_miou": results["integer"]["miou"],
@@ -65,6 +89,8 @@ def table(rows: list[dict]) -> str:
         lines.append(f"| `{r['preset']}` | {c}×{h}×{w} | {100 * r['float_miou']:.1f} | "
                      f"{100 * r['quantized_miou']:.1f} | {100 * r['integer_miou']:.1f} | {r['parameters']:,} | "
                      f"{r['macs_per_frame']:,} | {r['train_seconds']:.0f} s |")
+    lines += ["", "Each example checkpoint is reproduced by:", ""]
+    lines += [f"* `{r['preset']}`: `{qat_command(r['preset'], PRESETS[r['preset']], r['epochs'])}`" for r in rows]
     return "\n".join(lines)
 
 

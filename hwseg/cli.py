@@ -48,8 +48,8 @@ def _progress(message: str) -> None:
 def _cmd_build(args) -> int:
     from .flow import build
 
-    _progress(f"compiling {args.model} for {args.board}")
-    design = build(args.model, args.board, input_size=args.input)
+    _progress(f"{'estimating' if args.estimate_only else 'compiling'} {args.model} for {args.board}")
+    design = build(args.model, args.board, input_size=args.input, estimate_only=args.estimate_only)
     target = design.write(args.out)
     print(design.table())
     _progress(f"wrote {target}/ ({', '.join(design.files())})")
@@ -132,6 +132,9 @@ def _parser() -> argparse.ArgumentParser:
                     "ports.json, manifest.json, report.json, report.md; prints the report table.")
     model_options(build)
     build.add_argument("--out", default="rtl_out", metavar="DIR", help="output root folder (default: rtl_out)")
+    build.add_argument("--estimate-only", action="store_true",
+                       help="fold and estimate only: write report.json and report.md, no Verilog (quick, for "
+                            "networks and inputs too large to generate or simulate)")
     build.set_defaults(run=_cmd_build)
 
     sim = commands.add_parser(

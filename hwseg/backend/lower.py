@@ -15,10 +15,16 @@ from amaranth import Shape, signed, unsigned
 
 from ..errors import UnsupportedError
 from ..hw.argmax import ArgMax as ArgMaxUnit
+from ..hw.avgpool import AvgPoolLayer
+from ..hw.channel_affine import ChannelAffine
+from ..hw.join import ChannelConcat, ElementwiseAdd
 from ..hw.layers import Conv2dLayer, MaxPoolLayer
 from ..hw.requant import MulShiftRequant
 from ..hw.threshold import MultiThreshold
-from ..ir import ArgMax, Bipolar, Conv2d, Graph, Input, MaxPool, MulShift, ScalarType, Threshold
+from ..hw.transposed import ConvTranspose2dLayer
+from ..hw.upsample import UpsampleLayer
+from ..ir import (Add, ArgMax, AvgPool, Bipolar, Concat, Conv2d, ConvTranspose2d, Fork, Graph, Input, MaxPool, MulShift,
+                  ScalarType, Threshold, Upsample)
 
 __all__ = ["LoweredNode", "LOWERINGS", "lower_graph", "amaranth_shape"]
 
@@ -31,21 +37,37 @@ def amaranth_shape(dtype: ScalarType) -> Shape:
 
 @dataclass(frozen=True)
 class LoweredNode:
-    """One node's hardware: ``build()`` makes its component (``i_stream`` → ``o_stream``)."""
+    """One node's hardware: ``build()`` makes its component, whose input streams are
+    :func:`input_ports` and whose output is ``o_stream``; ``build`` is ``None`` for the network
+    input and for a Fork (the stitcher copies any stream read by several layers).
+
+    Per input ``k`` (the producer ``inputs[k]``): the element shape and lanes the component takes,
+    and the beats of FIFO in front of it (0: none).
+    """
 
     name: str
     build: Callable[[], object] | None
-    in_shape: Shape | None
-    in_lanes: int
+    in_shapes: tuple[Shape, ...]
+    in_lanes: tuple[int, ...]
     out_shape: Shape
     out_lanes: int
     inputs: tuple[str, ...]
-    fifo_depth: int = 0  # a FIFO of this many beats in front of the component (0: none)
+    fifo_depths: tuple[int, ...] = ()
+
+
+def input_ports(component) -> list:
+    """The input streams of a built component, in the order of its node's inputs."""
+    ports = getattr(component, "i_streams", None)
+    return list(ports) if ports is not None else [component.i_stream]
 
 
 def _conv(graph: Graph, node) -> Callable:
     op: Conv2d = node.op
     x, out = graph.input_types(node.name)[0], graph.types[node.name]
+    if op.channelwise:
+        affine = dict(in_shape=amaranth_shape(x.dtype), acc_shape=amaranth_shape(out.dtype), channels=x.channels,
+                      weights=op.weight.reshape(-1).tolist(), bias=op.bias.tolist())
+        return lambda: ChannelAffine(**affine)
     # MacArray wants each output channel's weights in window order (ky, kx, c_in).
     weights = np.transpose(op.weight, (0, 2, 3, 1)).reshape(op.out_channels, -1).tolist()
     params = dict(elem_shape=amaranth_shape(x.dtype), channels=x.channels, height=x.height, width=x.width,
@@ -54,6 +76,25 @@ def _conv(graph: Graph, node) -> Callable:
                   acc_shape=amaranth_shape(out.dtype),
                   arithmetic="popcount" if isinstance(op.weight_type, Bipolar) else "multiply")
     return lambda: Conv2dLayer(**params)
+
+
+def _conv_transpose(graph: Graph, node) -> Callable:
+    op: ConvTranspose2d = node.op
+    x, out = graph.input_types(node.name)[0], graph.types[node.name]
+    params = dict(elem_shape=amaranth_shape(x.dtype), channels=x.channels, out_channels=op.out_channels,
+                  height=x.height, width=x.width, kernel=op.kernel, stride=op.stride, padding=op.padding,
+                  output_padding=op.output_padding, dilation=op.dilation, groups=op.groups,
+                  weights=op.weight.tolist(), bias=op.bias.tolist(), pe=node.attrs["pe"], simd=node.attrs["simd"],
+                  acc_shape=amaranth_shape(out.dtype))
+    return lambda: ConvTranspose2dLayer(**params)
+
+
+def _upsample(graph: Graph, node) -> Callable:
+    op: Upsample = node.op
+    x = graph.input_types(node.name)[0]
+    params = dict(elem_shape=amaranth_shape(x.dtype), channels=x.channels, height=x.height, width=x.width,
+                  factor=op.factor, mode=op.mode)
+    return lambda: UpsampleLayer(**params)
 
 
 def _threshold(graph: Graph, node) -> Callable:
@@ -81,6 +122,29 @@ def _max_pool(graph: Graph, node) -> Callable:
     return lambda: MaxPoolLayer(**params)
 
 
+def _add(graph: Graph, node) -> Callable:
+    op: Add = node.op
+    a, b = graph.input_types(node.name)
+    params = dict(a_shape=amaranth_shape(a.dtype), b_shape=amaranth_shape(b.dtype),
+                  out_shape=amaranth_shape(graph.types[node.name].dtype), lanes=node.attrs["in_lanes"],
+                  lo=op.lo, hi=op.hi)
+    return lambda: ElementwiseAdd(**params)
+
+
+def _concat(graph: Graph, node) -> Callable:
+    inputs = graph.input_types(node.name)
+    params = dict(elem_shape=amaranth_shape(inputs[0].dtype), channels=[x.channels for x in inputs])
+    return lambda: ChannelConcat(**params)
+
+
+def _avg_pool(graph: Graph, node) -> Callable:
+    op: AvgPool = node.op
+    x = graph.input_types(node.name)[0]
+    params = dict(elem_shape=amaranth_shape(x.dtype), channels=x.channels, height=x.height, width=x.width,
+                  kernel=op.kernel, stride=op.stride, padding=op.padding)
+    return lambda: AvgPoolLayer(**params)
+
+
 def _argmax(graph: Graph, node) -> Callable:
     x, out = graph.input_types(node.name)[0], graph.types[node.name]
     params = dict(elem_shape=amaranth_shape(x.dtype), channels=x.channels, index_bits=out.dtype.bits)
@@ -92,8 +156,26 @@ LOWERINGS: dict[type, Callable] = {
     MulShift: _mul_shift,
     Threshold: _threshold,
     MaxPool: _max_pool,
+    AvgPool: _avg_pool,
     ArgMax: _argmax,
+    ConvTranspose2d: _conv_transpose,
+    Upsample: _upsample,
+    Add: _add,
+    Concat: _concat,
+    Fork: None,      # no component: the stitcher copies every stream read by several layers
 }
+
+
+def _input_lanes(graph: Graph, node) -> tuple[int, ...]:
+    if isinstance(node.op, Concat):
+        return tuple(x.channels for x in graph.input_types(node.name))
+    return (node.attrs["in_lanes"],) * len(node.inputs)
+
+
+def _fifo_depths(node) -> tuple[int, ...]:
+    if "skip_fifos" in node.attrs:
+        return tuple(node.attrs["skip_fifos"])
+    return (node.attrs.get("fifo_depth", 0),) * len(node.inputs)
 
 
 def lower_graph(graph: Graph) -> list[LoweredNode]:
@@ -102,17 +184,15 @@ def lower_graph(graph: Graph) -> list[LoweredNode]:
     for node in graph:
         if "out_lanes" not in node.attrs:
             raise UnsupportedError(f"layer {node.name!r} has no stream lanes; run the hardware passes first")
-        if len(graph.consumers(node.name)) > 1:
-            raise UnsupportedError(f"layer {node.name!r} feeds {len(graph.consumers(node.name))} layers; "
-                                   f"fan-out (Fork) has no hardware yet")
         out_shape = amaranth_shape(graph.types[node.name].dtype)
         if isinstance(node.op, Input):
-            lowered.append(LoweredNode(node.name, None, None, 0, out_shape, node.attrs["out_lanes"], ()))
+            lowered.append(LoweredNode(node.name, None, (), (), out_shape, node.attrs["out_lanes"], ()))
             continue
-        lowering = LOWERINGS.get(type(node.op))
-        if lowering is None:
+        if type(node.op) not in LOWERINGS:
             raise UnsupportedError(f"layer {node.name!r} ({node.op.describe()}) has no hardware yet")
-        in_shape = amaranth_shape(graph.input_types(node.name)[0].dtype)
-        lowered.append(LoweredNode(node.name, lowering(graph, node), in_shape, node.attrs["in_lanes"],
-                                   out_shape, node.attrs["out_lanes"], node.inputs, node.attrs.get("fifo_depth", 0)))
+        lowering = LOWERINGS[type(node.op)]
+        in_shapes = tuple(amaranth_shape(x.dtype) for x in graph.input_types(node.name))
+        lowered.append(LoweredNode(node.name, lowering(graph, node) if lowering else None, in_shapes,
+                                   _input_lanes(graph, node), out_shape, node.attrs["out_lanes"], node.inputs,
+                                   _fifo_depths(node)))
     return lowered

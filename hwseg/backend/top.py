@@ -1,4 +1,4 @@
-"""The accelerator's top level: AXI4-Stream in, the layers in a chain, AXI4-Stream out."""
+"""The accelerator's top level: AXI4-Stream in, the layers' graph stitched with forks and FIFOs, AXI4-Stream out."""
 
 from __future__ import annotations
 
@@ -7,8 +7,9 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from ..hw.fifo import StreamFIFO
+from ..hw.fork import StreamFork
 from ..hw.lanes import LaneConverter
-from .lower import LoweredNode
+from .lower import LoweredNode, input_ports
 
 __all__ = ["Accelerator", "byte_padded"]
 
@@ -18,22 +19,32 @@ def byte_padded(bits: int) -> int:
 
 
 class Accelerator(wiring.Component):
-    """One streaming accelerator for a whole network.
+    """One streaming accelerator for a whole network (any DAG of supported layers).
 
     ``s_axis_tdata`` carries one input pixel per beat (channel ``c`` in bits
     ``[c·b, (c+1)·b)``, padded to whole bytes); ``s_axis_tlast`` is accepted and ignored
     (frames are counted, not marked, on the way in). ``m_axis_tdata`` carries one output
     pixel per beat the same way, and ``m_axis_tlast`` marks each frame's last beat. Frames
-    follow one another without reset. Between two layers whose lanes differ a
-    :class:`~hwseg.hw.lanes.LaneConverter` regroups the channels.
+    follow one another without reset.
+
+    Stitching: a stream read by several layers goes through a :class:`~hwseg.hw.fork.StreamFork`
+    (one copy per reading input, in graph order); on each edge, a
+    :class:`~hwseg.hw.lanes.LaneConverter` where the producer's lanes differ from the consumer's,
+    then a :class:`~hwseg.hw.fifo.StreamFIFO` where the node asks for one (in front of window
+    layers, and on join inputs: ``hwseg.passes.size_skip_fifos``).
     """
 
     def __init__(self, lowered: list[LoweredNode], *, in_channels: int, out_channels: int, out_pixels: int):
-        if not lowered or lowered[0].build is not None:
+        if not lowered or lowered[0].build is not None or lowered[0].inputs:
             raise ValueError("the first lowered node must be the network input")
-        for previous, node in zip(lowered, lowered[1:]):
-            if node.inputs != (previous.name,):
-                raise ValueError(f"layer {node.name!r} does not follow {previous.name!r}: only chains are supported")
+        known = set()
+        for node in lowered:
+            missing = [name for name in node.inputs if name not in known]
+            if missing:
+                raise ValueError(f"layer {node.name!r} reads {missing[0]!r}, which does not come before it")
+            if node is not lowered[0] and node.build is None and len(node.inputs) != 1:
+                raise ValueError(f"layer {node.name!r} has no component, so it must have exactly one input")
+            known.add(node.name)
         self._lowered = tuple(lowered)
         self._in_channels, self._out_channels, self._out_pixels = in_channels, out_channels, out_pixels
         in_shape, out_shape = lowered[0].out_shape, lowered[-1].out_shape
@@ -60,6 +71,15 @@ class Accelerator(wiring.Component):
         wiring.connect(m, producer, converter.i_stream)
         return converter.o_stream
 
+    def _readers(self):
+        """How many inputs (of all nodes, plus the accelerator's output) read each node's stream."""
+        readers = {node.name: 0 for node in self._lowered}
+        for node in self._lowered:
+            for name in node.inputs:
+                readers[name] += 1
+        readers[self._lowered[-1].name] += 1
+        return readers
+
     def elaborate(self, platform):
         m = Module()
         source = self._lowered[0]
@@ -70,20 +90,43 @@ class Accelerator(wiring.Component):
             producer.valid.eq(self.s_axis_tvalid),
             self.s_axis_tready.eq(producer.ready),
         ]
-        lanes = source.out_lanes
+        readers = self._readers()
+        copies = {}    # node name -> streams not yet handed to a reader
+        lanes = {}
+
+        def publish(name, stream_, lanes_):
+            lanes[name] = lanes_
+            if readers[name] > 1:
+                fork = StreamFork(payload_shape=data.ArrayLayout(shape_of[name], lanes_), outputs=readers[name])
+                m.submodules[f"{name}_fork"] = fork
+                wiring.connect(m, stream_, fork.i_stream)
+                copies[name] = list(fork.o_streams)
+            else:
+                copies[name] = [stream_]
+
+        shape_of = {node.name: node.out_shape for node in self._lowered}
+        publish(source.name, producer, source.out_lanes)
         for node in self._lowered[1:]:
-            producer = self._adapt(m, f"{node.name}_lanes", producer, node.in_shape, lanes, node.in_lanes)
-            if node.fifo_depth:
-                fifo = StreamFIFO(payload_shape=data.ArrayLayout(node.in_shape, node.in_lanes),
-                                  depth=node.fifo_depth)
-                m.submodules[f"{node.name}_fifo"] = fifo
-                wiring.connect(m, producer, fifo.i_stream)
-                producer = fifo.o_stream
+            if node.build is None:                     # a Fork node: its input's stream, copied on
+                publish(node.name, copies[node.inputs[0]].pop(0), lanes[node.inputs[0]])
+                continue
             m.submodules[node.name] = component = node.build()
-            wiring.connect(m, producer, component.i_stream)
-            producer, lanes = component.o_stream, node.out_lanes
+            for k, (name, port) in enumerate(zip(node.inputs, input_ports(component))):
+                edge = f"{node.name}_in{k}" if len(node.inputs) > 1 else node.name
+                stream_ = self._adapt(m, f"{edge}_lanes", copies[name].pop(0), node.in_shapes[k], lanes[name],
+                                      node.in_lanes[k])
+                depth = node.fifo_depths[k] if node.fifo_depths else 0
+                if depth:
+                    fifo = StreamFIFO(payload_shape=data.ArrayLayout(node.in_shapes[k], node.in_lanes[k]),
+                                      depth=depth)
+                    m.submodules[f"{edge}_fifo"] = fifo
+                    wiring.connect(m, stream_, fifo.i_stream)
+                    stream_ = fifo.o_stream
+                wiring.connect(m, stream_, port)
+            publish(node.name, component.o_stream, node.out_lanes)
         last = self._lowered[-1]
-        producer = self._adapt(m, "output_lanes", producer, last.out_shape, lanes, self._out_channels)
+        producer = self._adapt(m, "output_lanes", copies[last.name].pop(0), last.out_shape, lanes[last.name],
+                               self._out_channels)
 
         # tlast: count the beats of each output frame.
         last_beat = self._out_pixels - 1

@@ -10,9 +10,10 @@ from dataclasses import dataclass, field
 
 from ..boards import RESOURCES, Board
 from ..errors import UnsupportedError
-from ..ir import ArgMax, Bipolar, Conv2d, Graph, Input, MaxPool, MulShift, Threshold
+from ..ir import (Add, ArgMax, AvgPool, Bipolar, Concat, Conv2d, ConvTranspose2d, Fork, Graph, Input, MaxPool, MulShift,
+                  Threshold, Upsample)
 from . import resources as R
-from .cycles import window_layer_cycles
+from .cycles import layer_cycles, transposed_buffer_rows, upsample_buffer_rows
 
 __all__ = ["LayerEstimate", "NetworkEstimate", "estimate_graph", "conv_compute"]
 
@@ -25,11 +26,27 @@ class LayerEstimate:
     resources: R.Resources
     cycles: int
     folding: dict = field(default_factory=dict)
-    line_buffer_bits: int = 0
+    #: the rows a layer holds: (rows, width in pixels, channels, bits per element); () for none
+    line_buffer: tuple[int, int, int, int] = ()
+    #: the FIFOs in front of the layer's inputs: (input, depth in beats, beat width in bits)
+    fifos: tuple[tuple[str, int, int], ...] = ()
+
+    @property
+    def line_buffer_bits(self) -> int:
+        """``rows × width × channels × bits``."""
+        rows, width, channels, bits = self.line_buffer or (0, 0, 0, 0)
+        return rows * width * channels * bits
+
+    @property
+    def fifo_bits(self) -> int:
+        return sum(max(depth, 3) * width for _, depth, width in self.fifos)
 
     def as_dict(self) -> dict:
         return {"name": self.name, "op": self.op, "description": self.description, **self.resources.as_dict(),
                 "memory_bits": self.resources.memory_bits, "line_buffer_bits": self.line_buffer_bits,
+                "line_buffer": dict(zip(("rows", "width", "channels", "bits"), self.line_buffer)),
+                "fifos": [{"input": name, "depth": depth, "width": width, "bits": max(depth, 3) * width}
+                          for name, depth, width in self.fifos],
                 "cycles": self.cycles, "folding": dict(self.folding)}
 
 
@@ -73,18 +90,36 @@ def _elem_bits(dtype) -> int:
     return dtype.bits
 
 
-def _lanes(graph: Graph, name: str, elem_bits: int) -> R.Resources:
-    """The lane converter the backend puts in front of node ``name`` (if its producer's lanes differ)."""
-    node = graph[name]
-    if not node.inputs:
-        return R.Resources()
-    producer = graph[node.inputs[0]]
-    return R.lane_converter(in_lanes=producer.attrs["out_lanes"], out_lanes=node.attrs["in_lanes"],
-                            elem_bits=elem_bits)
+def _input_lanes(graph: Graph, node) -> list[int]:
+    if isinstance(node.op, Concat):
+        return [x.channels for x in graph.input_types(node.name)]
+    return [node.attrs["in_lanes"]] * len(node.inputs)
+
+
+def _fifos(graph: Graph, node) -> tuple[tuple[str, int, int], ...]:
+    """The FIFOs the backend puts in front of ``node``'s inputs: (input, depth, width)."""
+    depths = node.attrs.get("skip_fifos") or (node.attrs.get("fifo_depth", 0),) * len(node.inputs)
+    return tuple((name, depth, lanes * x.dtype.bits) for name, depth, lanes, x in
+                 zip(node.inputs, depths, _input_lanes(graph, node), graph.input_types(node.name)) if depth)
+
+
+def _stitching(graph: Graph, node) -> R.Resources:
+    """Lane converters and FIFOs in front of ``node``'s inputs, and the fork after it if several read it."""
+    total = R.Resources()
+    for name, lanes, x in zip(node.inputs, _input_lanes(graph, node), graph.input_types(node.name)):
+        total = total + R.lane_converter(in_lanes=graph[name].attrs["out_lanes"], out_lanes=lanes,
+                                         elem_bits=x.dtype.bits)
+    for _, depth, width in _fifos(graph, node):
+        total = total + R.fifo(depth=depth, width=width)
+    readers = len(graph.consumers(node.name))
+    if readers > 1:
+        total = total + R.stream_fork(outputs=readers)
+    return total
 
 
 def conv_compute(graph: Graph, node, pe: int, simd: int) -> R.Resources:
-    """Resources of a convolution's compute (its MAC array) at folding ``pe`` × ``simd``."""
+    """Resources of a convolution's compute (its MAC array) at folding ``pe`` × ``simd``; a
+    transposed convolution's weight ROM holds every tap of every phase (``kh·kw·C_in`` per channel)."""
     op, x, out = node.op, graph.input_types(node.name)[0], graph.types[node.name]
     k = op.kernel[0] * op.kernel[1] * x.channels
     if isinstance(op.weight_type, Bipolar):
@@ -100,47 +135,73 @@ def _estimate_node(graph: Graph, node) -> LayerEstimate:
         return LayerEstimate(node.name, "Input", op.describe(),
                              R.axis_adapter(beats_per_frame=out.pixels), out.pixels)
     x = graph.input_types(node.name)[0]
-    convert = _lanes(graph, node.name, _elem_bits(x.dtype))
-    if node.attrs.get("fifo_depth"):
-        convert = convert + R.fifo(depth=node.attrs["fifo_depth"], width=node.attrs["in_lanes"] * x.dtype.bits)
-    if isinstance(op, (Conv2d, MaxPool)):
+    convert = _stitching(graph, node)
+    fifos = _fifos(graph, node)
+    if isinstance(op, Conv2d) and op.channelwise:
+        res = R.channel_affine(channels=x.channels, in_bits=x.dtype.bits, acc_bits=out.dtype.bits)
+        return LayerEstimate(node.name, "Conv2d", op.describe(), convert + res, layer_cycles(graph, node),
+                             {"channelwise": True}, fifos=fifos)
+    if isinstance(op, (Conv2d, MaxPool, AvgPool)):
         kernel, stride, padding = op.kernel, op.stride, op.padding
         dilation = op.dilation if isinstance(op, Conv2d) else (1, 1)
         padded = (x.height + 2 * padding[0], x.width + 2 * padding[1])
         pointwise = isinstance(op, Conv2d) and kernel == (1, 1) and stride == (1, 1) and padding == (0, 0)
-        window, lb_bits = R.Resources(), 0  # a pointwise convolution takes pixels as they come
+        window, line_buffer = R.Resources(), ()  # a pointwise convolution takes pixels as they come
         if not pointwise:
             window = R.sliding_window(channels=x.channels, elem_bits=x.dtype.bits, kernel=kernel,
                                       dilation=dilation, padded_width=padded[1], padded_height=padded[0])
-            lb_bits = R.line_buffer_bits(channels=x.channels, elem_bits=x.dtype.bits, kernel=kernel,
-                                         dilation=dilation, padded_width=padded[1])
+            # (kh−1)·dh padded rows (the last L pixels of each in the tap registers, the rest in RAM)
+            if kernel[0] > 1:
+                line_buffer = ((kernel[0] - 1) * dilation[0], padded[1], x.channels, x.dtype.bits)
         if isinstance(op, Conv2d):
             pe, simd = node.attrs["pe"], node.attrs["simd"]
             k = kernel[0] * kernel[1] * x.channels
             compute = conv_compute(graph, node, pe, simd)
-            per_window = (op.out_channels // pe) * (k // simd)
             folding = {"pe": pe, "simd": simd, "nf": op.out_channels // pe, "sf": k // simd}
         else:
-            compute = R.window_max(window=kernel[0] * kernel[1], channels=x.channels, elem_bits=x.dtype.bits)
-            per_window, folding = 1, {}
-        cycles = window_layer_cycles(padded=padded, out=(out.height, out.width), kernel=kernel, stride=stride,
-                                     dilation=dilation, cycles_per_window=per_window)
-        return LayerEstimate(node.name, type(op).__name__, op.describe(), convert + window + compute, cycles,
-                             folding, lb_bits)
+            compute = (R.window_max if isinstance(op, MaxPool) else R.window_mean)(
+                window=kernel[0] * kernel[1], channels=x.channels, elem_bits=x.dtype.bits)
+            folding = {}
+        return LayerEstimate(node.name, type(op).__name__, op.describe(), convert + window + compute,
+                             layer_cycles(graph, node), folding, line_buffer, fifos)
+    if isinstance(op, ConvTranspose2d):
+        pe, simd = node.attrs["pe"], node.attrs["simd"]
+        rows = transposed_buffer_rows(height=x.height, out_height=out.height, kernel=op.kernel[0],
+                                      stride=op.stride[0], padding=op.padding[0])
+        line_buffer = R.memory(rows * x.width, x.channels * x.dtype.bits)
+        folding = {"pe": pe, "simd": simd, "nf": op.out_channels // pe, "sf": x.channels // simd,
+                   "buffer_rows": rows}
+        return LayerEstimate(node.name, "ConvTranspose2d", op.describe(),
+                             convert + line_buffer + conv_compute(graph, node, pe, simd), layer_cycles(graph, node),
+                             folding, (rows, x.width, x.channels, x.dtype.bits), fifos)
+    if isinstance(op, Upsample):
+        rows = upsample_buffer_rows(height=x.height, width=x.width, factor=op.factor, mode=op.mode)
+        res = R.memory(x.width, rows * x.channels * x.dtype.bits) + R.upsampler(
+            channels=x.channels, elem_bits=x.dtype.bits, bilinear=op.mode == "bilinear", shift=op.shift)
+        return LayerEstimate(node.name, "Upsample", op.describe(), convert + res, layer_cycles(graph, node),
+                             {"buffer_rows": rows}, (rows, x.width, x.channels, x.dtype.bits), fifos)
     if isinstance(op, MulShift):
         lanes = node.attrs["in_lanes"]
         res = R.mul_shift(lanes=lanes, channels=x.channels, acc_bits=x.dtype.bits, out_bits=out.dtype.bits)
-        return LayerEstimate(node.name, "MulShift", op.describe(), convert + res,
-                             out.pixels * (x.channels // lanes), {"lanes": lanes})
+        return LayerEstimate(node.name, "MulShift", op.describe(), convert + res, layer_cycles(graph, node),
+                             {"lanes": lanes}, fifos=fifos)
     if isinstance(op, Threshold):
         lanes = node.attrs["in_lanes"]
         res = R.multi_threshold(lanes=lanes, channels=x.channels, acc_bits=x.dtype.bits,
                                 thresholds=op.thresholds.shape[1])
-        return LayerEstimate(node.name, "Threshold", op.describe(), convert + res,
-                             out.pixels * (x.channels // lanes), {"lanes": lanes})
+        return LayerEstimate(node.name, "Threshold", op.describe(), convert + res, layer_cycles(graph, node),
+                             {"lanes": lanes}, fifos=fifos)
     if isinstance(op, ArgMax):
         res = R.argmax(channels=x.channels, elem_bits=x.dtype.bits, index_bits=out.dtype.bits)
-        return LayerEstimate(node.name, "ArgMax", op.describe(), convert + res, out.pixels)
+        return LayerEstimate(node.name, "ArgMax", op.describe(), convert + res, out.pixels, fifos=fifos)
+    if isinstance(op, Add):
+        res = R.elementwise_add(lanes=out.channels, out_bits=out.dtype.bits)
+        return LayerEstimate(node.name, "Add", op.describe(), convert + res, out.pixels, fifos=fifos)
+    if isinstance(op, Concat):
+        return LayerEstimate(node.name, "Concat", op.describe(), convert + R.channel_concat(inputs=len(node.inputs)),
+                             out.pixels, fifos=fifos)
+    if isinstance(op, Fork):
+        return LayerEstimate(node.name, "Fork", op.describe(), convert, out.pixels)
     raise UnsupportedError(f"layer {node.name!r} ({op.describe()}) has no estimate")
 
 
@@ -151,5 +212,5 @@ def estimate_graph(graph: Graph, board: Board) -> NetworkEstimate:
     tail = R.axis_adapter(beats_per_frame=out.pixels)
     last = layers[-1]
     layers[-1] = LayerEstimate(last.name, last.op, last.description, last.resources + tail, last.cycles,
-                               last.folding, last.line_buffer_bits)
+                               last.folding, last.line_buffer, last.fifos)
     return NetworkEstimate(layers, board)

@@ -46,9 +46,14 @@ def _rows(estimate: NetworkEstimate):
 
 
 def _summary(estimate: NetworkEstimate) -> str:
-    return (f"{estimate.cycles_per_frame:,} cycles per frame (bottleneck {estimate.bottleneck}, marked *) "
+    text = (f"{estimate.cycles_per_frame:,} cycles per frame (bottleneck {estimate.bottleneck}, marked *) "
             f"→ {estimate.fps:,.1f} fps at {estimate.board.clock_mhz:g} MHz on {estimate.board.name} "
             f"({estimate.board.part})")
+    overflows = estimate.overflows()
+    if overflows:
+        text += "; DOES NOT FIT: needs " + ", ".join(f"{key.upper()} {need:,} of {have:,}"
+                                                   for key, (need, have) in overflows.items())
+    return text
 
 
 def report_table(estimate: NetworkEstimate) -> str:
@@ -66,6 +71,19 @@ def report_table(estimate: NetworkEstimate) -> str:
     return "\n".join(lines)
 
 
+def _buffer_rows(estimate: NetworkEstimate):
+    """(layer, line buffer, FIFOs) for every layer that buffers anything."""
+    for layer in estimate.layers:
+        fifos = ", ".join(f"{name}: {depth:,} × {width} b = {max(depth, 3) * width:,} b"
+                          for name, depth, width in layer.fifos)
+        line_buffer = ""
+        if layer.line_buffer:
+            rows, width, channels, bits = layer.line_buffer
+            line_buffer = f"{rows} × {width} × {channels} × {bits} b = {layer.line_buffer_bits:,} b"
+        if line_buffer or fifos:
+            yield layer.name, line_buffer, fifos
+
+
 def report_markdown(estimate: NetworkEstimate, title: str) -> str:
     """The content of ``report.md``."""
     lines = [f"# {title}: resource and throughput estimate", "", _summary(estimate) + ".", "",
@@ -74,4 +92,12 @@ def report_markdown(estimate: NetworkEstimate, title: str) -> str:
         lines.append("| " + " | ".join(row) + " |")
     lines += ["", "Estimates are analytic (hwseg/estimate); BRAM18 counts 18 Kb block RAMs; memories at most "
               "64 deep count as LUTRAM.", ""]
+    buffers = list(_buffer_rows(estimate))
+    if buffers:
+        lines += ["## Buffers", "", "Line buffers hold the rows a sliding window spans; FIFOs sit in front of a "
+                  "layer's inputs (depth in beats × beat width; join inputs are sized so the graph cannot deadlock).",
+                  "", "| layer | line buffer (rows × width × channels × bits) | FIFOs (input: depth × width) |",
+                  "|---|---|---|"]
+        lines += [f"| {name} | {lb} | {fifos} |" for name, lb, fifos in buffers]
+        lines.append("")
     return "\n".join(lines)

@@ -140,6 +140,15 @@ def window_max(*, window: int, channels: int, elem_bits: int) -> Resources:
     return Resources(lut=2 * (window - 1) * channels * elem_bits, ff=channels * elem_bits)
 
 
+def window_mean(*, window: int, channels: int, elem_bits: int) -> Resources:
+    """An adder tree per channel (window − 1 adders growing to elem_bits + log2 window), the rounding
+    add, and a register every second level (WindowMean)."""
+    n = max(window.bit_length() - 1, 0)
+    adders = (window - 1) * (elem_bits + n // 2 + 1)
+    registers = sum((window >> (2 * s)) * (elem_bits + 2 * s) for s in range(1, n // 2 + 1))
+    return Resources(lut=channels * (adders + elem_bits + n), ff=channels * (registers + elem_bits))
+
+
 def argmax(*, channels: int, elem_bits: int, index_bits: int) -> Resources:
     return Resources(lut=(channels - 1) * (2 * elem_bits + index_bits), ff=index_bits)
 
@@ -157,6 +166,36 @@ def fifo(*, depth: int, width: int) -> Resources:
     """A synchronous FIFO (at least 3 entries: ``StreamFIFO``), its pointers and output register."""
     depth = max(depth, 3)
     return memory(depth, width) + Resources(ff=width) + _counters(depth, depth)
+
+
+def upsampler(*, channels: int, elem_bits: int, bilinear: bool, shift: int) -> Resources:
+    """Row/column counters and the output register; bilinear adds per channel the vertical blend
+    (two products by small constants), the two horizontal registers and the final blend."""
+    base = Resources(ff=channels * elem_bits) + _counters(64, 64, 8)
+    if not bilinear:
+        return base + Resources(lut=channels * elem_bits)
+    wide = elem_bits + shift + 1
+    return base + Resources(lut=channels * 6 * wide, ff=channels * 2 * wide)
+
+
+def channel_affine(*, channels: int, in_bits: int, acc_bits: int) -> Resources:
+    """Per lane a product by a constant (shifts and adds) plus the bias, into a register."""
+    return Resources(lut=channels * (in_bits + acc_bits), ff=channels * acc_bits + 1)
+
+
+def stream_fork(*, outputs: int) -> Resources:
+    """A fork's per-output 'taken' flags and the ready AND."""
+    return Resources(ff=outputs, lut=outputs + ceil(outputs / 6))
+
+
+def elementwise_add(*, lanes: int, out_bits: int) -> Resources:
+    """Per lane an adder and a two-sided clamp into a registered output."""
+    return Resources(lut=lanes * 3 * (out_bits + 1), ff=lanes * out_bits + 1)
+
+
+def channel_concat(*, inputs: int) -> Resources:
+    """A join: wires and one AND of the inputs' valid."""
+    return Resources(lut=ceil(inputs / 6) + 1)
 
 
 def axis_adapter(*, beats_per_frame: int) -> Resources:

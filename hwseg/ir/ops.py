@@ -188,6 +188,12 @@ class Conv2d(Op):
     def kernel(self) -> tuple[int, int]:
         return self.weight.shape[2], self.weight.shape[3]
 
+    @property
+    def channelwise(self) -> bool:
+        """A 1×1, stride-1, unpadded convolution with one group per channel: ``y[c] = w[c]·x[c] + b[c]``."""
+        return (self.groups == self.in_channels == self.out_channels and self.kernel == (1, 1)
+                and self.stride == (1, 1) and self.padding == (0, 0))
+
     def accumulator_bounds(self, input_dtype: ScalarType) -> tuple[np.ndarray, np.ndarray]:
         """Per output channel, the least and greatest accumulator the input type allows."""
         lo, hi = input_dtype.min, input_dtype.max

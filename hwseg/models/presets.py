@@ -23,6 +23,9 @@ class Preset:
     train_count: int = 1024
     val_count: int = 256
     description: str = ""
+    #: Quantization-aware training fine-tunes the float baseline (8-bit schemes: it keeps float accuracy)
+    #: rather than starting from scratch (binary weights: a float start at a low rate stays stuck).
+    qat_from_float: bool = True
 
 
 PRESETS = MappingProxyType({
@@ -31,12 +34,14 @@ PRESETS = MappingProxyType({
     "bfcn_tiny": Preset("bfcn", {"classes": 6, "width": 8, "stages": 3, "convs": 1, "scheme": "w1a2",
                                  "downsample": "pool", "upsample": "bilinear", "out_stride": 2, "skips": True,
                                  "input_size": [64, 64]}, input_size=(64, 64), epochs=10,
+                        qat_from_float=False,
                         description="BFCN w1a2: binary weights, 2-bit threshold activations, 8-bit first/last "
                                     "layers, U-Net-style bilinear decoder to 1/2 resolution"),
     # The same encoder-only BFCN shape at 1-2 bits and at 8 bits: the hardware comparison (README).
     "bfcn_w1a2": Preset("bfcn", {"classes": 6, "width": 16, "stages": 2, "convs": 2, "scheme": "w1a2",
                                  "downsample": "pool", "out_stride": 4, "skips": False, "input_size": [64, 64]},
                         input_size=(64, 64), epochs=10,
+                        qat_from_float=False,
                         description="BFCN w1a2 without decoder (1/4 resolution): what `hwseg build bfcn.pt` maps "
                                     "onto popcount units and thresholds"),
     "bfcn_w8a8": Preset("bfcn", {"classes": 6, "width": 16, "stages": 2, "convs": 2, "scheme": "w8a8",

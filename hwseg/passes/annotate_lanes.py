@@ -5,15 +5,17 @@ Ensures: every node carries ``in_lanes`` (lanes it consumes; 0 for the input) an
 ``out_lanes`` (lanes it produces). The backend inserts a lane converter wherever a
 producer's ``out_lanes`` differ from a consumer's ``in_lanes``.
 
-Sliding-window ops (Conv2d, MaxPool) consume whole pixels. A convolution produces ``pe``
-accumulators per beat; the requantizer (MulShift or Threshold) after it works on those lanes
-as they come.
+Sliding-window ops (Conv2d, MaxPool, AvgPool), transposed convolutions and upsamplers consume whole
+pixels. A convolution (transposed or not) produces ``pe`` accumulators per beat; the requantizer (MulShift or Threshold) after it works on those lanes
+as they come. Joins (Add, Concat) take and give whole pixels: an Add ``C`` lanes on both
+inputs, a Concat input ``k`` its own ``C_k`` lanes (``in_lanes`` is then the output's ``Σ C_k``).
 """
 
 from __future__ import annotations
 
 from ..errors import UnsupportedError
-from ..ir import ArgMax, Conv2d, Graph, Input, MaxPool, MulShift, Threshold
+from ..ir import (Add, ArgMax, AvgPool, Concat, Conv2d, ConvTranspose2d, Fork, Graph, Input, MaxPool, MulShift, Threshold,
+                  Upsample)
 
 __all__ = ["apply"]
 
@@ -24,15 +26,22 @@ def apply(graph: Graph) -> tuple[Graph, bool]:
         op, channels = node.op, graph.types[node.name].channels
         if isinstance(op, Input):
             lanes[node.name] = (0, channels)
-        elif isinstance(op, Conv2d):
+        elif isinstance(op, Conv2d) and op.channelwise:
+            lanes[node.name] = (channels, channels)
+        elif isinstance(op, (Conv2d, ConvTranspose2d)):
             if "pe" not in node.attrs:
                 raise UnsupportedError(f"layer {node.name!r} has no folding; run set_folding first")
             lanes[node.name] = (graph.input_types(node.name)[0].channels, node.attrs["pe"])
         elif isinstance(op, (MulShift, Threshold)):
             produced = lanes[node.inputs[0]][1]
             lanes[node.name] = (produced, produced)
-        elif isinstance(op, MaxPool):
+        elif isinstance(op, (MaxPool, AvgPool, Upsample)):
             lanes[node.name] = (channels, channels)
+        elif isinstance(op, (Add, Concat)):
+            lanes[node.name] = (channels, channels)  # joins take whole pixels (each Concat input its own)
+        elif isinstance(op, Fork):
+            produced = lanes[node.inputs[0]][1]
+            lanes[node.name] = (produced, produced)
         elif isinstance(op, ArgMax):
             lanes[node.name] = (graph.input_types(node.name)[0].channels, 1)
         else:

@@ -7,13 +7,14 @@ overlapping. One input row of buffering lets the producer run on while the windo
 is busy, so each layer runs at its own rate and the slowest sets the pace.
 
 Requires: ``in_lanes`` on every node (``annotate_lanes``).
-Ensures: every Conv2d or MaxPool fed by another layer carries ``fifo_depth`` (pixels), the
-others ``fifo_depth = 0``. A depth set beforehand (a manual choice) is kept.
+Ensures: every Conv2d (but a channelwise one), MaxPool, AvgPool, ConvTranspose2d or Upsample fed by
+another layer carries ``fifo_depth`` (pixels), the others ``fifo_depth = 0``. (Transposed
+convolutions and upsamplers take their input in row bursts too.) A depth set beforehand (a manual choice) is kept.
 """
 
 from __future__ import annotations
 
-from ..ir import Conv2d, Graph, Input, MaxPool
+from ..ir import AvgPool, Conv2d, ConvTranspose2d, Graph, Input, MaxPool, Upsample
 
 __all__ = ["apply"]
 
@@ -25,7 +26,9 @@ def apply(graph: Graph) -> tuple[Graph, bool]:
             nodes.append(node)
             continue
         depth = 0
-        if isinstance(node.op, (Conv2d, MaxPool)) and not isinstance(graph[node.inputs[0]].op, Input):
+        bursty = isinstance(node.op, (Conv2d, MaxPool, AvgPool, ConvTranspose2d, Upsample)) and not (
+            isinstance(node.op, Conv2d) and node.op.channelwise)
+        if bursty and not isinstance(graph[node.inputs[0]].op, Input):
             depth = 2 * graph.input_types(node.name)[0].width
         nodes.append(node.with_attrs(fifo_depth=depth))
         changed = True

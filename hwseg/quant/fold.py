@@ -26,7 +26,9 @@ of ``B_int`` (half an accumulator step, i.e. ``|M_real|/2`` output steps, with
 ``|M_real| ≪ 1`` and the outputs agree almost everywhere; with very low-bit weights and inputs
 feeding a finer output, one accumulator step can exceed an output step and the bias rounding shows.
 
-**Constant channels.** When ``a[c]·s_w[c] = 0`` (BN ``γ = 0``, or binary weights with ``E = 0``) or every integer weight of channel ``c`` is 0,
+**Constant channels.** When ``a[c]·s_w[c] = 0`` (BN ``γ = 0``, or binary weights with ``E = 0``), every
+integer weight of channel ``c`` is 0, or the whole reachable accumulator range ``|acc| ≤ Σ|w_int|·max|x|``
+maps to one clamped output (a collapsed BN scale: the real bias would be ~10^20 accumulator steps),
 the channel's output does not depend on the input: it is ``q[c] = clamp(round(b_fold[c] / s_out), lo, hi)``,
 exactly what the float QAT forward computes. Such a channel gets zero weights, ``M[c] = 2^t`` and
 ``B_int[c] = q[c]·2^(s−t)`` with ``t = min(s, 14)``, so that ``acc·M = q·2^s`` and the MulShift
@@ -259,6 +261,9 @@ def fold_conv(name: str, conv: QConv2d, bn, act: QAct, in_scale: float,
     if relu:
         lo = max(lo, 0)
     s_out = act.scale
+    x_peak = max(abs(int(in_range[0])), abs(int(in_range[1])))
+    constant = constant | _saturated(unit, b_fold, np.abs(w_int).reshape(channels, -1).sum(axis=1) * x_peak,
+                                     s_out, lo, hi)
     live = ~constant
 
     multiplier = np.zeros(channels, np.int64)
@@ -277,13 +282,24 @@ def fold_conv(name: str, conv: QConv2d, bn, act: QAct, in_scale: float,
     multiplier[constant] = 1 << t
     int_bias[constant] = q * (1 << (shift - t))
 
-    x_peak = max(abs(int(in_range[0])), abs(int(in_range[1])))
     acc_bound = np.abs(w_int).reshape(channels, -1).sum(axis=1) * x_peak + np.abs(int_bias)
     _check_products(name, acc_bound, multiplier, shift)
 
     return FoldedConv(**conv_geometry(conv, w_int), bias=int_bias, weight_bits=_ir_weight_bits(conv),
                       requant=Requant(multiplier, shift, lo, hi, s_out), constant=constant,
                       bipolar=affine.bipolar and not constant.any())
+
+
+def _saturated(unit: np.ndarray, offset: np.ndarray, acc_bound: np.ndarray, s_out: float, lo: int, hi: int):
+    """Channels whose output is the same integer for every reachable accumulator ``|acc| ≤ acc_bound``:
+    ``clamp(round((unit·acc + offset) / s_out), lo, hi)`` is monotonic in ``acc``, so equal ends mean
+    a constant. A BatchNorm channel whose scale has collapsed (or whose bias dwarfs its input) is one;
+    folding it as a constant keeps its bias small instead of ~offset/unit accumulator steps."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        reach = np.abs(unit) * acc_bound.astype(np.float64)
+        low = np.clip(np.rint((offset - reach) / s_out), lo, hi)
+        high = np.clip(np.rint((offset + reach) / s_out), lo, hi)
+    return np.isfinite(reach) & (low == high)
 
 
 def conv_geometry(conv, w_int: np.ndarray) -> dict:

@@ -56,9 +56,10 @@ def _bad_inputs(tmp_path):
     float_model = _sequential(tmp_path / "float.pt", [
         {"type": "QuantInput"}, {"type": "Conv2d", "in": 3, "out": 4, "kernel": 3, "padding": 1},
         {"type": "ReLU"}, {"type": "ArgMax"}])
-    upsample = _sequential(tmp_path / "upsample.pt", [
+    grouped = _sequential(tmp_path / "grouped.pt", [
         {"type": "QuantInput"}, CONV, {"type": "QReLU", "bits": 8},
-        {"type": "Upsample", "name": "up", "scale_factor": 2}, {"type": "ArgMax"}])
+        {"type": "QConv2d", "name": "g", "in": 4, "out": 4, "kernel": 3, "padding": 1, "groups": 2},
+        {"type": "QReLU", "bits": 8}, {"type": "ArgMax"}])
     sigmoid = _sequential(tmp_path / "sigmoid.pt", [
         {"type": "QuantInput"}, CONV, {"type": "QReLU", "bits": 8},
         {"type": "Sigmoid", "name": "squash"}, {"type": "ArgMax"}])
@@ -69,7 +70,7 @@ def _bad_inputs(tmp_path):
         "bare state_dict": ([plain], r"plain\.pt.*(bare state_dict|not an hwseg checkpoint)"),
         "unquantized float model": ([float_model], r"unquantized float Conv2d"),
         "layer the frontend cannot lower": ([sigmoid], r"'squash'.*Sigmoid.*not supported"),
-        "op without hardware yet": ([upsample], r"layer 'up' \(Upsample ×2 nearest\) has no hardware yet"),
+        "op without hardware yet": ([grouped], r"layer 'g': grouped convolution \(groups=2\) has no hardware yet"),
         "input too small": ([EXAMPLE, "--input", "2x2"], r"(cannot take|too small).*2×2|2×2.*(too small|cannot)"),
         "unknown board": ([EXAMPLE, "--board", "zedboard"], r"unknown board 'zedboard'; known boards: .*pynq-z2"),
     }
@@ -154,8 +155,8 @@ def test_bad_option_values_are_refused_by_the_parser():
     assert result.returncode == 2 and "expected HEIGHTxWIDTH" in result.stderr
 
 
-@pytest.mark.parametrize("preset", ["erfnet_tiny", "fpl_tiny"])
-def test_zoo_models_the_hardware_cannot_map_yet_fail_naming_the_op(tmp_path, preset):
+@pytest.mark.parametrize("preset, board", [("fpl_tiny", "pynq-z2"), ("erfnet_tiny", "zcu104")])
+def test_zoo_models_build_with_their_joins_and_skip_fifos(tmp_path, preset, board):
     from hwseg.models import PRESETS
     from hwseg.quant import calibrate
 
@@ -166,9 +167,26 @@ def test_zoo_models_the_hardware_cannot_map_yet_fail_naming_the_op(tmp_path, pre
     path = tmp_path / f"{preset}.pt"
     save_checkpoint(model.eval(), path, spec.arch, spec.arch_args, (3, *spec.input_size))
     out = tmp_path / "out"
-    result = hwseg("build", path, "--out", out)
+    result = hwseg("build", path, "--board", board, "--out", out)
+    assert result.returncode == 0, result.stderr
+    report = (out / preset / "report.md").read_text()
+    assert "## Buffers" in report and re.search(r"\| \w+_(cat|out|act) \| +\| \w+: [\d,]+ × \d+ b", report), report
+    assert (out / preset / f"{preset}.v").exists()
+
+
+def test_erfnet_does_not_fit_the_small_board_and_says_by_how_much(tmp_path):
+    from hwseg.models import PRESETS
+    from hwseg.quant import calibrate
+
+    spec = PRESETS["erfnet_tiny"]
+    torch.manual_seed(0)
+    model = build_model(spec.arch, spec.arch_args)
+    calibrate(model, [torch.randint(0, 256, (2, 3, *spec.input_size)).float()])
+    path = tmp_path / "erfnet.pt"
+    save_checkpoint(model.eval(), path, spec.arch, spec.arch_args, (3, *spec.input_size))
+    out = tmp_path / "out"
+    result = hwseg("build", path, "--board", "pynq-z2", "--out", out)
     lines = [line for line in result.stderr.strip().splitlines() if not line.startswith("hwseg: ")]
     assert result.returncode == 1 and len(lines) == 1 and "Traceback" not in result.stderr, result.stderr
-    assert re.match(r"error: layer '\w+'(: grouped convolution| \((Concat|Add|ConvTranspose2d|AvgPool|Upsample))",
-                    lines[0]), lines[0]
+    assert re.match(r"error: the design does not fit pynq-z2: it needs LUT [\d,]+ of 53,200", lines[0]), lines[0]
     assert not out.exists()

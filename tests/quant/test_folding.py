@@ -82,6 +82,21 @@ def test_constant_channels_zero_gamma_and_zero_weights_are_exact():
     assert int(ints["n3"][0, 1, 0, 0]) == max(-127, min(127, round(-0.4 / model[3].scale)))
 
 
+def test_a_collapsed_bn_scale_folds_to_a_constant_not_a_huge_bias():
+    # γ ≈ 1e-25: the bias alone would be ~1e23 accumulator steps (beyond exact float64); the channel's
+    # whole input range maps to one output, so it folds as a constant and exports exactly.
+    model = _single_layer([1.0, 1e-25, -1e-22, 0.9])
+    x = random_images(11, (3, 12, 12), 3)
+    codes, _ = _float_codes(model, x)
+    conv = next(s for s in lower_model(model) if isinstance(s, ConvStep)).conv
+    assert conv.constant.tolist() == [False, True, True, False]
+    assert int(np.abs(conv.bias).max()) < 1 << 40
+    ints = integer_forward(model, x, all_outputs=True)
+    for c in (1, 2):
+        assert torch.equal(ints["n3"][:, c], codes["3"][:, c])
+    assert float((ints["n3"] == codes["3"]).double().mean()) >= 0.95
+
+
 def test_negative_bn_scale_gives_negative_multipliers_and_still_matches():
     model = _single_layer([-1.0, -0.5, -2.0, 0.8])
     requant = next(s for s in lower_model(model) if isinstance(s, RequantStep)).requant

@@ -1,0 +1,55 @@
+"""The estimate-only report of the full ERFNet (networks.md structure) on the boards the issue names:
+every line buffer follows rows × width × channels × bits, and every skip FIFO is listed."""
+
+import re
+
+import pytest
+import torch
+
+from hwseg.flow import build
+from hwseg.frontend import save_checkpoint
+from hwseg.ir import Add, Concat, Conv2d
+from hwseg.models import build_model
+from hwseg.quant import calibrate
+
+
+@pytest.fixture(scope="module")
+def erfnet_checkpoint(tmp_path_factory):
+    torch.manual_seed(0)
+    args = {"classes": 20, "input_size": [512, 1024]}
+    model = build_model("erfnet", args)
+    calibrate(model, [torch.randint(0, 256, (1, 3, 64, 128)).float()])   # convolutions do not care about size
+    path = tmp_path_factory.mktemp("erfnet") / "erfnet.pt"
+    save_checkpoint(model.eval(), path, "erfnet", args, (3, 512, 1024))
+    return path
+
+
+@pytest.mark.parametrize("board, size", [("zcu104", (512, 1024)), ("pynq-z2", (256, 512))])
+def test_full_erfnet_report_lists_line_buffers_and_fifos(erfnet_checkpoint, board, size, tmp_path):
+    design = build(erfnet_checkpoint, board, input_size=size, estimate_only=True)
+    assert design.verilog is None and set(design.files()) == {"report.json", "report.md"}
+    graph, layers = design.graph, {layer.name: layer for layer in design.estimate.layers}
+    dilated = 0
+    for node in graph:
+        layer = layers[node.name]
+        if isinstance(node.op, Conv2d) and not node.op.channelwise and node.op.kernel != (1, 1):
+            (kh, kw), (dh, _), (ph, pw) = node.op.kernel, node.op.dilation, node.op.padding
+            x = graph.input_types(node.name)[0]
+            if kh == 1:                       # a 1×k kernel: a shift register of taps, no rows
+                assert layer.line_buffer == (), node.name
+                continue
+            rows, width, channels, bits = layer.line_buffer
+            assert (rows, width, channels, bits) == ((kh - 1) * dh, x.width + 2 * pw, x.channels, 8), node.name
+            assert layer.line_buffer_bits == rows * width * channels * bits
+            dilated += kw == 1 and dh > 1
+        if isinstance(node.op, (Add, Concat)):
+            assert any(node.attrs["skip_fifos"]), node.name      # the shorter branch waits in a FIFO
+            assert {name for name, _, _ in layer.fifos} <= set(node.inputs)
+    assert dilated == 8                # 8 non-bottleneck-1d blocks with dilations 2, 4, 8, 16 (their second 3×1)
+    report = design.files()["report.md"]
+    d16 = next(n for n in graph if isinstance(n.op, Conv2d) and n.op.dilation == (16, 1))
+    x = graph.input_types(d16.name)[0]
+    # a 3×1 kernel with dilation 16 holds 2·16 rows (padding is vertical only: the width is the frame's)
+    line = f"| {d16.name} | 32 × {x.width} × {x.channels} × 8 b = {32 * x.width * x.channels * 8:,} b |"
+    assert line in report
+    assert re.search(r"\| encoder_\d+_out \|  \| encoder_\w+: [\d,]+ × \d+ b = [\d,]+ b \|", report)
