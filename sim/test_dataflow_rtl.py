@@ -106,3 +106,13 @@ def test_erfnet_matches_golden(work_dir):
                              work_dir=work_dir)
     assert report.passed, report.summary()
     assert abs(report.estimate_error) <= 0.05, report.summary()
+
+
+def test_fpl_matches_golden(work_dir):
+    """An FPL-style network at 32×32: image re-injection (average pools of the input concatenated at
+    1/2, 1/4, 1/8), pyramids of factorized convolutions with dilations 2 to 16 whose sums feed each
+    other (joins feeding joins), residual adds, ×8 bilinear head — every beat equal to golden."""
+    design = _zoo_design("fpl", {"classes": 4, "width": 10, "blocks": [1, 1, 1], "input_size": [32, 32]}, "zcu104")
+    report = simulate_design(design, frames=2, simulator="verilator", seed=7, valid_prob=0.7, ready_prob=0.7,
+                             work_dir=work_dir)
+    assert report.passed, report.summary()

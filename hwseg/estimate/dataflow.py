@@ -154,6 +154,62 @@ class Dataflow:
     def needed_from(self, source: str) -> dict:
         return input_pixels_needed(self.graph, source)
 
+    def stalls(self, capacity: dict, frames: int = 3) -> list[tuple[str, int]]:
+        """Run ``frames`` frames through the graph as pixel counts and return the edges that are
+        full when it stops short: ``[]`` when every frame comes out.
+
+        A conservative abstraction of the hardware: edge ``(node, k)`` (input ``k`` of ``node``)
+        holds ``capacity[(node, k)]`` pixels the producer emitted and the consumer has not taken
+        (its FIFO and the producer's output register); a node takes on each input only what its
+        next output pixel waits for (:func:`inputs_needed`) and emits a pixel once it has that
+        and every edge it feeds has room (a fork moves only when all its readers can take).
+        """
+        graph = self.graph
+        own = {node.name: inputs_needed(graph, node) for node in graph if node.inputs}
+        frame_in = {node.name: [graph.types[name].pixels for name in node.inputs] for node in graph}
+        readers: dict[str, list] = {node.name: [] for node in graph}
+        for node in graph:
+            for k, name in enumerate(node.inputs):
+                readers[name].append((node.name, k))
+        total = {node.name: frames * graph.types[node.name].pixels for node in graph}
+        produced = {node.name: 0 for node in graph}
+        taken = {(node.name, k): 0 for node in graph for k in range(len(node.inputs))}
+
+        def need(name, k, j):      # input pixels (edge k) output j of a multi-frame stream waits for
+            per_frame = own[name]
+            frame, index = divmod(j, per_frame.shape[0])
+            return int(per_frame[index]) + frame * frame_in[name][k]
+
+        def outputs_enabled(name, k, count):   # outputs whose need on edge k is within count
+            per_frame, p_in = own[name], frame_in[name][k]
+            frame, rest = divmod(count, p_in)
+            return frame * per_frame.shape[0] + int(np.searchsorted(per_frame, rest, side="right"))
+
+        progress = True
+        while progress:
+            progress = False
+            for node in graph:
+                name = node.name
+                if node.inputs:
+                    for k, src in enumerate(node.inputs):
+                        wanted = need(name, k, produced[name]) if produced[name] < total[name] else taken[(name, k)]
+                        have = min(produced[src], max(wanted, taken[(name, k)]))
+                        if have > taken[(name, k)]:
+                            taken[(name, k)] = have
+                            progress = True
+                    limit = min(outputs_enabled(name, k, taken[(name, k)]) for k in range(len(node.inputs)))
+                else:
+                    limit = total[name]
+                room = min((taken[edge] + capacity.get(edge, 1) for edge in readers[name]), default=total[name])
+                new = min(limit, room, total[name])
+                if new > produced[name]:
+                    produced[name] = new
+                    progress = True
+        if produced[graph.output] >= total[graph.output]:
+            return []
+        return [edge for name in produced for edge in readers[name]
+                if produced[name] - taken[edge] >= capacity.get(edge, 1)]
+
 
 def dataflow(graph: Graph) -> Dataflow:
     latency: dict[str, int] = {}

@@ -39,6 +39,7 @@ from typing import Callable
 
 import numpy as np
 
+from ..errors import UnsupportedError
 from ..ir import Add, Concat, Graph
 
 
@@ -51,7 +52,10 @@ def immediate_dominators(graph: Graph) -> dict:
         dominators[node.name] = common | {node.name}
     return {name: max(doms - {name}, key=order.__getitem__, default=None) for name, doms in dominators.items()}
 
-__all__ = ["apply", "least_depth", "BURST"]
+__all__ = ["apply", "least_depth", "BURST", "MAX_GROWTH_ROUNDS"]
+
+#: Rounds of FIFO growth before the pass gives up on a graph that does not flow.
+MAX_GROWTH_ROUNDS = 64
 
 #: Peak over average rate of a stream within a frame (measured: the residual and downsampler
 #: networks of sim/test_dataflow_rtl.py reach their estimated cycles per frame within 5 % with it).
@@ -65,6 +69,21 @@ def least_depth(branch: np.ndarray, join: np.ndarray, input_pixels: int) -> int:
     extended = np.concatenate([branch, branch + input_pixels, branch + 2 * input_pixels])
     first = np.searchsorted(extended, join, side="left")   # first k with extended[k] ≥ join[j]
     return int(max(0, (first - np.arange(pixels)).max()))
+
+
+def _capacities(graph: Graph, depths: dict) -> dict:
+    """Pixels each edge holds: its FIFO (at least 3 entries: StreamFIFO) and one output register."""
+    capacity = {}
+    for node in graph:
+        for k, name in enumerate(node.inputs):
+            channels = graph.types[name].channels
+            if isinstance(node.op, (Add, Concat)):
+                beats_per_pixel = 1 if isinstance(node.op, Concat) else channels // node.attrs["in_lanes"]
+                beats = depths[node.name][k]
+            else:
+                beats_per_pixel, beats = 1, node.attrs.get("fifo_depth", 0)
+            capacity[(node.name, k)] = (max(beats, 3) // beats_per_pixel if beats else 0) + 1
+    return capacity
 
 
 def apply(graph: Graph, *, model: Callable) -> tuple[Graph, bool]:
@@ -89,4 +108,25 @@ def apply(graph: Graph, *, model: Callable) -> tuple[Graph, bool]:
             least.append(minimum * beats)
             depths.append((minimum + slack) * beats)
         graph = graph.with_attrs(node.name, skip_fifos=tuple(depths), skip_fifos_min=tuple(least))
-    return graph, True
+    return _grow_until_it_flows(graph, flow, {n.name for n in joins}), True
+
+
+def _grow_until_it_flows(graph: Graph, flow, sized: set) -> Graph:
+    """Joins that feed each other (a branch that is itself the input of another join, as in the
+    FPL pyramid's hierarchical sums) couple their FIFOs, which the per-join bound above does not
+    see. So the sized graph is run as pixel counts (``flow.stalls``); while it stops short, every
+    full FIFO on a join input this pass sized grows by a quarter frame."""
+    for _ in range(MAX_GROWTH_ROUNDS):
+        depths = {n.name: list(n.attrs["skip_fifos"]) for n in graph if "skip_fifos" in n.attrs}
+        stalled = [(name, k) for name, k in flow.stalls(_capacities(graph, depths)) if name in sized]
+        if not stalled:
+            return graph
+        for name, k in stalled:
+            node = graph[name]
+            source = node.inputs[k]
+            channels = graph.types[source].channels
+            beats_per_pixel = 1 if isinstance(node.op, Concat) else channels // node.attrs["in_lanes"]
+            depths[name][k] += max(1, graph.types[source].pixels // 4) * beats_per_pixel
+            graph = graph.with_attrs(name, skip_fifos=tuple(depths[name]))
+    raise UnsupportedError(f"the skip FIFOs of {', '.join(sorted({n for n, _ in stalled}))} do not let the graph "
+                           f"flow after {MAX_GROWTH_ROUNDS} rounds of growth; set them by hand (skip_fifos)")
