@@ -154,7 +154,7 @@ class Dataflow:
     def needed_from(self, source: str) -> dict:
         return input_pixels_needed(self.graph, source)
 
-    def stalls(self, capacity: dict, frames: int = 3) -> list[tuple[str, int]]:
+    def stalls(self, capacity: dict, frames: int = 2) -> list[tuple[str, int]]:
         """Run ``frames`` frames through the graph as pixel counts and return the edges that are
         full when it stops short: ``[]`` when every frame comes out.
 

@@ -25,6 +25,11 @@ per cycle: ``D = D_min + ⌈Δ · min(1, BURST·P/period[a])⌉`` pixels, in bea
 even a join whose branches need the same input (``D_min = 0``) would make the quicker branch
 wait for the slower one's pipeline on every beat.
 
+Where a join lies on a branch of another join (FPL's pyramids: a sum feeds the next dilated
+branch), the joins' FIFOs couple and the per-join bound does not suffice: the pass then runs
+the graph as pixel counts (:meth:`hwseg.estimate.dataflow.Dataflow.stalls`, two frames) and
+grows every full join FIFO by a quarter frame until every frame comes out.
+
 Requires: ``in_lanes`` on every node (``annotate_lanes``); ``model`` the dataflow model
 (:class:`hwseg.estimate.dataflow.Dataflow`: ``needed``, ``latency``, ``period``).
 Ensures: every Add and Concat carries ``skip_fifos`` (a tuple: beats of FIFO on each input, 0
@@ -108,7 +113,26 @@ def apply(graph: Graph, *, model: Callable) -> tuple[Graph, bool]:
             least.append(minimum * beats)
             depths.append((minimum + slack) * beats)
         graph = graph.with_attrs(node.name, skip_fifos=tuple(depths), skip_fifos_min=tuple(least))
+    coupled = _joins_inside_branches(graph, split)
+    if not coupled:
+        return graph, True
     return _grow_until_it_flows(graph, flow, {n.name for n in joins}), True
+
+
+def _joins_inside_branches(graph: Graph, split: dict) -> list[str]:
+    """Joins with another join on a branch between them and their dominator: there the per-join
+    bound is not enough."""
+    ancestors: dict[str, set] = {}
+    for node in graph:
+        ancestors[node.name] = set().union(*(ancestors[name] | {name} for name in node.inputs)) if node.inputs else set()
+    is_join = {n.name for n in graph if isinstance(n.op, (Add, Concat))}
+    coupled = []
+    for name in is_join:
+        source = split[name]
+        between = {a for a in ancestors[name] if source in ancestors[a]}
+        if between & is_join:
+            coupled.append(name)
+    return coupled
 
 
 def _grow_until_it_flows(graph: Graph, flow, sized: set) -> Graph:
