@@ -116,3 +116,12 @@ def test_fpl_matches_golden(work_dir):
     report = simulate_design(design, frames=2, simulator="verilator", seed=7, valid_prob=0.7, ready_prob=0.7,
                              work_dir=work_dir)
     assert report.passed, report.summary()
+
+
+def test_fpl_matches_golden_icarus(work_dir):
+    """The same FPL-style network at 16×16 under Icarus, the second simulator (it runs about ten times
+    slower than Verilator): the smallest input the family takes (three stride-2 stages)."""
+    design = _zoo_design("fpl", {"classes": 4, "width": 10, "blocks": [1, 1, 1], "input_size": [16, 16]}, "zcu104")
+    report = simulate_design(design, frames=2, simulator="icarus", seed=8, valid_prob=0.7, ready_prob=0.7,
+                             work_dir=work_dir)
+    assert report.passed, report.summary()

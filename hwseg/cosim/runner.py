@@ -91,7 +91,13 @@ def run_cosim(verilog: str, top: str, stimulus: np.ndarray, *, in_beats_per_fram
         raise SimulationError(f"simulator {simulator} is not installed; install it with `{hint}`")
     from cocotb_tools.runner import get_runner
 
-    build_args = ["-Wno-WIDTH", "-Wno-fatal", "-O3"] if simulator == "verilator" else []
+    if simulator == "verilator":
+        build_args = ["-Wno-WIDTH", "-Wno-fatal", "-O3"]
+    else:
+        # cocotb compiles with -g2012, under which Icarus applies declaration initializers without
+        # an event; Yosys's Verilog then never evaluates an `always @*` whose inputs are registers
+        # that keep their initial value (they stay X and the design hangs). The later -g2005 wins.
+        build_args = ["-g2005"]
     timescale = ("1ns", "1ps")
     versions = [_version(package) for package in ("cocotb", "verilator")]
     recipe = f"{simulator}\0{versions}\0{top}\0{build_args}\0{timescale}\0{verilog}"

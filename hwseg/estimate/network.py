@@ -14,6 +14,7 @@ from ..ir import (Add, ArgMax, AvgPool, Bipolar, Concat, Conv2d, ConvTranspose2d
                   Threshold, Upsample)
 from . import resources as R
 from .cycles import layer_cycles, transposed_buffer_rows, upsample_buffer_rows
+from .roofline import Roofline, roofline
 
 __all__ = ["LayerEstimate", "NetworkEstimate", "estimate_graph", "conv_compute"]
 
@@ -54,6 +55,10 @@ class LayerEstimate:
 class NetworkEstimate:
     layers: list[LayerEstimate]
     board: Board
+    #: the board's compute roofline and stream bound for this network (:mod:`.roofline`)
+    roofline: Roofline | None = None
+    #: one line on what keeps the design from a higher frame rate (set by the flow's folding)
+    limit: str = ""
 
     @property
     def total(self) -> R.Resources:
@@ -213,4 +218,4 @@ def estimate_graph(graph: Graph, board: Board) -> NetworkEstimate:
     last = layers[-1]
     layers[-1] = LayerEstimate(last.name, last.op, last.description, last.resources + tail, last.cycles,
                                last.folding, last.line_buffer, last.fifos)
-    return NetworkEstimate(layers, board)
+    return NetworkEstimate(layers, board, roofline(graph, board))

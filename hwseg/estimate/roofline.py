@@ -1,0 +1,106 @@
+"""The board's roofline for a network: the frame rate its compute resources could reach at best.
+
+A streaming accelerator computes every layer at once, each on its own multipliers, so the
+board's compute bounds the frame rate by how many multiply-accumulates its resources can
+perform per cycle. A convolution's MAC is one *lane* of its MAC array; a lane costs what the
+estimator charges per lane of that layer's array when fully unfolded (``pe = C_out``,
+``simd`` = the whole window): one DSP for a multi-bit multiplier, some LUTs for a binary
+one (bit planes and popcounts). If the layers' lanes were sized in proportion to their work,
+``T`` cycles per frame need ``Σ_l MACs_l · cost_l[r] / T`` of resource ``r``; the least ``T``
+the board allows is
+
+    T_compute = max_r Σ_l MACs_l · cost_l[r] / available[r]         (r ∈ DSP, LUT)
+
+and the compute roofline is ``clock / T_compute`` frames per second. It ignores everything
+but the MAC lanes (line buffers, requantizers, FIFOs) and the integer constraints of folding
+(``pe`` divides ``C_out``, ``simd`` the window), so no real design reaches it.
+
+A second bound is architectural: every stream moves at most one beat per cycle, so a layer
+that walks a padded frame of ``P`` positions (or emits ``P`` pixels) needs ``P`` cycles; the
+*stream bound* is ``clock / max P``. The achievable frame rate is below both.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..boards import Board
+from ..ir import AvgPool, Conv2d, ConvTranspose2d, Graph, MaxPool
+from .work import layer_macs
+
+__all__ = ["Roofline", "roofline", "lane_cost", "stream_bound_cycles"]
+
+#: The resources MAC lanes are made of.
+COMPUTE_RESOURCES = ("dsp", "lut")
+
+
+@dataclass(frozen=True)
+class Roofline:
+    compute_fps: float            # clock / T_compute
+    compute_cycles: float         # T_compute (fractional: an ideal)
+    binding: str                  # the resource that sets T_compute ("dsp" or "lut")
+    stream_fps: float             # clock / the largest per-layer stream length
+    stream_cycles: int
+    stream_layer: str             # the layer with the longest stream
+    demand: dict                  # resource → Σ MACs · cost per frame
+
+    @property
+    def fps(self) -> float:
+        """The lower of the two bounds."""
+        return min(self.compute_fps, self.stream_fps)
+
+    def as_dict(self) -> dict:
+        return {"compute_fps": round(self.compute_fps, 3), "compute_cycles": round(self.compute_cycles, 3),
+                "binding_resource": self.binding, "stream_fps": round(self.stream_fps, 3),
+                "stream_cycles": self.stream_cycles, "stream_layer": self.stream_layer,
+                "mac_lane_demand": {key: round(value, 3) for key, value in self.demand.items()}}
+
+
+def _is_conv(node) -> bool:
+    op = node.op
+    return isinstance(op, ConvTranspose2d) or (isinstance(op, Conv2d) and not op.channelwise)
+
+
+def lane_cost(graph: Graph, node) -> dict[str, float]:
+    """Resources per MAC lane of ``node``'s array, fully unfolded, from the analytic estimate."""
+    from .network import conv_compute   # network imports this module's users; import late
+
+    op = node.op
+    # simd spans a Conv2d's window kh·kw·C_in, a ConvTranspose2d's C_in (it folds over taps in time)
+    window = op.in_channels if isinstance(op, ConvTranspose2d) else op.kernel[0] * op.kernel[1] * op.in_channels
+    lanes_pe, lanes_simd = op.out_channels, window
+    spent = conv_compute(graph, node, lanes_pe, lanes_simd).as_dict()
+    lanes = lanes_pe * lanes_simd
+    return {key: spent[key] / lanes for key in COMPUTE_RESOURCES}
+
+
+def stream_bound_cycles(graph: Graph) -> tuple[int, str]:
+    """The longest stream of any layer (padded positions of a window layer, else output pixels) and
+    its layer."""
+    best = (0, "")
+    for node in graph:
+        length = graph.types[node.name].pixels
+        if isinstance(node.op, (Conv2d, MaxPool, AvgPool)) and not (isinstance(node.op, Conv2d)
+                                                                     and node.op.channelwise):
+            x = graph.input_types(node.name)[0]
+            ph, pw = node.op.padding
+            length = max(length, (x.height + 2 * ph) * (x.width + 2 * pw))
+        best = max(best, (length, node.name))
+    return best
+
+
+def roofline(graph: Graph, board: Board) -> Roofline:
+    """The compute roofline and the stream bound of ``graph`` on ``board``."""
+    demand = {key: 0.0 for key in COMPUTE_RESOURCES}
+    for node in graph:
+        if _is_conv(node):
+            macs = layer_macs(graph, node.name)
+            for key, cost in lane_cost(graph, node).items():
+                demand[key] += macs * cost
+    ratios = {key: demand[key] / board.resources[key] for key in COMPUTE_RESOURCES}
+    binding = max(ratios, key=lambda key: ratios[key])
+    compute_cycles = ratios[binding]
+    clock = board.clock_mhz * 1e6
+    stream_cycles, stream_layer = stream_bound_cycles(graph)
+    compute_fps = clock / compute_cycles if compute_cycles > 0 else float("inf")
+    return Roofline(compute_fps, compute_cycles, binding, clock / stream_cycles, stream_cycles, stream_layer, demand)
