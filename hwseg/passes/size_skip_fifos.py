@@ -1,156 +1,147 @@
-"""Size the FIFO on each input of a join (Add, Concat) so that the graph never deadlocks.
+"""Size the FIFOs of a branching graph from the cycle model: never a deadlock, full rate, no deeper.
 
-A tensor read by two branches that meet again (a residual block, ERFNet's downsampler, an
-image re-injection) is copied by a fork that moves only when both branches take its beat. If
-the short branch's output waits at the join while the long branch still needs input to produce
-its matching pixel, the short branch backs up to the fork and the long branch starves: a
-deadlock, unless the short branch can buffer enough of its output.
+A tensor read by two branches that meet again (a residual block, ERFNet's downsampler, FPL's
+pyramids and image re-injection) is copied by a fork that moves only when every branch takes
+its beat. The join (Add, Concat) takes a pixel only when all its inputs have it, so the quicker
+branch must hold what it delivers while the other still works: too little and the fork stops,
+starving the slow branch for good (a deadlock) or for a while (a lower frame rate).
 
-Every path to the join passes its immediate dominator ``F`` (the stream the branches split
-from). With ``needed[n][j]`` the pixels of ``F``'s stream node ``n``'s output pixel ``j`` waits
-for (the dataflow model, :meth:`hwseg.estimate.dataflow.Dataflow.needed_from`), the join's pixel
-``j`` waits for ``N(j) = max_b needed[b][j]`` over its inputs ``b``. When input ``a``'s FIFO of
-``D`` pixels is full (its pixels ``j … j+D−1``) and its producer holds pixel ``j+D``, ``F`` has
-delivered at least ``needed[a][j+D]`` pixels to every branch and the stall goes back to ``F``; so
-the graph moves on iff ``needed[a][j+D] ≥ N(j)``; ``D_min`` is the least such ``D`` for every
-``j`` of a frame (frames repeat, so ``j+D`` may run into the next frame).
+The pass sizes from the two models of :mod:`hwseg.estimate.dataflow`:
 
-``D_min`` keeps the graph moving but not at full rate: each pixel the FIFO releases must first
-cross the long branch's pipeline before the next can enter. So the FIFO also holds what input
-``a`` can deliver while the other branch's extra latency ``Δ = max_b latency[b] − latency[a]``
-(cycles) elapses. Input ``a`` carries ``P`` pixels a frame and on average never runs faster than
-its slowest upstream layer (a frame per ``period[a]`` cycles); streams are bursty (a window layer
-emits row by row, none in its padding), so allow ``BURST`` times that rate, and at most a beat
-per cycle: ``D = D_min + ⌈Δ · min(1, BURST·P/period[a])⌉`` pixels, in beats of ``a``'s stream. Without that slack
-even a join whose branches need the same input (``D_min = 0``) would make the quicker branch
-wait for the slower one's pipeline on every beat.
+* **Full rate** (:class:`~hwseg.estimate.dataflow.StreamTiming`, cycle-exact against the RTL): the
+  schedule in which the output leaves as early as the slowest layer allows, every layer works as
+  late as that permits, and then as early as its inputs come (the network input being always
+  there). Each join input gets a FIFO holding the most pixels that schedule leaves on it (none
+  where one pixel at most waits, in its producer's register), and each layer's input FIFO (set by
+  ``size_fifos``: two rows) grows where the schedule needs more — a window layer whose walker
+  crosses many padding rows (dilations as large as the frame) takes nothing for hundreds of cycles,
+  and the layers that feed it, and those beside it behind the same fork, must go on.
+* **No deadlock** (:class:`~hwseg.estimate.dataflow.PixelCounts`, exact for pixel counts): the
+  sized graph is checked under any valid/ready pattern; should it not move (it always does when
+  the schedule holds), the join FIFOs are grown to the least capacities that make it move. The
+  least depth of each join input with which the graph still cannot deadlock, the others as sized,
+  is ``skip_fifos_min``: one beat less on that FIFO and some valid/ready pattern stalls it for good.
 
-Where a join lies on a branch of another join (FPL's pyramids: a sum feeds the next dilated
-branch), the joins' FIFOs couple and the per-join bound does not suffice: the pass then runs
-the graph as pixel counts (:meth:`hwseg.estimate.dataflow.Dataflow.stalls`, two frames) and
-grows every full join FIFO by a quarter frame until every frame comes out.
+Both models are NumPy recurrences over a few frames and an elimination of pixel-count bounds: the
+full ERFNet or an FPL-style network at 1024×512 is sized in seconds.
 
-Requires: ``in_lanes`` on every node (``annotate_lanes``); ``model`` the dataflow model
-(:class:`hwseg.estimate.dataflow.Dataflow`: ``needed``, ``latency``, ``period``).
-Ensures: every Add and Concat carries ``skip_fifos`` (a tuple: beats of FIFO on each input, 0
-for none) and ``skip_fifos_min`` (the deadlock-free least depths, for the report and tests).
-Depths set beforehand (a manual choice, or a test making one shallower) are kept.
+Requires: ``in_lanes``/``out_lanes`` on every node (``annotate_lanes``), ``fifo_depth`` (``size_fifos``);
+``model`` builds the dataflow model (:func:`hwseg.estimate.dataflow.dataflow`).
+Ensures: every Add and Concat carries ``skip_fifos`` (a tuple: beats of FIFO on each input, 0 for
+none) and ``skip_fifos_min`` (the least deadlock-free depths, for the report and tests); a layer's
+``fifo_depth`` only grows. Depths set beforehand on a join (a manual choice, or a test making one
+shallower) are kept, and then nothing else changes.
 """
 
 from __future__ import annotations
 
-from math import ceil
 from typing import Callable
-
-import numpy as np
 
 from ..errors import UnsupportedError
 from ..ir import Add, Concat, Graph
 
+__all__ = ["apply"]
 
-def immediate_dominators(graph: Graph) -> dict:
-    """For every node, the last node every path from the network input to it passes."""
-    dominators: dict[str, set] = {}
-    order = {node.name: k for k, node in enumerate(graph)}
-    for node in graph:
-        common = set.intersection(*(dominators[name] for name in node.inputs)) if node.inputs else set()
-        dominators[node.name] = common | {node.name}
-    return {name: max(doms - {name}, key=order.__getitem__, default=None) for name, doms in dominators.items()}
-
-__all__ = ["apply", "least_depth", "BURST", "MAX_GROWTH_ROUNDS"]
-
-#: Rounds of FIFO growth before the pass gives up on a graph that does not flow.
-MAX_GROWTH_ROUNDS = 64
-
-#: Peak over average rate of a stream within a frame (measured: the residual and downsampler
-#: networks of sim/test_dataflow_rtl.py reach their estimated cycles per frame within 5 % with it).
-BURST = 2
-
-
-def least_depth(branch: np.ndarray, join: np.ndarray, input_pixels: int) -> int:
-    """The least ``D ≥ 0`` with ``branch_ext[j + D] ≥ join[j]`` for every ``j`` of a frame, where
-    ``branch_ext`` continues ``branch`` into the following frames (``+ input_pixels`` per frame)."""
-    pixels = branch.shape[0]
-    extended = np.concatenate([branch, branch + input_pixels, branch + 2 * input_pixels])
-    first = np.searchsorted(extended, join, side="left")   # first k with extended[k] ≥ join[j]
-    return int(max(0, (first - np.arange(pixels)).max()))
-
-
-def _capacities(graph: Graph, depths: dict) -> dict:
-    """Pixels each edge holds: its FIFO (at least 3 entries: StreamFIFO) and one output register."""
-    capacity = {}
-    for node in graph:
-        for k, name in enumerate(node.inputs):
-            channels = graph.types[name].channels
-            if isinstance(node.op, (Add, Concat)):
-                beats_per_pixel = 1 if isinstance(node.op, Concat) else channels // node.attrs["in_lanes"]
-                beats = depths[node.name][k]
-            else:
-                beats_per_pixel, beats = 1, node.attrs.get("fifo_depth", 0)
-            capacity[(node.name, k)] = (max(beats, 3) // beats_per_pixel if beats else 0) + 1
-    return capacity
+#: Rounds of re-timing when FIFOs appear on join inputs whose pixels do not wait (a FIFO adds
+#: 2 cycles of latency on its edge); the set settles in one or two.
+PRESENCE_ROUNDS = 4
 
 
 def apply(graph: Graph, *, model: Callable) -> tuple[Graph, bool]:
     joins = [n for n in graph if isinstance(n.op, (Add, Concat)) and "skip_fifos" not in n.attrs]
     if not joins:
         return graph, False
-    flow = model(graph)
-    split = immediate_dominators(graph)
-    for node in joins:
-        source = split[node.name]
-        needed = flow.needed_from(source)
-        input_pixels = graph.types[source].pixels
-        join = np.max([needed[name] for name in node.inputs], axis=0)
-        slowest = max(flow.latency[name] for name in node.inputs)
-        depths, least = [], []
-        for name in node.inputs:
-            channels = graph.types[name].channels
-            beats = channels // (channels if isinstance(node.op, Concat) else node.attrs["in_lanes"])
-            minimum = least_depth(needed[name], join, input_pixels)
-            pixels = graph.types[name].pixels
-            slack = ceil((slowest - flow.latency[name]) * min(1.0, BURST * pixels / flow.period[name]))
-            least.append(minimum * beats)
-            depths.append((minimum + slack) * beats)
-        graph = graph.with_attrs(node.name, skip_fifos=tuple(depths), skip_fifos_min=tuple(least))
-    coupled = _joins_inside_branches(graph, split)
-    if not coupled:
-        return graph, True
-    return _grow_until_it_flows(graph, flow, {n.name for n in joins}), True
-
-
-def _joins_inside_branches(graph: Graph, split: dict) -> list[str]:
-    """Joins with another join on a branch between them and their dominator: there the per-join
-    bound is not enough."""
-    ancestors: dict[str, set] = {}
     for node in graph:
-        ancestors[node.name] = set().union(*(ancestors[name] | {name} for name in node.inputs)) if node.inputs else set()
-    is_join = {n.name for n in graph if isinstance(n.op, (Add, Concat))}
-    coupled = []
-    for name in is_join:
-        source = split[name]
-        between = {a for a in ancestors[name] if source in ancestors[a]}
-        if between & is_join:
-            coupled.append(name)
-    return coupled
+        if "in_lanes" not in node.attrs or "fifo_depth" not in node.attrs:
+            raise UnsupportedError(f"layer {node.name!r} has no lanes or input FIFO yet; run annotate_lanes "
+                                   f"and size_fifos before size_skip_fifos")
+    flow = model(graph)
+    sized = [(n.name, k) for n in joins for k in range(len(n.inputs))]
+    skip, layer_fifos = _full_rate(graph, flow, sized)
+    counts = flow.counts()
+    capacity = _capacities(graph, skip, layer_fifos)
+    if not counts.flows(capacity):
+        skip = _least_flowing(graph, counts, capacity, sized, skip)
+        capacity = _capacities(graph, skip, layer_fifos)
+    # an edge without a FIFO holds one pixel, the least there is
+    holding = [(*edge, graph[edge[0]].inputs[edge[1]]) for edge in sized if skip[edge]]
+    least = {edge: 0 for edge in sized}
+    for (consumer, k, _), pixels in counts.least_capacities(holding, capacity).items():
+        least[(consumer, k)] = (pixels - 1) * _beats_per_pixel(graph, (consumer, k))
+    nodes = []
+    for node in graph:
+        if node in joins:
+            ks = range(len(node.inputs))
+            node = node.with_attrs(skip_fifos=tuple(skip[(node.name, k)] for k in ks),
+                                   skip_fifos_min=tuple(least[(node.name, k)] for k in ks))
+        elif layer_fifos.get(node.name, 0) > node.attrs["fifo_depth"]:
+            node = node.with_attrs(fifo_depth=layer_fifos[node.name])
+        nodes.append(node)
+    return graph.replace(nodes), True
 
 
-def _grow_until_it_flows(graph: Graph, flow, sized: set) -> Graph:
-    """Joins that feed each other (a branch that is itself the input of another join, as in the
-    FPL pyramid's hierarchical sums) couple their FIFOs, which the per-join bound above does not
-    see. So the sized graph is run as pixel counts (``flow.stalls``); while it stops short, every
-    full FIFO on a join input this pass sized grows by a quarter frame."""
-    for _ in range(MAX_GROWTH_ROUNDS):
-        depths = {n.name: list(n.attrs["skip_fifos"]) for n in graph if "skip_fifos" in n.attrs}
-        stalled = [(name, k) for name, k in flow.stalls(_capacities(graph, depths)) if name in sized]
-        if not stalled:
-            return graph
-        for name, k in stalled:
-            node = graph[name]
-            source = node.inputs[k]
-            channels = graph.types[source].channels
-            beats_per_pixel = 1 if isinstance(node.op, Concat) else channels // node.attrs["in_lanes"]
-            depths[name][k] += max(1, graph.types[source].pixels // 4) * beats_per_pixel
-            graph = graph.with_attrs(name, skip_fifos=tuple(depths[name]))
-    raise UnsupportedError(f"the skip FIFOs of {', '.join(sorted({n for n, _ in stalled}))} do not let the graph "
-                           f"flow after {MAX_GROWTH_ROUNDS} rounds of growth; set them by hand (skip_fifos)")
+def _beats_per_pixel(graph: Graph, edge: tuple) -> int:
+    """Beats of a pixel in the FIFO on ``edge``: a Concat takes whole pixels, the rest ``in_lanes``."""
+    node = graph[edge[0]]
+    if isinstance(node.op, Concat) or not isinstance(node.op, Add):
+        return 1
+    return graph.types[node.inputs[edge[1]]].channels // node.attrs["in_lanes"]
+
+
+def _full_rate(graph: Graph, flow, sized: list) -> tuple[dict, dict]:
+    """Join FIFO depths (beats) and layer input FIFO depths for the full-rate schedule."""
+    existing = {(n.name, k) for n in graph for k in range(len(n.inputs))
+                if n.attrs.get("fifo_depth") or any(n.attrs.get("skip_fifos", ()))}
+    present = set(existing)
+    timing = flow.timing(fifos=present)
+    for _ in range(PRESENCE_ROUNDS):
+        timing.set_fifos(present)
+        import os
+        schedule = timing.full_rate(lazy=os.environ.get('LAZY', '1') == '1')
+        skip, critical = {}, False
+        for edge in sized:
+            entries, waiting, slack = timing.occupancy(schedule, edge)
+            # one pixel may wait in its producer's output register; more need a FIFO
+            skip[edge] = entries * _beats_per_pixel(graph, edge) if waiting > 1 else 0
+            # a FIFO the schedule did not have delays its pixels by 2 cycles: harmless where they wait
+            critical |= bool(skip[edge]) != (edge in present) and slack < 2
+        layer_fifos = {node.name: max(timing.entries(schedule, (node.name, k)) for k in range(len(node.inputs)))
+                       for node in graph if node.attrs["fifo_depth"]}
+        if not critical:
+            break
+        present = existing | {edge for edge in sized if skip[edge]}
+    return skip, layer_fifos
+
+
+def _capacities(graph: Graph, skip: dict, layer_fifos: dict) -> dict:
+    """Pixels each edge holds: its FIFO (at least 3 entries: StreamFIFO) and one output register."""
+    capacity = {}
+    for node in graph:
+        for k in range(len(node.inputs)):
+            edge = (node.name, k)
+            if edge in skip:
+                beats = skip[edge]
+            elif "skip_fifos" in node.attrs:
+                beats = node.attrs["skip_fifos"][k]
+            else:
+                beats = max(node.attrs["fifo_depth"], layer_fifos.get(node.name, 0))
+            capacity[edge] = (max(beats, 3) // _beats_per_pixel(graph, edge) if beats else 0) + 1
+    return capacity
+
+
+def _least_flowing(graph: Graph, counts, capacity: dict, sized: list, skip: dict) -> dict:
+    """Join FIFOs that make the graph move: from unbounded, each in turn shrunk to its least
+    capacity with the others as they stand (the graph moves after every step), then no shallower
+    than the full-rate depths."""
+    capacity = dict(capacity)
+    for edge in sized:
+        capacity[edge] = counts.total[graph[edge[0]].inputs[edge[1]]] + 1
+    if not counts.flows(capacity):
+        raise UnsupportedError(f"the graph {graph.name!r} deadlocks whatever the skip FIFOs hold: a layer's input "
+                               f"FIFO is too shallow; deepen the layers' fifo_depth")
+    grown = dict(skip)
+    for edge in sized:
+        pixels = counts.least_capacity((*edge, graph[edge[0]].inputs[edge[1]]), capacity)
+        capacity[edge] = pixels
+        grown[edge] = max(skip[edge], (pixels - 1) * _beats_per_pixel(graph, edge))
+    return grown
