@@ -6,9 +6,9 @@ carries ``in_lanes``/``out_lanes`` and every convolution its ``pe``/``simd``.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
-from ..boards import RESOURCES, Board
+from ..boards import Board
 from ..errors import UnsupportedError
 from ..ir import (Add, ArgMax, AvgPool, Bipolar, Concat, Conv2d, ConvTranspose2d, Fork, Graph, Input, MaxPool, MulShift,
                   Threshold, Upsample)
@@ -16,7 +16,7 @@ from . import resources as R
 from .cycles import layer_cycles, transposed_buffer_rows, upsample_buffer_rows
 from .roofline import Roofline, roofline
 
-__all__ = ["LayerEstimate", "NetworkEstimate", "estimate_graph", "conv_compute"]
+__all__ = ["LayerEstimate", "NetworkEstimate", "estimate_graph", "conv_compute", "component_estimate"]
 
 
 @dataclass(frozen=True)
@@ -31,6 +31,11 @@ class LayerEstimate:
     line_buffer: tuple[int, int, int, int] = ()
     #: the FIFOs in front of the layer's inputs: (input, depth in beats, beat width in bits)
     fifos: tuple[tuple[str, int, int], ...] = ()
+    #: where the line buffer's RAM goes, then each FIFO's (same order as ``fifos``): (kind, cells) with
+    #: kind "distributed" (LUTRAM), "block" (block RAMs), "huge" (URAM) or "logic" (flip-flops);
+    #: the line buffer's entry is absent when the layer has none (or keeps its rows in registers)
+    line_buffer_memory: tuple[str, int] | None = None
+    fifo_memories: tuple[tuple[str, int], ...] = ()
 
     @property
     def line_buffer_bits(self) -> int:
@@ -46,9 +51,15 @@ class LayerEstimate:
         return {"name": self.name, "op": self.op, "description": self.description, **self.resources.as_dict(),
                 "memory_bits": self.resources.memory_bits, "line_buffer_bits": self.line_buffer_bits,
                 "line_buffer": dict(zip(("rows", "width", "channels", "bits"), self.line_buffer)),
-                "fifos": [{"input": name, "depth": depth, "width": width, "bits": max(depth, 3) * width}
-                          for name, depth, width in self.fifos],
+                "line_buffer_memory": _memory_dict(self.line_buffer_memory),
+                "fifos": [{"input": name, "depth": depth, "width": width, "bits": max(depth, 3) * width,
+                           "memory": _memory_dict(memory)}
+                          for (name, depth, width), memory in zip(self.fifos, self.fifo_memories)],
                 "cycles": self.cycles, "folding": dict(self.folding)}
+
+
+def _memory_dict(memory: tuple[str, int] | None) -> dict | None:
+    return None if memory is None else {"kind": memory[0], "cells": memory[1]}
 
 
 @dataclass(frozen=True)
@@ -81,14 +92,15 @@ class NetworkEstimate:
 
     @property
     def utilization(self) -> dict[str, float]:
+        """Used share of every resource the board has (URAM too where the part has it)."""
         total = self.total.as_dict()
-        return {key: total[key] / self.board.resources[key] for key in RESOURCES}
+        return {key: total.get(key, 0) / have for key, have in self.board.resources.items()}
 
     def overflows(self) -> dict[str, tuple[int, int]]:
         """Resources the design exceeds: name → (needed, available)."""
         total = self.total.as_dict()
-        return {key: (total[key], self.board.resources[key]) for key in RESOURCES
-                if total[key] > self.board.resources[key]}
+        return {key: (total.get(key, 0), have) for key, have in self.board.resources.items()
+                if total.get(key, 0) > have}
 
 
 def _elem_bits(dtype) -> int:
@@ -108,42 +120,92 @@ def _fifos(graph: Graph, node) -> tuple[tuple[str, int, int], ...]:
                  zip(node.inputs, depths, _input_lanes(graph, node), graph.input_types(node.name)) if depth)
 
 
-def _stitching(graph: Graph, node) -> R.Resources:
+def _placement(depth: int, width: int, family: str, uram: bool) -> tuple[str, int]:
+    mapping = R.memory_mapping(depth, width, family, uram=uram)
+    return mapping.kind, mapping.cells
+
+
+def _fifo_memories(graph: Graph, node, family: str, uram: bool) -> tuple[tuple[str, int], ...]:
+    """Where each FIFO in front of ``node`` keeps its words (a ``StreamFIFO`` of depth ``D`` holds a memory
+    of ``max(D, 3) − 1`` words, as :func:`.resources.fifo` counts it)."""
+    return tuple(_placement(max(depth, 3) - 1, width, family, uram) for _, depth, width in _fifos(graph, node))
+
+
+def _stitching(graph: Graph, node, family: str = "xc7", uram: bool = False) -> R.Resources:
     """Lane converters and FIFOs in front of ``node``'s inputs, and the fork after it if several read it."""
     total = R.Resources()
     for name, lanes, x in zip(node.inputs, _input_lanes(graph, node), graph.input_types(node.name)):
         total = total + R.lane_converter(in_lanes=graph[name].attrs["out_lanes"], out_lanes=lanes,
-                                         elem_bits=x.dtype.bits)
+                                         elem_bits=x.dtype.bits, family=family)
     for _, depth, width in _fifos(graph, node):
-        total = total + R.fifo(depth=depth, width=width)
+        total = total + R.fifo(depth=depth, width=width, family=family, uram=uram)
     readers = len(graph.consumers(node.name))
     if readers > 1:
-        total = total + R.stream_fork(outputs=readers)
+        total = total + R.stream_fork(outputs=readers, width=graph.types[node.name].channels
+                                      * graph.types[node.name].dtype.bits, family=family)
     return total
 
 
-def conv_compute(graph: Graph, node, pe: int, simd: int) -> R.Resources:
-    """Resources of a convolution's compute (its MAC array) at folding ``pe`` × ``simd``; a
-    transposed convolution's weight ROM holds every tap of every phase (``kh·kw·C_in`` per channel)."""
+def conv_compute(graph: Graph, node, pe: int, simd: int, family: str = "xc7") -> R.Resources:
+    """Resources of a convolution's compute (its MAC array) at folding ``pe`` × ``simd`` on a ``family``
+    part; a transposed convolution's weight ROM holds every tap of every phase (``kh·kw·C_in`` per channel)."""
     op, x, out = node.op, graph.input_types(node.name)[0], graph.types[node.name]
     k = op.kernel[0] * op.kernel[1] * x.channels
     if isinstance(op.weight_type, Bipolar):
         return R.bit_mac_array(in_count=k, in_bits=x.dtype.bits, out_channels=op.out_channels, pe=pe, simd=simd,
-                               acc_bits=out.dtype.bits)
+                               acc_bits=out.dtype.bits, family=family)
     return R.mac_array(in_count=k, in_bits=x.dtype.bits, weight_bits=op.weight_type.bits,
-                       out_channels=op.out_channels, pe=pe, simd=simd, acc_bits=out.dtype.bits)
+                       out_channels=op.out_channels, pe=pe, simd=simd, acc_bits=out.dtype.bits, family=family,
+                       holds_vector=not isinstance(op, ConvTranspose2d))
 
 
-def _estimate_node(graph: Graph, node) -> LayerEstimate:
+def component_estimate(graph: Graph, node, family: str, uram: bool = False) -> R.Resources:
+    """The resources of ``node``'s own component (its lowering), without the stitching in front of it
+    (lane converters, FIFOs) or the fork after it: what the calibration synthesizes alone."""
+    layer = _estimate_node(graph, node, family, uram)
+    stitching = _stitching(graph, node, family, uram)
+    return R.Resources(*(a - b for a, b in zip(layer.resources.astuple(), stitching.astuple())))
+
+
+def _estimate_node(graph: Graph, node, family: str = "xc7", uram: bool = False) -> LayerEstimate:
+    layer = _estimate_resources(graph, node, family, uram)
+    if isinstance(node.op, Input):
+        return layer
+    return replace(layer, line_buffer_memory=_line_buffer_memory(graph, node, family, uram),
+                   fifo_memories=_fifo_memories(graph, node, family, uram))
+
+
+def _line_buffer_memory(graph: Graph, node, family: str, uram: bool) -> tuple[str, int] | None:
+    """Where a layer's row memory goes, for the memories :func:`_estimate_resources` counts."""
+    op, x, out = node.op, graph.input_types(node.name)[0], graph.types[node.name]
+    pixel = x.channels * x.dtype.bits
+    if isinstance(op, ConvTranspose2d):
+        rows = transposed_buffer_rows(height=x.height, out_height=out.height, kernel=op.kernel[0],
+                                      stride=op.stride[0], padding=op.padding[0])
+        return _placement(rows * x.width, pixel, family, uram)
+    if isinstance(op, Upsample):
+        rows = upsample_buffer_rows(height=x.height, width=x.width, factor=op.factor, mode=op.mode)
+        return _placement(x.width, rows * pixel, family, uram)
+    if isinstance(op, (Conv2d, MaxPool, AvgPool)) and not (isinstance(op, Conv2d) and op.channelwise):
+        (kh, kw), dilation = op.kernel, op.dilation if isinstance(op, Conv2d) else (1, 1)
+        # one memory of dh·Wp − L words of (kh−1) pixels (resources.sliding_window); registers below 2 words
+        delay = dilation[0] * (x.width + 2 * op.padding[1]) - ((kw - 1) * dilation[1] + 1)
+        if kh > 1 and delay >= 2:
+            return _placement(delay, (kh - 1) * pixel, family, uram)
+    return None
+
+
+def _estimate_resources(graph: Graph, node, family: str = "xc7", uram: bool = False) -> LayerEstimate:
     op, out = node.op, graph.types[node.name]
     if isinstance(op, Input):
         return LayerEstimate(node.name, "Input", op.describe(),
-                             R.axis_adapter(beats_per_frame=out.pixels), out.pixels)
+                             R.axis_adapter(beats_per_frame=out.pixels, family=family), out.pixels)
     x = graph.input_types(node.name)[0]
-    convert = _stitching(graph, node)
+    convert = _stitching(graph, node, family, uram)
     fifos = _fifos(graph, node)
     if isinstance(op, Conv2d) and op.channelwise:
-        res = R.channel_affine(channels=x.channels, in_bits=x.dtype.bits, acc_bits=out.dtype.bits)
+        res = R.channel_affine(channels=x.channels, in_bits=x.dtype.bits, acc_bits=out.dtype.bits,
+                               weight_bits=op.weight_type.bits, weights=op.weight.reshape(-1), family=family)
         return LayerEstimate(node.name, "Conv2d", op.describe(), convert + res, layer_cycles(graph, node),
                              {"channelwise": True}, fifos=fifos)
     if isinstance(op, (Conv2d, MaxPool, AvgPool)):
@@ -154,18 +216,19 @@ def _estimate_node(graph: Graph, node) -> LayerEstimate:
         window, line_buffer = R.Resources(), ()  # a pointwise convolution takes pixels as they come
         if not pointwise:
             window = R.sliding_window(channels=x.channels, elem_bits=x.dtype.bits, kernel=kernel,
-                                      dilation=dilation, padded_width=padded[1], padded_height=padded[0])
+                                      dilation=dilation, padded_width=padded[1], padded_height=padded[0],
+                                      family=family, uram=uram)
             # (kh−1)·dh padded rows (the last L pixels of each in the tap registers, the rest in RAM)
             if kernel[0] > 1:
                 line_buffer = ((kernel[0] - 1) * dilation[0], padded[1], x.channels, x.dtype.bits)
         if isinstance(op, Conv2d):
             pe, simd = node.attrs["pe"], node.attrs["simd"]
             k = kernel[0] * kernel[1] * x.channels
-            compute = conv_compute(graph, node, pe, simd)
+            compute = conv_compute(graph, node, pe, simd, family)
             folding = {"pe": pe, "simd": simd, "nf": op.out_channels // pe, "sf": k // simd}
         else:
             compute = (R.window_max if isinstance(op, MaxPool) else R.window_mean)(
-                window=kernel[0] * kernel[1], channels=x.channels, elem_bits=x.dtype.bits)
+                window=kernel[0] * kernel[1], channels=x.channels, elem_bits=x.dtype.bits, family=family)
             folding = {}
         return LayerEstimate(node.name, type(op).__name__, op.describe(), convert + window + compute,
                              layer_cycles(graph, node), folding, line_buffer, fifos)
@@ -173,37 +236,45 @@ def _estimate_node(graph: Graph, node) -> LayerEstimate:
         pe, simd = node.attrs["pe"], node.attrs["simd"]
         rows = transposed_buffer_rows(height=x.height, out_height=out.height, kernel=op.kernel[0],
                                       stride=op.stride[0], padding=op.padding[0])
-        line_buffer = R.memory(rows * x.width, x.channels * x.dtype.bits)
+        line_buffer = R.memory(rows * x.width, x.channels * x.dtype.bits, family=family, uram=uram)
         folding = {"pe": pe, "simd": simd, "nf": op.out_channels // pe, "sf": x.channels // simd,
                    "buffer_rows": rows}
         return LayerEstimate(node.name, "ConvTranspose2d", op.describe(),
-                             convert + line_buffer + conv_compute(graph, node, pe, simd), layer_cycles(graph, node),
+                             convert + line_buffer + conv_compute(graph, node, pe, simd, family)
+                             + R.transposed_control(height=x.height, width=x.width, kernel=op.kernel,
+                                                    stride=op.stride, family=family),
+                             layer_cycles(graph, node),
                              folding, (rows, x.width, x.channels, x.dtype.bits), fifos)
     if isinstance(op, Upsample):
         rows = upsample_buffer_rows(height=x.height, width=x.width, factor=op.factor, mode=op.mode)
-        res = R.memory(x.width, rows * x.channels * x.dtype.bits) + R.upsampler(
-            channels=x.channels, elem_bits=x.dtype.bits, bilinear=op.mode == "bilinear", shift=op.shift)
+        res = R.memory(x.width, rows * x.channels * x.dtype.bits, family=family, uram=uram) + R.upsampler(
+            channels=x.channels, elem_bits=x.dtype.bits, bilinear=op.mode == "bilinear", shift=op.shift,
+            rows=rows, factor=op.factor, family=family)
         return LayerEstimate(node.name, "Upsample", op.describe(), convert + res, layer_cycles(graph, node),
                              {"buffer_rows": rows}, (rows, x.width, x.channels, x.dtype.bits), fifos)
     if isinstance(op, MulShift):
         lanes = node.attrs["in_lanes"]
-        res = R.mul_shift(lanes=lanes, channels=x.channels, acc_bits=x.dtype.bits, out_bits=out.dtype.bits)
+        res = R.mul_shift(lanes=lanes, channels=x.channels, acc_bits=x.dtype.bits, out_bits=out.dtype.bits,
+                          multiplier_bits=R.signed_bits(op.multiplier), shift=op.shift, family=family)
         return LayerEstimate(node.name, "MulShift", op.describe(), convert + res, layer_cycles(graph, node),
                              {"lanes": lanes}, fifos=fifos)
     if isinstance(op, Threshold):
         lanes = node.attrs["in_lanes"]
         res = R.multi_threshold(lanes=lanes, channels=x.channels, acc_bits=x.dtype.bits,
-                                thresholds=op.thresholds.shape[1])
+                                thresholds=op.thresholds.shape[1], family=family)
         return LayerEstimate(node.name, "Threshold", op.describe(), convert + res, layer_cycles(graph, node),
                              {"lanes": lanes}, fifos=fifos)
     if isinstance(op, ArgMax):
-        res = R.argmax(channels=x.channels, elem_bits=x.dtype.bits, index_bits=out.dtype.bits)
+        res = R.argmax(channels=x.channels, elem_bits=x.dtype.bits, index_bits=out.dtype.bits, family=family)
         return LayerEstimate(node.name, "ArgMax", op.describe(), convert + res, out.pixels, fifos=fifos)
     if isinstance(op, Add):
-        res = R.elementwise_add(lanes=out.channels, out_bits=out.dtype.bits)
+        a, b = graph.input_types(node.name)
+        sides = int(op.lo > a.dtype.min + b.dtype.min) + int(op.hi < a.dtype.max + b.dtype.max)
+        res = R.elementwise_add(lanes=out.channels, in_bits=max(a.dtype.bits, b.dtype.bits), out_bits=out.dtype.bits,
+                                clamp_sides=sides, family=family)
         return LayerEstimate(node.name, "Add", op.describe(), convert + res, out.pixels, fifos=fifos)
     if isinstance(op, Concat):
-        return LayerEstimate(node.name, "Concat", op.describe(), convert + R.channel_concat(inputs=len(node.inputs)),
+        return LayerEstimate(node.name, "Concat", op.describe(), convert + R.channel_concat(inputs=len(node.inputs), family=family),
                              out.pixels, fifos=fifos)
     if isinstance(op, Fork):
         return LayerEstimate(node.name, "Fork", op.describe(), convert, out.pixels)
@@ -211,10 +282,12 @@ def _estimate_node(graph: Graph, node) -> LayerEstimate:
 
 
 def estimate_graph(graph: Graph, board: Board) -> NetworkEstimate:
-    layers = [_estimate_node(graph, node) for node in graph]
+    """Every layer's estimate for ``board``'s device family (memories in URAM where the part has it)."""
+    family, uram = board.family, bool(board.uram)
+    layers = [_estimate_node(graph, node, family, uram) for node in graph]
     # The output adapter counts beats for tlast.
     out = graph.output_type
-    tail = R.axis_adapter(beats_per_frame=out.pixels)
+    tail = R.axis_adapter(beats_per_frame=out.pixels, family=family)
     last = layers[-1]
     layers[-1] = LayerEstimate(last.name, last.op, last.description, last.resources + tail, last.cycles,
                                last.folding, last.line_buffer, last.fifos)

@@ -1,18 +1,37 @@
-"""The build report: per layer and in total LUT, FF, DSP, BRAM18, cycles; fps and board use."""
+"""The build report: per layer and in total LUT, FF, DSP, block RAM, cycles; fps, board use and roofline."""
 
 from __future__ import annotations
+
+import math
 
 from ..boards import RESOURCES
 from .network import NetworkEstimate
 
-__all__ = ["report_dict", "report_markdown", "report_table"]
+__all__ = ["report_dict", "report_markdown", "report_table", "roofline_dict", "roofline_line", "limit_line",
+           "roofline_fraction", "resource_label"]
 
-_HEAD = ("layer", "op", "LUT", "FF", "DSP", "BRAM18", "cycles/frame", "folding")
+
+def resource_label(key: str, board=None) -> str:
+    """The column heading of a resource key of :data:`hwseg.boards.RESOURCES`: upper case, block RAM by
+    the board's name for its blocks where it has one (``bram`` → ``BRAM18`` on a Xilinx part)."""
+    if key.startswith("bram") and getattr(board, "bram_name", None):
+        return board.bram_name
+    return key.upper()
 
 
-def report_dict(estimate: NetworkEstimate) -> dict:
-    """The content of ``report.json``."""
+def _bram_note(board) -> str:
+    key = next(key for key in RESOURCES if key.startswith("bram"))
+    return f"{resource_label(key, board)} counts {getattr(board, 'bram_kbits', 18)} Kb block RAMs"
+
+
+def _head(board) -> tuple[str, ...]:
+    return ("layer", "op", *(resource_label(key, board) for key in RESOURCES), "cycles/frame", "folding")
+
+
+def report_dict(estimate: NetworkEstimate, synthesized: dict | None = None) -> dict:
+    """The content of ``report.json`` (with ``synthesized``: the totals Yosys gave, :func:`hwseg.synth.synthesize_design`)."""
     board = estimate.board
+    extra = {"synthesized": synthesized} if synthesized is not None else {}
     return {
         "board": board.name,
         "part": board.part,
@@ -24,25 +43,90 @@ def report_dict(estimate: NetworkEstimate) -> dict:
         "cycles_per_frame": estimate.cycles_per_frame,
         "bottleneck": estimate.bottleneck,
         "fps": round(estimate.fps, 3),
+        "roofline": roofline_dict(estimate),
+        "limit": estimate.limit,
+        **extra,
     }
+
+
+def _finite(value):
+    """``value``, or None where it is not finite (JSON has no infinity)."""
+    if isinstance(value, dict):
+        return {key: _finite(item) for key, item in value.items()}
+    return value if not isinstance(value, float) or math.isfinite(value) else None
+
+
+def roofline_fraction(estimate: NetworkEstimate) -> float | None:
+    """The estimated fps as a fraction of the board's compute roofline (None without a roofline)."""
+    roof = estimate.roofline
+    if roof is None or not math.isfinite(roof.compute_fps):
+        return None
+    return estimate.fps / roof.compute_fps
+
+
+def roofline_dict(estimate: NetworkEstimate) -> dict | None:
+    """The roofline figures of ``report.json``: :meth:`Roofline.as_dict` and the achieved fraction."""
+    if estimate.roofline is None:
+        return None
+    fraction = roofline_fraction(estimate)
+    figures = {key: _finite(value) for key, value in estimate.roofline.as_dict().items()}
+    return {**figures, "achieved_fraction": None if fraction is None else round(fraction, 6)}
+
+
+def _fps(value: float) -> str:
+    return f"{value:,.1f} fps" if math.isfinite(value) else "unbounded (no convolution)"
+
+
+def roofline_line(estimate: NetworkEstimate) -> str:
+    """One line: the compute roofline (and its binding resource), the stream bound, the achieved share."""
+    roof = estimate.roofline
+    if roof is None:
+        return ""
+    text = (f"Roofline on {estimate.board.name}: compute bound {_fps(roof.compute_fps)} "
+            f"({resource_label(roof.binding)}-bound), stream bound {_fps(roof.stream_fps)} ({roof.stream_layer})")
+    fraction = roofline_fraction(estimate)
+    if fraction is not None:
+        text += f"; the estimate reaches {100 * fraction:.1f} % of the compute bound"
+    return text
+
+
+def limit_line(estimate: NetworkEstimate) -> str:
+    """One line on what keeps the design from a higher frame rate ("" when the flow gave none)."""
+    return f"Limit: {estimate.limit}" if estimate.limit else ""
 
 
 def _folding(layer) -> str:
     return " ".join(f"{k}={v}" for k, v in layer.folding.items())
 
 
-def _rows(estimate: NetworkEstimate):
+def _rows(estimate: NetworkEstimate, synthesized: dict | None = None):
     for layer in estimate.layers:
-        r = layer.resources
+        r = layer.resources.as_dict()
         mark = " *" if layer.name == estimate.bottleneck else ""
-        yield (layer.name + mark, layer.op, f"{r.lut:,}", f"{r.ff:,}", f"{r.dsp:,}", f"{r.bram18:,}",
-               f"{layer.cycles:,}", _folding(layer))
-    t = estimate.total
-    yield ("total", "", f"{t.lut:,}", f"{t.ff:,}", f"{t.dsp:,}", f"{t.bram18:,}", f"{estimate.cycles_per_frame:,}", "")
+        yield (layer.name + mark, layer.op, *(f"{r[k]:,}" for k in RESOURCES), f"{layer.cycles:,}", _folding(layer))
+    t = estimate.total.as_dict()
+    yield ("total", "", *(f"{t[k]:,}" for k in RESOURCES), f"{estimate.cycles_per_frame:,}", "")
+    if synthesized is not None:
+        s = synthesized["totals"]
+        yield ("synthesized", "yosys", *(f"{s.get(k, 0):,}" for k in RESOURCES), "", "")
     a = estimate.board.resources
     yield (f"{estimate.board.name}", "available", *(f"{a[k]:,}" for k in RESOURCES), "", "")
     u = estimate.utilization
     yield ("used", "", *(f"{100 * u[k]:.1f} %" for k in RESOURCES), "", "")
+
+
+def _synthesis_line(synthesized: dict | None) -> str:
+    """One line on the synthesized totals against the estimate, and on place and route where it ran."""
+    if synthesized is None:
+        return ""
+    text = (f"Synthesized with {synthesized['tool']} ({synthesized['lut_mapper']}) in {synthesized['seconds']:g} s"
+            + ("" if synthesized["fits"] else "; the synthesized design DOES NOT FIT the part"))
+    pnr = synthesized.get("pnr")
+    if pnr:
+        verdict = "meets" if pnr["meets_clock"] else "MISSES"
+        text += (f"; placed and routed with {pnr['tool']}: Fmax {pnr['fmax_mhz']:g} MHz, {verdict} the "
+                 f"{pnr['clock_mhz']:g} MHz board clock")
+    return text
 
 
 def _summary(estimate: NetworkEstimate) -> str:
@@ -56,11 +140,12 @@ def _summary(estimate: NetworkEstimate) -> str:
     return text
 
 
-def report_table(estimate: NetworkEstimate) -> str:
+def report_table(estimate: NetworkEstimate, synthesized: dict | None = None) -> str:
     """A plain-text table for the terminal."""
-    rows = [_HEAD, *_rows(estimate)]
-    widths = [max(len(row[i]) for row in rows) for i in range(len(_HEAD))]
-    numeric = {2, 3, 4, 5, 6}
+    head = _head(estimate.board)
+    rows = [head, *_rows(estimate, synthesized)]
+    widths = [max(len(row[i]) for row in rows) for i in range(len(head))]
+    numeric = set(range(2, 3 + len(RESOURCES)))   # the resources and cycles/frame
     lines = []
     for index, row in enumerate(rows):
         cells = [cell.rjust(w) if i in numeric else cell.ljust(w) for i, (cell, w) in enumerate(zip(row, widths))]
@@ -68,34 +153,55 @@ def report_table(estimate: NetworkEstimate) -> str:
         if index == 0 or row[0] == estimate.layers[-1].name or row[0] == estimate.layers[-1].name + " *":
             lines.append("  ".join("-" * w for w in widths))
     lines.append(_summary(estimate))
+    lines += [line for line in (roofline_line(estimate), limit_line(estimate), _synthesis_line(synthesized)) if line]
     return "\n".join(lines)
 
 
+def memory_label(memory: tuple[str, int] | None, board) -> str:
+    """Where a buffer's words go, in the board's terms: ``LUTRAM``, ``4 BRAM18``, ``2 URAM``, ``flip-flops``."""
+    if memory is None:
+        return "registers"
+    kind, cells = memory
+    if kind == "block":
+        return f"{cells} {getattr(board, 'bram_name', None) or 'block RAM'}"
+    return {"distributed": "LUTRAM", "huge": f"{cells} URAM", "logic": "flip-flops"}[kind]
+
+
 def _buffer_rows(estimate: NetworkEstimate):
-    """(layer, line buffer, FIFOs) for every layer that buffers anything."""
+    """(layer, line buffer, FIFOs) for every layer that buffers anything, each with where it is kept."""
+    board = estimate.board
     for layer in estimate.layers:
-        fifos = ", ".join(f"{name}: {depth:,} × {width} b = {max(depth, 3) * width:,} b"
-                          for name, depth, width in layer.fifos)
+        memories = layer.fifo_memories or (None,) * len(layer.fifos)
+        fifos = ", ".join(f"{name}: {depth:,} × {width} b = {max(depth, 3) * width:,} b in {memory_label(memory, board)}"
+                          for (name, depth, width), memory in zip(layer.fifos, memories))
         line_buffer = ""
         if layer.line_buffer:
             rows, width, channels, bits = layer.line_buffer
-            line_buffer = f"{rows} × {width} × {channels} × {bits} b = {layer.line_buffer_bits:,} b"
+            line_buffer = (f"{rows} × {width} × {channels} × {bits} b = {layer.line_buffer_bits:,} b in "
+                           f"{memory_label(layer.line_buffer_memory, board)}")
         if line_buffer or fifos:
             yield layer.name, line_buffer, fifos
 
 
-def report_markdown(estimate: NetworkEstimate, title: str) -> str:
+def report_markdown(estimate: NetworkEstimate, title: str, synthesized: dict | None = None) -> str:
     """The content of ``report.md``."""
-    lines = [f"# {title}: resource and throughput estimate", "", _summary(estimate) + ".", "",
-             "| " + " | ".join(_HEAD) + " |", "|" + "---|" * len(_HEAD)]
-    for row in _rows(estimate):
+    lines = [f"# {title}: resource and throughput estimate", "", _summary(estimate) + ".", ""]
+    for line in (roofline_line(estimate), limit_line(estimate), _synthesis_line(synthesized)):
+        if line:
+            lines += [line + ("" if line.endswith(".") else "."), ""]
+    head = _head(estimate.board)
+    lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for row in _rows(estimate, synthesized):
         lines.append("| " + " | ".join(row) + " |")
-    lines += ["", "Estimates are analytic (hwseg/estimate); BRAM18 counts 18 Kb block RAMs; memories at most "
-              "64 deep count as LUTRAM.", ""]
+    lines += ["", f"Estimates are analytic (hwseg/estimate, calibrated against Yosys: docs/calibration.md); "
+              f"{_bram_note(estimate.board)}; each memory is counted where Yosys's memory_libmap puts it "
+              "(distributed RAM, block RAM or logic).", ""]
     buffers = list(_buffer_rows(estimate))
     if buffers:
         lines += ["## Buffers", "", "Line buffers hold the rows a sliding window spans; FIFOs sit in front of a "
-                  "layer's inputs (depth in beats × beat width; join inputs are sized so the graph cannot deadlock).",
+                  "layer's inputs (depth in beats × beat width; join inputs are sized so the graph cannot deadlock). "
+                  "Each is kept where Yosys would put it: LUTRAM, block RAM, URAM (where the part has it), or "
+                  "flip-flops for the smallest.",
                   "", "| layer | line buffer (rows × width × channels × bits) | FIFOs (input: depth × width) |",
                   "|---|---|---|"]
         lines += [f"| {name} | {lb} | {fifos} |" for name, lb, fifos in buffers]

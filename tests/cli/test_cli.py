@@ -97,7 +97,7 @@ def test_example_build_writes_the_files_and_prints_the_table(tmp_path):
     assert result.returncode == 0, result.stderr
     target = tmp_path / "int8_tiny"
     assert sorted(p.name for p in target.iterdir()) == sorted(
-        ["int8_tiny.v", "ports.json", "manifest.json", "report.json", "report.md"])
+        ["int8_tiny.v", "ports.json", "manifest.json", "report.json", "report.md", "report.html"])
     report = json.loads((target / "report.json").read_text())
     assert report["board"] == "pynq-z2"
     for layer in report["layers"]:
@@ -174,7 +174,7 @@ def test_zoo_models_build_with_their_joins_and_skip_fifos(tmp_path, preset, boar
     assert (out / preset / f"{preset}.v").exists()
 
 
-def test_erfnet_does_not_fit_the_small_board_and_says_by_how_much(tmp_path):
+def test_erfnet_does_not_fit_the_smallest_board_and_says_by_how_much(tmp_path):
     from hwseg.models import PRESETS
     from hwseg.quant import calibrate
 
@@ -185,8 +185,47 @@ def test_erfnet_does_not_fit_the_small_board_and_says_by_how_much(tmp_path):
     path = tmp_path / "erfnet.pt"
     save_checkpoint(model.eval(), path, spec.arch, spec.arch_args, (3, *spec.input_size))
     out = tmp_path / "out"
-    result = hwseg("build", path, "--board", "pynq-z2", "--out", out)
+    result = hwseg("build", path, "--board", "icebreaker", "--out", out)
     lines = [line for line in result.stderr.strip().splitlines() if not line.startswith("hwseg: ")]
     assert result.returncode == 1 and len(lines) == 1 and "Traceback" not in result.stderr, result.stderr
-    assert re.match(r"error: the design does not fit pynq-z2: it needs LUT [\d,]+ of 53,200", lines[0]), lines[0]
+    assert re.match(r"error: the design does not fit icebreaker: it needs .*LUT4? [\d,]+ of 5,280", lines[0]), lines[0]
     assert not out.exists()
+
+
+def test_fps_and_folding_options(tmp_path):
+    folding = tmp_path / "folding.json"
+    folding.write_text(json.dumps({"conv2": {"pe": 2}}))
+    out = tmp_path / "out"
+    result = hwseg("build", EXAMPLE, "--estimate-only", "--fps", "2000", "--folding", folding, "--out", out)
+    assert result.returncode == 0, result.stderr
+    report = json.loads((out / "int8_tiny" / "report.json").read_text())
+    assert report["fps"] >= 2000 and "--fps 2,000" in report["limit"]
+    layers = {layer["name"]: layer for layer in report["layers"]}
+    assert layers["conv2"]["folding"]["pe"] == 2
+
+
+def test_unreachable_fps_and_bad_foldings_are_one_line_errors(tmp_path):
+    unknown = tmp_path / "unknown.json"
+    unknown.write_text(json.dumps({"conv9": {"pe": 2}}))
+    illegal = tmp_path / "illegal.json"
+    illegal.write_text(json.dumps({"conv1": {"pe": 3, "simd": 9}}))
+    broken = tmp_path / "broken.json"
+    broken.write_text("{conv1: pe 2}")
+    cases = {
+        "fps out of reach": (["--fps", "1e9"], r"--fps 1,000,000,000 is out of reach on pynq-z2: the best is [\d,]+ fps "
+                                               r"\(limit: .+\)$"),
+        "unknown layer": (["--folding", unknown], r"unknown layer 'conv9'; the foldable layers are conv1, conv2, "
+                                                  r"conv3, classifier$"),
+        "illegal pe": (["--folding", illegal], r"pe 3 does not divide its 8 output channels; legal pe: 1, 2, 4, 8$"),
+        "not JSON": (["--folding", broken], r"broken\.json is not JSON \(line 1"),
+        "no file": (["--folding", tmp_path / "none.json"], r"cannot read the folding file .*none\.json"),
+    }
+    for name, (args, pattern) in cases.items():
+        out = tmp_path / f"out_{name.replace(' ', '_')}"
+        result = hwseg("build", EXAMPLE, *args, "--out", out)
+        lines = [line for line in result.stderr.strip().splitlines() if not line.startswith("hwseg: ")]
+        assert result.returncode == 1 and len(lines) == 1 and "Traceback" not in result.stderr, (name, result.stderr)
+        assert re.search(pattern, lines[0]), f"{name}: {lines[0]!r} does not match {pattern!r}"
+        assert not out.exists() or not any(out.iterdir()), name
+    result = hwseg("build", EXAMPLE, "--fps", "0")
+    assert result.returncode == 2 and "expected a positive number of frames per second" in result.stderr

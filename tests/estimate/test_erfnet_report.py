@@ -27,7 +27,7 @@ def erfnet_checkpoint(tmp_path_factory):
 @pytest.mark.parametrize("board, size", [("zcu104", (512, 1024)), ("pynq-z2", (256, 512))])
 def test_full_erfnet_report_lists_line_buffers_and_fifos(erfnet_checkpoint, board, size, tmp_path):
     design = build(erfnet_checkpoint, board, input_size=size, estimate_only=True)
-    assert design.verilog is None and set(design.files()) == {"report.json", "report.md"}
+    assert design.verilog is None and set(design.files()) == {"report.json", "report.md", "report.html"}
     graph, layers = design.graph, {layer.name: layer for layer in design.estimate.layers}
     dilated = 0
     for node in graph:
@@ -50,6 +50,9 @@ def test_full_erfnet_report_lists_line_buffers_and_fifos(erfnet_checkpoint, boar
     d16 = next(n for n in graph if isinstance(n.op, Conv2d) and n.op.dilation == (16, 1))
     x = graph.input_types(d16.name)[0]
     # a 3×1 kernel with dilation 16 holds 2·16 rows (padding is vertical only: the width is the frame's)
-    line = f"| {d16.name} | 32 × {x.width} × {x.channels} × 8 b = {32 * x.width * x.channels * 8:,} b |"
-    assert line in report
-    assert re.search(r"\| encoder_\d+_out \|  \| encoder_\w+: [\d,]+ × \d+ b = [\d,]+ b \|", report)
+    # of megabits: in block RAM (or URAM where the part has it), never LUTRAM
+    line = f"| {d16.name} | 32 × {x.width} × {x.channels} × 8 b = {32 * x.width * x.channels * 8:,} b in "
+    assert re.search(re.escape(line) + r"\d+ (BRAM18|URAM) \|", report), line
+    # every residual add lists a FIFO on each input: "source: depth × width b = bits b in <memory>"
+    fifo = r"encoder_\w+: [\d,]+ × \d+ b = [\d,]+ b in (LUTRAM|\d+ BRAM18|\d+ URAM|flip-flops)"
+    assert re.search(rf"\| encoder_\d+_out \|  \| {fifo}, {fifo} \|", report)
