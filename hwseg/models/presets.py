@@ -52,8 +52,9 @@ PRESETS = MappingProxyType({
                                        "integer_bn": True, "input_size": [64, 64]}, input_size=(64, 64), epochs=10,
                            description="integer-training FCN-8s in miniature: pow2 weights (2^-7) and scales, "
                                        "L1 BatchNorm, transposed-conv skip fusions, bilinear x2"),
+    # 15 epochs: at 10 the float baseline still confused one class (69.8 % mIoU, 93.7 % at 15).
     "erfnet_tiny": Preset("erfnet", {"classes": 6, "width": 0.5, "blocks": [1, 2, 1, 1], "input_size": [64, 64],
-                                     "dropout": False}, input_size=(64, 64), epochs=10, batch_size=4,
+                                     "dropout": False}, input_size=(64, 64), epochs=15, batch_size=4,
                           description="ERFNet structure at 1/2 width (8/32/64 channels), 1-2-1-1 blocks, 8-bit"),
     "fpl_tiny": Preset("fpl", {"classes": 6, "width": 10, "blocks": [1, 1, 1], "input_size": [64, 64]},
                        input_size=(64, 64), epochs=10,
