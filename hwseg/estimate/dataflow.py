@@ -540,12 +540,8 @@ class StreamTiming:
                 continue
             inputs = []
             for k, source in enumerate(node.inputs):
-                step, converter, fifo = self.edge[(name, k)]
-                a = emitted[source] + converter
-                if step > 1:
-                    a = _earliest(a, self._ramp(a.shape[0], step))
-                arrived[(name, k)] = a + fifo
-                inputs.append(a + fifo)
+                _, arrived[(name, k)] = self._arrival(name, k, emitted[source])
+                inputs.append(arrived[(name, k)])
             out, took = self._forward_block(node, kind, inputs, takes)
             if name in hold:
                 out = np.maximum.accumulate(np.maximum(out, hold[name]))
@@ -553,6 +549,15 @@ class StreamTiming:
             for k, t in enumerate(took):
                 taken[(name, k)] = t
         return emitted, arrived, taken
+
+    def _arrival(self, name: str, k: int, emitted: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """When input ``k`` of ``name`` gets each pixel its producer emits at ``emitted``: after the lane
+        converter (no faster than its beats allow), and then after the edge's FIFO."""
+        step, converter, fifo = self.edge[(name, k)]
+        a = emitted + converter
+        if step > 1:
+            a = _earliest(a, self._ramp(a.shape[0], step))
+        return a, a + fifo
 
     def _forward_block(self, node, kind, inputs, takes=True):
         if kind[0] == "pointwise":
@@ -676,13 +681,9 @@ class StreamTiming:
             name, kind = node.name, self.kind[node.name]
             inputs, hurried = [], False
             for k, source in enumerate(node.inputs):
-                step, converter, fifo = self.edge[(name, k)]
-                a = emitted[source] + converter
-                if step > 1:
-                    a = _earliest(a, self._ramp(a.shape[0], step))
-                arrived[(name, k)] = a + fifo
-                inputs.append(a + fifo)
-                if not fifo and not _is_join(node.op):
+                a, arrived[(name, k)] = self._arrival(name, k, emitted[source])
+                inputs.append(arrived[(name, k)])
+                if not self.edge[(name, k)][2] and not _is_join(node.op):
                     # a producer's output register holds one pixel for it, no more
                     index = self._ramp(a.shape[0], 1)
                     hurried |= bool((np.searchsorted(a, latest_taken[(name, k)], side="right") - index > 1).any())

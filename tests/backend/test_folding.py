@@ -12,7 +12,6 @@ import re
 from dataclasses import replace
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 from hwseg.boards import load_board
@@ -20,8 +19,9 @@ from hwseg.errors import DoesNotFitError, FoldingError
 from hwseg.estimate import estimate_graph
 from hwseg.estimate.dataflow import dataflow
 from hwseg.flow import build, compile_graph
-from hwseg.ir import ArgMax, Conv2d, Graph, Input, Int, MulShift, Node, UInt
 from hwseg.passes import prepare_for_hardware, set_folding
+
+from .nets import two_conv_net
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = ("int8_tiny", "bfcn", "bfcn_int8", "bfcn_tiny", "erfnet_tiny", "fpl_tiny", "int_fcn_tiny")
@@ -29,16 +29,7 @@ BOARDS = ("pynq-z2", "ultra96-v2", "zcu104")
 
 
 def _graph(size=12, width=8):
-    rng = np.random.default_rng(0)
-    return Graph([
-        Node("x", Input((3, size, size), UInt(8))),
-        Node("c1", Conv2d(rng.integers(-127, 128, (width, 3, 3, 3)), rng.integers(-99, 99, width), Int(8),
-                          padding=1), ("x",)),
-        Node("r1", MulShift(rng.integers(1, 99, width), 10, 0, 255), ("c1",)),
-        Node("c2", Conv2d(rng.integers(-127, 128, (4, width, 1, 1)), np.zeros(4), Int(8)), ("r1",)),
-        Node("r2", MulShift(rng.integers(1, 99, 4), 10, -127, 127), ("c2",)),
-        Node("a", ArgMax(), ("r2",)),
-    ], name="fold_net")
+    return two_conv_net(width=width, size=size, name="fold_net")
 
 
 def _board(**resources):
