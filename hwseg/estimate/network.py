@@ -128,7 +128,8 @@ def _placement(depth: int, width: int, family: str, uram: bool) -> tuple[str, in
 def _fifo_memories(graph: Graph, node, family: str, uram: bool) -> tuple[tuple[str, int], ...]:
     """Where each FIFO in front of ``node`` keeps its words (a ``StreamFIFO`` of depth ``D`` holds a memory
     of ``max(D, 3) − 1`` words, as :func:`.resources.fifo` counts it)."""
-    return tuple(_placement(max(depth, 3) - 1, width, family, uram) for _, depth, width in _fifos(graph, node))
+    return tuple(_placement(*R.fifo_memory_shape(depth=depth, width=width), family, uram)
+                 for _, depth, width in _fifos(graph, node))
 
 
 def _stitching(graph: Graph, node, family: str = "xc7", uram: bool = False) -> R.Resources:
@@ -187,11 +188,11 @@ def _line_buffer_memory(graph: Graph, node, family: str, uram: bool) -> tuple[st
         rows = upsample_buffer_rows(height=x.height, width=x.width, factor=op.factor, mode=op.mode)
         return _placement(x.width, rows * pixel, family, uram)
     if isinstance(op, (Conv2d, MaxPool, AvgPool)) and not (isinstance(op, Conv2d) and op.channelwise):
-        (kh, kw), dilation = op.kernel, op.dilation if isinstance(op, Conv2d) else (1, 1)
-        # one memory of dh·Wp − L words of (kh−1) pixels (resources.sliding_window); registers below 2 words
-        delay = dilation[0] * (x.width + 2 * op.padding[1]) - ((kw - 1) * dilation[1] + 1)
-        if kh > 1 and delay >= 2:
-            return _placement(delay, (kh - 1) * pixel, family, uram)
+        shape = R.window_memory_shape(channels=x.channels, elem_bits=x.dtype.bits, kernel=op.kernel,
+                                      dilation=op.dilation if isinstance(op, Conv2d) else (1, 1),
+                                      padded_width=x.width + 2 * op.padding[1])
+        if shape is not None:
+            return _placement(*shape, family, uram)
     return None
 
 

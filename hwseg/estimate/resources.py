@@ -27,7 +27,8 @@ from dataclasses import dataclass
 from math import ceil, log2
 from pathlib import Path
 
-__all__ = ["Resources", "FAMILIES", "memory", "memory_mapping", "sliding_window", "mac_array", "bit_mac_array",
+__all__ = ["Resources", "FAMILIES", "memory", "memory_mapping", "sliding_window", "window_memory_shape",
+           "fifo_memory_shape", "mac_array", "bit_mac_array",
            "multi_threshold", "mul_shift", "window_max", "window_mean", "argmax", "lane_converter", "fifo",
            "axis_adapter", "upsampler", "channel_affine", "stream_fork", "elementwise_add", "channel_concat",
            "transposed_control", "dsp_per_product", "signed_bits", "recording", "reload_constants", "PARTS",
@@ -316,14 +317,28 @@ def sliding_window(*, channels: int, elem_bits: int, kernel, dilation, padded_wi
     taps = (kw - 1) * dw + 1
     delay = dh * padded_width - taps
     rows = Resources()
-    if kh > 1:
-        if delay >= 2:
-            rows = memory(delay, (kh - 1) * pixel, family, uram=uram) + _counter(family, "window", delay)
-        else:
-            rows = _part(family, "window", ff=(kh - 1) * max(delay, 0) * pixel)
+    shape = window_memory_shape(channels=channels, elem_bits=elem_bits, kernel=kernel, dilation=dilation,
+                                padded_width=padded_width)
+    if shape is not None:
+        rows = memory(*shape, family, uram=uram) + _counter(family, "window", delay)
+    elif kh > 1:
+        rows = _part(family, "window", ff=(kh - 1) * max(delay, 0) * pixel)
     registers = _part(family, "window", lut=pixel + 4 * (_bits(padded_width) + _bits(padded_height)),
                       ff=kh * taps * pixel + 1)
     return rows + registers + _counter(family, "window", padded_width, padded_height)
+
+
+def window_memory_shape(*, channels: int, elem_bits: int, kernel, dilation, padded_width: int):
+    """``(depth, width)`` of a sliding window's row memory (``dh·Wp − L`` words of ``kh−1`` pixels), or None
+    where it keeps its rows in registers (a single row, or fewer than 2 words)."""
+    (kh, kw), (dh, dw) = kernel, dilation
+    delay = dh * padded_width - ((kw - 1) * dw + 1)
+    return (delay, (kh - 1) * channels * elem_bits) if kh > 1 and delay >= 2 else None
+
+
+def fifo_memory_shape(*, depth: int, width: int) -> tuple[int, int]:
+    """``(depth, width)`` of a ``StreamFIFO``'s memory: at least 3 entries, one of them its output register."""
+    return max(depth, 3) - 1, width
 
 
 def line_buffer_bits(*, channels: int, elem_bits: int, kernel, dilation, padded_width: int) -> int:
@@ -473,8 +488,9 @@ def lane_converter(*, in_lanes: int, out_lanes: int, elem_bits: int, family: str
 def fifo(*, depth: int, width: int, family: str = "xc7", uram: bool = False) -> Resources:
     """A synchronous FIFO (``StreamFIFO``: at least 3 entries; a memory of ``depth − 1`` words whose
     synchronous read port is the output register), its pointers and level."""
+    words, _ = fifo_memory_shape(depth=depth, width=width)
     depth = max(depth, 3)
-    return (memory(depth - 1, width, family, uram=uram, read_first=True) + _part(family, "fifo", ff=2, lut=4)
+    return (memory(words, width, family, uram=uram, read_first=True) + _part(family, "fifo", ff=2, lut=4)
             + _counter(family, "fifo", depth, depth, depth))
 
 
