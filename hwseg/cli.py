@@ -58,12 +58,12 @@ def _progress(message: str) -> None:
 def _cmd_build(args) -> int:
     from .flow import build
 
+    if (args.synth or args.pnr) and args.estimate_only:   # before any work
+        raise HwsegError("--synth and --pnr need the Verilog; drop --estimate-only")
     _progress(f"{'estimating' if args.estimate_only else 'compiling'} {args.model} for {args.board}")
     design = build(args.model, args.board, input_size=args.input, estimate_only=args.estimate_only, fps=args.fps,
                    folding=args.folding)
     if args.synth or args.pnr:
-        if args.estimate_only:
-            raise HwsegError("--synth and --pnr need the Verilog; drop --estimate-only")
         design.synthesize(pnr=args.pnr, progress=_progress)
     target = design.write(args.out)
     print(design.table())
