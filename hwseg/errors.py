@@ -5,7 +5,7 @@ without a traceback; everything else is a bug and keeps its traceback.
 """
 
 __all__ = ["HwsegError", "CheckpointError", "UnsupportedError", "InputSizeError", "BoardError",
-           "DoesNotFitError", "FoldingError", "SimulationError", "DatasetError"]
+           "DoesNotFitError", "FoldingError", "SimulationError", "DatasetError", "SynthesisError"]
 
 
 class HwsegError(Exception):
@@ -42,3 +42,7 @@ class SimulationError(HwsegError):
 
 class DatasetError(HwsegError):
     """A dataset that is missing, malformed or does not match the network (size, classes)."""
+
+
+class SynthesisError(HwsegError):
+    """Yosys or nextpnr failed, or the synthesized design does not fit the part."""

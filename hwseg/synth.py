@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from .errors import HwsegError
+from .errors import SynthesisError
 
 __all__ = ["SynthesisError", "SynthResult", "PnrResult", "synthesize", "place_and_route", "totals", "synth_script",
            "FAMILIES", "TIMEOUT_SECONDS"]
@@ -50,10 +50,6 @@ XILINX_LUTRAM = {"RAM32M": 4, "RAM64M": 4, "RAM32X1D": 2, "RAM64X1D": 2, "RAM128
                  "RAM512X1S": 8, "RAM256X1D": 8, "SRL16E": 1, "SRLC32E": 1, "SRLC16E": 1}
 #: LUT4 sites taken by an ECP5 16 × 4 distributed RAM (three slices).
 ECP5_DPR16X4_LUTS = 6
-
-
-class SynthesisError(HwsegError):
-    """Yosys or nextpnr failed, or the synthesized design does not fit the part."""
 
 
 @dataclass(frozen=True)
