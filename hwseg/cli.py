@@ -60,6 +60,11 @@ def _cmd_build(args) -> int:
 
     if (args.synth or args.pnr) and args.estimate_only:   # before any work
         raise HwsegError("--synth and --pnr need the Verilog; drop --estimate-only")
+    if args.pnr:
+        from .boards import load_board
+        from .synth import check_pnr_board
+
+        check_pnr_board(load_board(args.board))
     _progress(f"{'estimating' if args.estimate_only else 'compiling'} {args.model} for {args.board}")
     design = build(args.model, args.board, input_size=args.input, estimate_only=args.estimate_only, fps=args.fps,
                    folding=args.folding)

@@ -101,7 +101,8 @@ def test_op_rtl_verilator(name, work_dir):
 
 
 @pytest.mark.parametrize("name", ["conv3x3_s2_relu", "maxpool3x3_s2_p1", "argmax_signed", "bipolar3x3_threshold2",
-                                  "conv3x1_dil4", "convT3x3_s2_p1_op1", "upsample_bilinear2", "avgpool2x2"])
+                                  "conv3x1_dil4", "conv1x3_dil8", "convT3x3_s2_p1_op1", "upsample_bilinear2",
+                                  "avgpool2x2"])
 def test_op_rtl_icarus(name, work_dir):
     report = simulate_design(_design(name), frames=2, simulator="icarus", seed=5, valid_prob=0.6,
                              ready_prob=0.6, work_dir=work_dir)

@@ -2,6 +2,7 @@
 from nextpnr on a Lattice board, one-line errors. Synthesis tests are marked ``synth`` (seconds each)."""
 
 import json
+import sys
 
 import numpy as np
 import pytest
@@ -10,6 +11,7 @@ from hwseg.boards import load_board
 from hwseg.cli import main
 from hwseg.flow import compile_graph
 from hwseg.ir import ArgMax, Conv2d, Graph, Input, Int, MulShift, Node, UInt
+from hwseg import synth as synth_module
 from hwseg.synth import SynthesisError, synth_script, synthesize, synthesize_design, totals
 
 
@@ -41,6 +43,39 @@ def test_pnr_on_a_xilinx_board_is_refused_before_any_work():
         synthesize_design("module top(); endmodule", "top", load_board("pynq-z2"), pnr=True)
 
 
+def test_pnr_on_a_xilinx_board_is_refused_before_compiling(capsys, tmp_path):
+    assert main(["build", "examples/int8_tiny.pt", "--board", "zcu104", "--pnr", "--out", str(tmp_path)]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["error: --pnr needs a Lattice board (ulx3s-85f, icebreaker); zcu104 is a xcup part with no "
+                   "open place and route: use --synth alone"]
+    assert not any(tmp_path.iterdir())
+
+
+def test_nextpnr_progress_is_passed_on_phase_by_phase(monkeypatch):
+    """Placer and router lines of a (replayed) nextpnr log reach ``progress``: the phases each, the iteration
+    reports at most one per ``_ITERATION_EVERY`` seconds, router rows as 'arcs left'."""
+    log = ["Info: Logic utilisation before packing:", "Info: Packing IOs..",
+           "Info:     at initial placer iter 0, wirelen = 3939", "Info:     at initial placer iter 1, wirelen = 3278",
+           "Info: Running main analytical placer, max placement attempts per cell = 12324.",
+           "Info: HeAP Placer Time: 0.50s", "Info: Routing 1078 arcs.",
+           "Info:       1000 |      234        745 |  234   745 |       407|       0.77       0.77|",
+           "Info: Routing complete.", "Info: Max frequency for clock 'clk': 209.91 MHz (PASS at 50.00 MHz)"]
+    command = [sys.executable, "-c", f"print({chr(10).join(log)!r})"]
+    messages = []
+    status, output = synth_module._run_reporting(command, ".", "replay", messages.append)
+    assert status == 0 and output.splitlines() == log
+    shown = [m.split(": ", 1)[1] for m in messages]
+    assert shown == ["Packing IOs..", "at initial placer iter 0, wirelen = 3939",
+                     "Running main analytical placer, max placement attempts per cell = 12324.",
+                     "HeAP Placer Time: 0.50s", "Routing 1078 arcs.", "Routing complete.",
+                     "Max frequency for clock 'clk': 209.91 MHz (PASS at 50.00 MHz)"]
+    monkeypatch.setattr(synth_module, "_ITERATION_EVERY", 0.0)
+    messages.clear()
+    synth_module._run_reporting(command, ".", "replay", messages.append)
+    assert "router iteration 1000, 407 arcs left" in [m.split(": ", 1)[1] for m in messages]
+    assert "at initial placer iter 1, wirelen = 3278" in [m.split(": ", 1)[1] for m in messages]
+
+
 def test_estimate_only_with_synth_is_a_one_line_error(capsys):
     assert main(["build", "examples/int8_tiny.pt", "--estimate-only", "--synth", "--out", "/nonexistent"]) == 1
     err = capsys.readouterr().err.strip().splitlines()
@@ -50,7 +85,12 @@ def test_estimate_only_with_synth_is_a_one_line_error(capsys):
 @pytest.mark.synth
 def test_synth_and_pnr_on_icebreaker_fill_the_reports(tmp_path):
     design = compile_graph(_tiny(), "icebreaker")
-    design.synthesize(pnr=True)
+    messages = []
+    design.synthesize(pnr=True, progress=messages.append)
+    # nextpnr's phases are passed on as they happen, ending with the routed Fmax
+    assert any("Running main analytical placer" in m for m in messages)
+    assert any("Routing complete" in m for m in messages)
+    assert "Max frequency for clock" in messages[-1]
     report = json.loads(design.files()["report.json"])
     synthesized = report["synthesized"]
     # pe·simd SB_MAC16 for the conv (9-bit × 8-bit products); per requantizer lane two: the accumulator
@@ -68,6 +108,10 @@ def test_synth_and_pnr_on_icebreaker_fill_the_reports(tmp_path):
     row = next(line for line in table.splitlines() if line.startswith("synthesized"))
     assert row.split()[2:6] == [f"{synthesized['totals'][k]:,}" for k in ("lut", "ff", "dsp", "bram")]
     assert f"Fmax {pnr['fmax_mhz']:g} MHz" in table
+    # the path that sets Fmax, named by its first and last cells
+    path = pnr["critical_path"]
+    assert path["ns"] == pytest.approx(1000 / pnr["fmax_mhz"], rel=0.02) and path["logic_levels"] >= 1
+    assert f"critical path {path['ns']:g} ns" in table and path["from"] in table
     assert "| synthesized | yosys |" in design.files()["report.md"]
 
 

@@ -157,7 +157,7 @@ def conv_compute(graph: Graph, node, pe: int, simd: int, family: str = "xc7") ->
                                acc_bits=out.dtype.bits, family=family)
     return R.mac_array(in_count=k, in_bits=x.dtype.bits, weight_bits=op.weight_type.bits,
                        out_channels=op.out_channels, pe=pe, simd=simd, acc_bits=out.dtype.bits, family=family,
-                       holds_vector=not isinstance(op, ConvTranspose2d))
+                       pixel_slices=x.channels // simd if isinstance(op, ConvTranspose2d) else None)
 
 
 def component_estimate(graph: Graph, node, family: str, uram: bool = False) -> R.Resources:
@@ -237,7 +237,11 @@ def _estimate_resources(graph: Graph, node, family: str = "xc7", uram: bool = Fa
         pe, simd = node.attrs["pe"], node.attrs["simd"]
         rows = transposed_buffer_rows(height=x.height, out_height=out.height, kernel=op.kernel[0],
                                       stride=op.stride[0], padding=op.padding[0])
-        line_buffer = R.memory(rows * x.width, x.channels * x.dtype.bits, family=family, uram=uram)
+        # on Lattice block RAM Yosys emulates this buffer's old-data read (as an upsampler's; measured,
+        # transposed_3x3s2_c8_k4_pe2_s4_w32: 137 more FF on ECP5 than on xcup); a sliding window's row
+        # memory, whose read port has no enable, gets none (counting it puts conv_3x1_d2 34 % over)
+        line_buffer = R.memory(rows * x.width, x.channels * x.dtype.bits, family=family, uram=uram,
+                               read_first=True)
         folding = {"pe": pe, "simd": simd, "nf": op.out_channels // pe, "sf": x.channels // simd,
                    "buffer_rows": rows}
         return LayerEstimate(node.name, "ConvTranspose2d", op.describe(),
@@ -248,9 +252,10 @@ def _estimate_resources(graph: Graph, node, family: str = "xc7", uram: bool = Fa
                              folding, (rows, x.width, x.channels, x.dtype.bits), fifos)
     if isinstance(op, Upsample):
         rows = upsample_buffer_rows(height=x.height, width=x.width, factor=op.factor, mode=op.mode)
-        res = R.memory(x.width, rows * x.channels * x.dtype.bits, family=family, uram=uram) + R.upsampler(
+        res = R.memory(x.width, rows * x.channels * x.dtype.bits, family=family, uram=uram,
+                       read_first=True) + R.upsampler(
             channels=x.channels, elem_bits=x.dtype.bits, bilinear=op.mode == "bilinear", shift=op.shift,
-            rows=rows, factor=op.factor, family=family)
+            rows=rows, factor=op.factor, height=x.height, width=x.width, family=family)
         return LayerEstimate(node.name, "Upsample", op.describe(), convert + res, layer_cycles(graph, node),
                              {"buffer_rows": rows}, (rows, x.width, x.channels, x.dtype.bits), fifos)
     if isinstance(op, MulShift):

@@ -126,6 +126,10 @@ def _synthesis_line(synthesized: dict | None) -> str:
         verdict = "meets" if pnr["meets_clock"] else "MISSES"
         text += (f"; placed and routed with {pnr['tool']}: Fmax {pnr['fmax_mhz']:g} MHz, {verdict} the "
                  f"{pnr['clock_mhz']:g} MHz board clock")
+        path = pnr.get("critical_path")
+        if path:
+            text += (f" (critical path {path['ns']:g} ns, {path['logic_levels']} logic levels, from {path['from']} "
+                     f"to {path['to']})")
     return text
 
 

@@ -40,11 +40,11 @@ MULTIPLIER_BITS = 16
 FAMILIES = ("xc7", "xcup", "ecp5", "ice40")
 
 #: The component parts whose LUT and FF terms carry a fitted constant.
-PARTS = ("window", "mac", "mac_tree", "mac_soft", "mac_select", "bitmac", "threshold", "threshold_const",
-         "threshold_encode", "threshold_table", "threshold_search", "mulshift", "mulshift_wide", "mulshift_split",
-         "mulshift_soft", "mulshift_table", "pool", "mean", "argmax", "lanes", "fifo", "fork", "upsample",
-         "upsample_blend", "affine", "affine_soft", "add", "add_clamp", "concat", "transposed", "memory", "rom",
-         "emulation", "axis")
+PARTS = ("window", "mac", "mac_tree", "mac_soft", "mac_select", "bitmac", "bitmac_const", "threshold",
+         "threshold_const", "threshold_encode", "threshold_table", "threshold_search", "mulshift", "mulshift_wide",
+         "mulshift_split", "mulshift_soft", "mulshift_table", "pool", "mean", "argmax", "lanes", "fifo", "fork",
+         "upsample", "upsample_blend", "upsample_control", "affine", "affine_soft", "add", "add_clamp", "concat",
+         "transposed", "memory", "rom", "emulation", "axis")
 
 _CONSTANTS_FILE = Path(__file__).resolve().parent / "calibration" / "constants.json"
 
@@ -132,8 +132,8 @@ def _lut6(family: str) -> bool:
 
 
 def _mux(inputs: int, bits: int, family: str) -> float:
-    """LUTs of an ``inputs``:1 multiplexer of ``bits`` bits (LUT6 with F7/F8 muxes; ECP5 LUT4 with PFU
-    muxes; iCE40 LUT4 alone)."""
+    """LUTs of an ``inputs``:1 multiplexer of ``bits`` bits (a tree of LUT6 4:1 muxes on Xilinx; on Lattice
+    a 2:1 mux per LUT4, ``hwseg.synth`` mapping ECP5 without its PFU muxes)."""
     if inputs <= 1 or bits <= 0:
         return 0.0
     if _lut6(family):   # a tree of 4:1 LUT6 muxes (ABC9 rarely keeps F7/F8 muxes for a select)
@@ -141,8 +141,6 @@ def _mux(inputs: int, bits: int, family: str) -> float:
         while level > 1:
             level = ceil(level / 4)
             per_bit += level
-    elif family == "ecp5":
-        per_bit = ceil(inputs / 2)
     else:
         per_bit = inputs - 1
     return float(per_bit * bits)
@@ -269,8 +267,7 @@ def memory_mapping(depth: int, width: int, family: str, *, rom: bool = False, ur
         # and drops constant ones; with C = 2^depth possible columns, W columns of arbitrary content
         # hold about (C − 2)·(1 − (1 − 1/C)^W) distinct non-constant ones
         if depth <= 16:
-            count = 2 ** depth
-            width = max(1, round((count - 2) * (1 - (1 - 1 / count) ** width)))
+            width = _distinct_columns(depth, width)
         # (a last, partly filled slice takes its share: a function of fewer address bits)
         luts = width * max(1.0, depth / size) + _mux(slices, width, family)
         if _lut6(family) and depth > 16:
@@ -278,21 +275,31 @@ def memory_mapping(depth: int, width: int, family: str, *, rom: bool = False, ur
             # shares the slice's LUT6 (4 address bits, enable, the held bit), beyond it takes one more
             luts += width
         return MemoryMapping("logic", 0, round(luts), width)
-    return MemoryMapping("logic", 0, round(_mux(depth, width, family) + depth * width / (3 if _lut6(family) else 2)),
-                         depth * width + width)
+    # a RAM in flip-flops: each word a row of enabled flip-flops (the write needs no LUT), the read a
+    # depth:1 select per bit into the read register
+    return MemoryMapping("logic", 0, round(_mux(depth, width, family)), depth * width + width)
+
+
+def _distinct_columns(depth: int, width: int) -> int:
+    """Distinct non-constant columns among ``width`` columns of arbitrary content of a ``depth``-word table:
+    with ``C = 2^depth`` possible columns, about ``(C − 2)·(1 − (1 − 1/C)^W)``."""
+    count = 2 ** depth
+    return max(1, round((count - 2) * (1 - (1 - 1 / count) ** width)))
 
 
 def memory(depth: int, width: int, family: str = "xc7", *, rom: bool = False, uram: bool = False,
            register_absorbed: bool = False, read_first: bool = False) -> Resources:
     """A simple dual-port memory (one write, one synchronous read; or a ROM) as Yosys maps it.
     ``register_absorbed``: the read register of a ROM in logic goes into the DSPs it feeds (their input
-    registers), as Yosys packs it for the weights of a MAC array. ``read_first``: a read may meet a write
+    registers), as Yosys packs it for the weights of a MAC array — except in a ROM of up to 16 words,
+    whose equal columns Yosys merges into one flip-flop feeding several DSPs, which none can absorb
+    (measured: an 8-word weight ROM of 192 bits keeps 128 read flip-flops). ``read_first``: a read may meet a write
     of the same word (a FIFO's): on Lattice block RAM Yosys then emulates the old-data read."""
     if depth <= 0 or width <= 0:
         return Resources()
     mapping = memory_mapping(depth, width, family, rom=rom, uram=uram)
     bits = depth * width
-    ffs = 0 if register_absorbed and rom and mapping.kind == "logic" else mapping.ffs
+    ffs = 0 if register_absorbed and rom and mapping.kind == "logic" and depth > 16 else mapping.ffs
     # a ROM in logic (LUT-ROM slices and their select) is a different structure from a RAM's address
     # decode and read select: a constant of its own
     logic = _part(family, "rom" if rom and mapping.kind == "logic" else "memory", lut=mapping.luts, ff=ffs)
@@ -309,9 +316,11 @@ def memory(depth: int, width: int, family: str = "xc7", *, rom: bool = False, ur
 
 def sliding_window(*, channels: int, elem_bits: int, kernel, dilation, padded_width: int, padded_height: int,
                    family: str = "xc7", uram: bool = False) -> Resources:
-    """Line buffers + tap registers: ``kh`` rows of ``L = (kw−1)·dw+1`` pixel registers, and one memory
-    of depth ``D = dh·Wp − L`` whose word holds a pixel for each of the ``kh−1`` delayed rows (registers
-    instead when ``D < 2``); position counters, the padding select and the output-position compares."""
+    """Line buffers + tap registers: ``kh`` rows of ``L = (kw−1)·dw+1`` pixel registers (with ``dw ≥ 3``
+    only the ``kw`` taps of each row, the ``dw − 1`` pixels between them in one memory of ``dw − 1`` words
+    of ``kh·(kw−1)`` pixels), and one memory of depth ``D = dh·Wp − L`` whose word holds a pixel for each
+    of the ``kh−1`` delayed rows (registers instead when ``D < 2``); position counters, the padding select
+    and the output-position compares."""
     (kh, kw), (dh, dw) = kernel, dilation
     pixel = channels * elem_bits
     taps = (kw - 1) * dw + 1
@@ -323,9 +332,13 @@ def sliding_window(*, channels: int, elem_bits: int, kernel, dilation, padded_wi
         rows = memory(*shape, family, uram=uram) + _counter(family, "window", delay)
     elif kh > 1:
         rows = _part(family, "window", ff=(kh - 1) * max(delay, 0) * pixel)
+    gaps = Resources()
+    if kw > 1 and dw - 1 >= 2:   # only the taps are registers; the gaps between them one memory (SlidingWindow)
+        gaps = memory(dw - 1, kh * (kw - 1) * pixel, family) + _counter(family, "window", dw - 1)
+        taps = kw
     registers = _part(family, "window", lut=pixel + 4 * (_bits(padded_width) + _bits(padded_height)),
                       ff=kh * taps * pixel + 1)
-    return rows + registers + _counter(family, "window", padded_width, padded_height)
+    return rows + gaps + registers + _counter(family, "window", padded_width, padded_height)
 
 
 def window_memory_shape(*, channels: int, elem_bits: int, kernel, dilation, padded_width: int):
@@ -349,14 +362,14 @@ def line_buffer_bits(*, channels: int, elem_bits: int, kernel, dilation, padded_
 
 
 def mac_array(*, in_count: int, in_bits: int, weight_bits: int, out_channels: int, pe: int, simd: int,
-              acc_bits: int, family: str = "xc7", holds_vector: bool = True) -> Resources:
+              acc_bits: int, family: str = "xc7", pixel_slices: int | None = None) -> Resources:
     """PE × SIMD multipliers, a SIMD-way adder tree per PE, PE accumulators, the weight ROM (``NF·SF``
     words of ``pe·simd·weight_bits``; constants when ``NF·SF = 1``), the SF:1 slice select of the held
     input vector, and the fold counters. Each product is ``(in_bits+1) × weight_bits`` signed (the
-    unsigned activation widened by its sign bit). ``holds_vector=False``: the array reads its ``simd``
-    slices from a line buffer (a transposed convolution's taps) instead of holding the whole vector: the
-    buffer's read address picks the tap, and only the slice of the pixel read remains to select (of
-    ``channels / simd``, which this signature does not know; counted as none)."""
+    unsigned activation widened by its sign bit). ``pixel_slices``: the array reads its ``simd``
+    inputs from a line buffer (a transposed convolution's taps) instead of holding the whole vector: the
+    buffer's read address picks the tap, and what remains to select is the slice of the pixel read (one
+    of ``pixel_slices = channels / simd``)."""
     nf, sf = out_channels // pe, in_count // simd
     product_bits = in_bits + weight_bits
     # the product of an unsigned in_bits and a signed weight is in_bits + weight_bits wide (Amaranth)
@@ -366,15 +379,23 @@ def mac_array(*, in_count: int, in_bits: int, weight_bits: int, out_channels: in
     tree_bits = product_bits + _bits(simd)
     adders = pe * (simd - 1) * tree_bits
     accumulate = pe * 2 * acc_bits
-    select = _mux(sf, simd * in_bits, family) if holds_vector else 0.0
+    holds_vector = pixel_slices is None
+    select = _mux(sf if holds_vector else pixel_slices, simd * in_bits, family)
     # the adder trees (Yosys merges products and sums into $macc cells; Lattice flows build them in LUTs)
     # and the rest: slice select, accumulators, products in logic
+    # the slice register in front of the products: on 7-series the DSP48E1s take it (A registers) where
+    # the array holds its vector (measured: conv_dilated_1x3's 48 slice flip-flops and conv_1x1's 32,
+    # there on xcup, are absent on xc7); the per-PE fold-sum register behind the tree stays
+    absorbed = family == "xc7" and per_product and holds_vector
+    stage_registers = (0 if absorbed else simd * in_bits) + pe * tree_bits
     logic = (_part(family, "mac_tree", lut=adders)
              + _part(family, "mac_soft", lut=soft)
              + _part(family, "mac_select", lut=select)
              + _part(family, "mac", lut=accumulate,
-                     ff=(in_count * in_bits if holds_vector else 0) + simd * in_bits + pe * (tree_bits + acc_bits) + 4))
-    weights = (memory(nf * sf, pe * simd * weight_bits, family, rom=True, register_absorbed=per_product > 0)
+                     ff=(in_count * in_bits if holds_vector else 0) + stage_registers + pe * acc_bits + 4))
+    # (a transposed convolution's weight register is not absorbed: transposed_3x3s2_c4 keeps its 64)
+    weights = (memory(nf * sf, pe * simd * weight_bits, family, rom=True,
+                      register_absorbed=per_product > 0 and holds_vector)
                if nf * sf > 1 else Resources())
     bias = memory(nf, pe * 8, family, rom=True) if nf > 1 else Resources()
     return logic + weights + bias + Resources(dsp=dsp) + _counter(family, "mac", nf * sf, sf, nf)
@@ -386,13 +407,16 @@ def bit_mac_array(*, in_count: int, in_bits: int, out_channels: int, pe: int, si
     popcount of the activations, shifts and adds; a 1-bit-per-weight ROM. No DSP."""
     nf, sf = out_channels // pe, in_count // simd
     # fully unfolded (NF·SF = 1) the weights are constants: each PE's popcount counts only the inputs
-    # whose weight is +1 (about half), the AND disappears
-    per_pe = 0.5 if nf * sf == 1 else 1.0
+    # whose weight is +1 (about half), the AND disappears, which on LUT4 frees an input of every first-level
+    # LUT: a part of its own
+    unfolded = nf * sf == 1
+    per_pe = 0.5 if unfolded else 1.0
     popcounts = (per_pe * pe + 1) * in_bits * simd * (1.0 if _lut6(family) else 2.0)
     combine = pe * in_bits * (_bits(simd) + 2) + pe * 2 * acc_bits
     select = _mux(sf, simd * in_bits, family)
-    logic = _part(family, "bitmac", lut=popcounts + combine + select,
-                  ff=in_count * in_bits + simd * in_bits + pe * (in_bits * (_bits(simd) + 1) + 2 * acc_bits) + 4)
+    logic = (_part(family, "bitmac", lut=combine + select + (0 if unfolded else popcounts),
+                   ff=in_count * in_bits + simd * in_bits + pe * (in_bits * (_bits(simd) + 1) + 2 * acc_bits) + 4)
+             + _part(family, "bitmac_const", lut=popcounts if unfolded else 0))
     weights = memory(nf * sf, pe * simd, family, rom=True) if nf * sf > 1 else Resources()
     return logic + weights + _counter(family, "bitmac", nf * sf, sf, nf)
 
@@ -413,14 +437,21 @@ def multi_threshold(*, lanes: int, channels: int, acc_bits: int, thresholds: int
         ff = lanes * ((stages - 1) * acc_bits + 2 * stages) + stages
         search = lanes * stages * acc_bits
     table = compares * acc_bits if groups > 1 else 0
+    if family == "ice40" and 1 < groups <= 16:
+        # iCE40 compares in SB_CARRY chains, which take the table bits as plain inputs: each distinct
+        # column of the table (a function of the group counter) is one LUT4, shared by every compare
+        # that needs it (measured: 14 for 228 and for 456 table bits of 4 groups)
+        table = _distinct_columns(groups, compares * acc_bits)
     # up to 7 compares at once: their outputs are counted into the level (a popcount per lane)
     encode = lanes * stages if 1 < thresholds <= 7 else 0
     if _lut6(family) and groups == 1 and thresholds <= 7:
         # compares against constants on LUT6: a chain of LUTs, each taking 5 more bits (no carry chain)
         compare = _part(family, "threshold_const", lut=compares * ceil((acc_bits - 1) / 5) + encode, ff=ff)
     else:
-        compare = _part(family, "threshold", lut=compares * acc_bits, ff=ff) + _part(family, "threshold_encode",
-                                                                                   lut=encode)
+        # iCE40: each compare is an SB_CARRY chain (no LUTs along it), its carry-out read through a LUT
+        per_compare = 1 if family == "ice40" else acc_bits
+        compare = _part(family, "threshold", lut=compares * per_compare, ff=ff) + _part(family, "threshold_encode",
+                                                                                      lut=encode)
     return (compare
             + _part(family, "threshold_table", lut=table) + _part(family, "threshold_search", lut=search)
             + _counter(family, "threshold", groups))
@@ -434,7 +465,12 @@ def mul_shift(*, lanes: int, channels: int, acc_bits: int, out_bits: int, multip
     Two LUT and FF terms: the output side (the clamp's select, the table, the output register) and the
     wide side over the ``P − shift`` kept bits (the rounding add above bit ``shift − 1``, the two clamp
     compares, the adds joining a product split over several DSPs, the accumulator input register) —
-    Xilinx DSPs take much of the wide side (post-adder, cascade, input registers), Lattice ones less."""
+    Xilinx DSPs take much of the wide side (post-adder, cascade, input registers), Lattice ones less.
+    On LUT6 (Xilinx) the wide side costs carry cells rather than LUTs: the rounding add of a constant
+    needs none, and the clamp folds the bits above the output into each output bit's LUT while they
+    are few (``kept − out_bits ≤ 5``: sign, those bits and the own bit fit a LUT6); beyond, the upper
+    bits are reduced first, about a LUT per two of them (measured on one lane: 8 LUTs at 12 and 13
+    kept bits, 11–13 at 14–18, 15 at 24)."""
     groups = channels // lanes
     product = acc_bits + multiplier_bits
     kept = max(product - shift, out_bits)
@@ -442,12 +478,21 @@ def mul_shift(*, lanes: int, channels: int, acc_bits: int, out_bits: int, multip
     pieces, soft = _product_pieces(acc_bits, multiplier_bits, family)
     # the adds joining the DSP pieces of a split product span the bits above the first piece; a narrow
     # piece Yosys leaves in logic is counted apart (structural: its AND array and joining add)
-    split = max(product - 18, 0) * (per_product - 1) if per_product > 1 else 0
+    # (a LUT per joined bit on xcup and ECP5; a DSP48E1 cascade and the SB_MAC16 adders join them without
+    # LUTs: measured, mulshift_c4_l4_acc28's joins take 105 LUT2 on xcup, carry cells alone on xc7)
+    split = (max(product - 18, 0) * (per_product - 1)
+             if per_product > 1 and family in ("xcup", "ecp5") else 0)
     narrow = _part(family, "mulshift", lut=lanes * out_bits, ff=lanes * out_bits + 2)
     # several groups: the multiplier is a register loaded from the table, not a constant Yosys can fold
     table = _part(family, "mulshift_table", lut=lanes * (multiplier_bits + kept) if groups > 1 else 0)
-    # the rounding add and the two clamp compares over the kept bits, as carry chains
-    wide = _part(family, "mulshift_wide", lut=lanes * (3 * kept + 1), ff=lanes * acc_bits)
+    # the rounding add and the two clamp compares over the kept bits, as carry chains (on LUT6, the
+    # clamp's reduction of the bits above the output)
+    if _lut6(family):
+        upper = kept - out_bits
+        wide_lut = lanes * (upper / 2 if upper > 5 else 0)
+    else:
+        wide_lut = lanes * (3 * kept + 1)
+    wide = _part(family, "mulshift_wide", lut=wide_lut, ff=lanes * acc_bits)
     # Xilinx DSPs cascade the pieces (DSP48E1 fully, DSP48E2 less), Lattice ones join them in logic
     joins = _part(family, "mulshift_split", lut=lanes * split) + _part(family, "mulshift_soft", lut=lanes * soft)
     return narrow + wide + joins + table + Resources(dsp=lanes * per_product) + _counter(family, "mulshift", groups)
@@ -495,13 +540,20 @@ def fifo(*, depth: int, width: int, family: str = "xc7", uram: bool = False) -> 
 
 
 def upsampler(*, channels: int, elem_bits: int, bilinear: bool, shift: int, rows: int = 1, factor=(2, 2),
-              family: str = "xc7") -> Resources:
+              height: int = 64, width: int = 64, family: str = "xc7") -> Resources:
     """Row/column counters, the line-buffer read select and the output register; bilinear adds per channel
     along each upsampled axis two products by the (signal) blend weights ``w0 ≤ 2f`` and ``w1 ≤ 2f − 1``
     (DSPs where Yosys maps them: on iCE40 a product under 11 bits stays in logic), the registers between
-    the vertical and horizontal blends, and the rounding shift."""
+    the vertical and horizontal blends, and the rounding shift.
+
+    The control (one per instance, whatever the channels): the input side's and the reader's position
+    counters over the ``height × width`` input and the compares that pace them (is the slot's previous
+    row read, is the pixel a target needs in); bilinear runs an output walker beside the reader, with its
+    own counters and weight selects: counted twice."""
     base = _part(family, "upsample", ff=channels * elem_bits + 8, lut=rows * channels * elem_bits / 2)
-    base = base + _counter(family, "upsample", 64, 64, 8)
+    positions = _bits(height) + _bits(width) + sum(_bits(f) for f in factor)
+    walkers = 2 if bilinear else 1
+    base = base + _part(family, "upsample_control", lut=walkers * 4 * positions, ff=walkers * 2 * positions)
     if not bilinear:
         return base
     widen = 1 if family in ("xc7", "xcup") else 0   # Xilinx DSPs are signed only: unsigned operands widen
@@ -521,24 +573,33 @@ def channel_affine(*, channels: int, in_bits: int, acc_bits: int, weight_bits: i
     """Per channel a product by a constant weight plus the bias, into the output register. Yosys puts the
     product in a DSP like any other (even a product by ±1), except a product by 0 and one whose result is
     too narrow for the family's DSP (``weights``: the per-channel values, when known; a constant takes at
-    least 2 bits)."""
+    least 2 bits). On 7-series, a DSP48E1 whose product is the whole result takes the bias add (C port) and
+    the output register (P register) with it; a weight with trailing zero bits is multiplied shifted
+    (``w >> z``, then ``<< z``), which breaks that chain, so its add and register stay in logic (measured:
+    affine_c8's 3 even weights keep 3 channels of output register, its 5 odd ones none)."""
     if weights is None:
+        weights = [1] * channels    # unknown: counted as odd (packable) weights of weight_bits
         widths = [weight_bits] * channels
-        dsp = channels * dsp_per_product(in_bits + 1, weight_bits, family)
     else:
-        widths = [max(signed_bits([w]), 2) for w in (int(v) for v in weights) if w]
-        dsp = sum(dsp_per_product(in_bits + 1, b, family, y_bits=in_bits + b) for b in widths)
+        weights = [int(v) for v in weights]
+        widths = [max(signed_bits([w]), 2) for w in weights if w]
+    in_dsp = [bool(dsp_per_product(in_bits + 1, b, family, y_bits=in_bits + b)) for b in widths]
+    dsp = sum(dsp_per_product(in_bits + 1, b, family, y_bits=in_bits + b) for b in widths)
     # a product left in logic: its partial-product adds (one per weight bit after the first) and the bias
     # add the DSP would otherwise take, as carry chains
-    soft = sum((in_bits + 1) * (b - 1) + acc_bits for b in widths
-               if not dsp_per_product(in_bits + 1, b, family, y_bits=in_bits + b))
-    return (_part(family, "affine", lut=channels * acc_bits, ff=channels * acc_bits + 1)
+    soft = sum((in_bits + 1) * (b - 1) + acc_bits for b, hard in zip(widths, in_dsp) if not hard)
+    packed = (sum(1 for w, hard in zip((w for w in weights if w), in_dsp) if hard and w % 2)
+              if family == "xc7" else 0)
+    kept = channels - packed
+    return (_part(family, "affine", lut=kept * acc_bits, ff=kept * acc_bits + 1)
             + _part(family, "affine_soft", lut=soft) + Resources(dsp=dsp))
 
 
 def stream_fork(*, outputs: int, width: int = 0, family: str = "xc7") -> Resources:
-    """A fork's per-output 'taken' flags and the ready AND."""
-    return _part(family, "fork", ff=outputs, lut=outputs + ceil(outputs / 6))
+    """A fork's per-output 'taken' flags, each output's valid, and the ready: an AND over the ``2·outputs``
+    (taken | ready) inputs, a tree of LUTs, beside one LUT per flag and per valid."""
+    lut = 2 * outputs + ceil((2 * outputs - 1) / (5 if _lut6(family) else 3))
+    return _part(family, "fork", ff=outputs, lut=lut)
 
 
 def elementwise_add(*, lanes: int, out_bits: int, in_bits: int = 0, clamp_sides: int = 2,

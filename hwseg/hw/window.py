@@ -141,9 +141,21 @@ class SlidingWindow(wiring.Component):
         return (self._kernel[0] - 1) * self.row_delay * self.pixel_bits
 
     @property
+    def tap_delay_bits(self):
+        """Bits held in the tap-gap Memory: with ``dw − 1 ≥ 2`` pixels between the taps of a row, the
+        ``kh·(kw−1)`` gaps are one Memory of ``dw − 1`` words (0 when they are registers)."""
+        (kh, kw), dw = self._kernel, self._dilation[1]
+        if kw == 1 or dw - 1 < _MIN_MEMORY_DEPTH:
+            return 0
+        return kh * (kw - 1) * (dw - 1) * self.pixel_bits
+
+    @property
     def register_bits(self):
-        """Flip-flops holding pixels: the tap rows, plus the row delays when they are registers."""
-        bits = self._kernel[0] * self.row_length * self.pixel_bits
+        """Flip-flops holding pixels: the tap rows (only the taps when the gaps between them are in
+        Memory), plus the row delays when they are registers."""
+        kh, kw = self._kernel
+        taps = kw if self.tap_delay_bits else self.row_length
+        bits = kh * taps * self.pixel_bits
         if self._kernel[0] > 1 and self.row_delay < _MIN_MEMORY_DEPTH:
             bits += (self._kernel[0] - 1) * self.row_delay * self.pixel_bits
         return bits
@@ -202,20 +214,40 @@ class SlidingWindow(wiring.Component):
         with m.Elif(o_stream.ready):
             m.d.sync += o_stream.valid.eq(0)
 
-        # Delay line: after the push of padded pixel (py, px), rows[i][j] holds the pixel j raster
-        # positions before (py − i·dh, px); within a window's span that is (py − i·dh, px − j).
-        rows = [[Signal(self._pixel_layout, name=f"tap_{i}_{j}") for j in range(self.row_length)]
-                for i in range(kh)]
-        row_inputs = [pixel] + self._row_delays(m, [row[-1] for row in rows[:-1]], push)
-        with m.If(push):
-            for row, row_input in zip(rows, row_inputs):
-                m.d.sync += row[0].eq(row_input)
-                m.d.sync += [row[j].eq(row[j - 1]) for j in range(1, self.row_length)]
+        if self.tap_delay_bits:
+            taps = self._tap_rows_with_memory(m, pixel, push)
+        else:
+            # Delay line: after the push of padded pixel (py, px), rows[i][j] holds the pixel j raster
+            # positions before (py − i·dh, px); within a window's span that is (py − i·dh, px − j).
+            rows = [[Signal(self._pixel_layout, name=f"tap_{i}_{j}") for j in range(self.row_length)]
+                    for i in range(kh)]
+            row_inputs = [pixel] + self._row_delays(m, [row[-1] for row in rows[:-1]], push)
+            with m.If(push):
+                for row, row_input in zip(rows, row_inputs):
+                    m.d.sync += row[0].eq(row_input)
+                    m.d.sync += [row[j].eq(row[j - 1]) for j in range(1, self.row_length)]
+            taps = [[row[k * dw] for k in range(kw)] for row in rows]
 
-        # Window element (ky, kx) is tap rows[kh−1−ky][(kw−1−kx)·dw].
+        # Window element (ky, kx) is tap k = kw−1−kx of row kh−1−ky (pixel (kw−1−kx)·dw of the row).
         m.d.comb += o_stream.payload.eq(Cat(
-            rows[kh - 1 - ky][(kw - 1 - kx) * dw].as_value() for ky in range(kh) for kx in range(kw)))
+            taps[kh - 1 - ky][kw - 1 - kx].as_value() for ky in range(kh) for kx in range(kw)))
         return m
+
+    def _tap_rows_with_memory(self, m, pixel, push):
+        """The delay line with only the taps in registers: row ``i``'s tap ``k`` (pixel ``k·dw`` of the
+        row) takes tap ``k − 1`` delayed by ``dw − 1`` pushes from one :class:`Memory` of ``dw − 1`` words
+        of ``kh·(kw−1)`` pixels (all gaps move together), instead of ``dw − 1`` registers per gap; the
+        rows follow one another through the row delays as in the register delay line."""
+        (kh, kw), dw = self._kernel, self._dilation[1]
+        taps = [[Signal(self._pixel_layout, name=f"tap_{i}_{k * dw}") for k in range(kw)] for i in range(kh)]
+        gap_outputs = self._memory_delays(m, [row[k] for row in taps for k in range(kw - 1)], push,
+                                          depth=dw - 1, memory_name="tap_gaps", pointer_name="gap_pointer")
+        row_inputs = [pixel] + self._row_delays(m, [row[-1] for row in taps[:-1]], push)
+        with m.If(push):
+            for i, (row, row_input) in enumerate(zip(taps, row_inputs)):
+                m.d.sync += row[0].eq(row_input)
+                m.d.sync += [row[k].eq(gap_outputs[i * (kw - 1) + k - 1]) for k in range(1, kw)]
+        return taps
 
     def _row_delays(self, m, outputs, push):
         """Delay each of ``outputs`` (the last pixel of each row but the newest) by ``D`` pushes.
@@ -238,11 +270,18 @@ class SlidingWindow(wiring.Component):
             return delayed
 
         # One memory word holds the pixel of every row delay at the same delay position.
+        return self._memory_delays(m, outputs, push, depth=depth, memory_name="line_buffer",
+                                   pointer_name="line_pointer")
+
+    def _memory_delays(self, m, outputs, push, *, depth, memory_name, pointer_name):
+        """Each of ``outputs`` delayed by ``depth`` (≥ 2) pushes, through one :class:`Memory` of ``depth``
+        words holding a pixel of each."""
         word = data.ArrayLayout(self._pixel_layout, len(outputs))
-        m.submodules.line_buffer = memory = Memory(shape=word, depth=depth, init=[])
+        memory = Memory(shape=word, depth=depth, init=[])
+        m.submodules[memory_name] = memory
         wr_port = memory.write_port()
         rd_port = memory.read_port(transparent_for=())
-        pointer = _Counter(depth, "line_pointer")
+        pointer = _Counter(depth, pointer_name)
         with m.If(push):
             pointer.advance(m)
         next_pointer = Mux(push, Mux(pointer.last, 0, pointer.value + 1), pointer.value)

@@ -47,6 +47,11 @@ CONFIGS = {
     "3x3-d4-p4":            (unsigned(4), 1, 12, 10, (3, 3), (1, 1), (4, 4), (4, 4), 0),
     "3x3-d4-s3-p12":        (signed(4), 3, 12, 10, (3, 3), (3, 3), (1, 2), (4, 4), 2),
     "3x3-d8-p02":           (unsigned(4), 1, 18, 20, (3, 3), (1, 1), (0, 2), (8, 8), 0),
+    # ERFNet's factorized dilated pair: gaps of dw − 1 pixels between the taps of a row in a Memory
+    # (dw − 1 = 2, the least memory depth, and 7), the row delays in another
+    "1x3-d8-p08":           (signed(5), 3, 6, 20, (1, 3), (1, 1), (0, 8), (1, 8), -3),
+    "1x3-d3-p03-s2":        (unsigned(4), 2, 5, 9, (1, 3), (1, 2), (0, 3), (1, 3), 0),
+    "2x3-d32-p11":          (unsigned(3), 1, 8, 12, (2, 3), (1, 1), (1, 1), (3, 2), 5),
     # Row delay D = dh·Wp − L of 0 (a wire) and 1 (registers instead of a Memory).
     "2x3-full-width-D0":    (unsigned(4), 1, 7, 3, (2, 3), (1, 1), (0, 0), (1, 1), 0),
     "3x3-W4-D1":            (signed(4), 3, 7, 4, (3, 3), (1, 1), (0, 0), (1, 1), 0),
@@ -135,6 +140,15 @@ def test_figures():
     assert _make(CONFIGS["3x1-p10"]).line_buffer_bits == 2 * (9 - 1) * 5 * 8
     assert _make(CONFIGS["1x3-s21-p01"]).line_buffer_bits == 0
     assert _make(CONFIGS["3x3-W4-D1"]).line_buffer_bits == 0  # D = 1: registers
+    # taps every dw: with dw − 1 ≥ 2 pixels between them, only the kw taps of each row are registers
+    assert _make(CONFIGS["3x3-p1"]).tap_delay_bits == 0 and _make(CONFIGS["3x3-p1"]).register_bits == 3 * 3 * 3 * 6
+    dut = _make(CONFIGS["1x3-d8-p08"])  # signed(5) × 3 channels: 15-bit pixels
+    assert dut.row_length == 17 and dut.line_buffer_bits == 0
+    assert dut.tap_delay_bits == 1 * 2 * 7 * 15 and dut.register_bits == 1 * 3 * 15
+    dut = _make(CONFIGS["3x3-d4-p4"])  # 3 rows, gaps of 3 pixels of 4 bits
+    assert dut.tap_delay_bits == 3 * 2 * 3 * 4 and dut.register_bits == 3 * 3 * 4
+    assert _make(CONFIGS["2x3-d32-p11"]).tap_delay_bits == 0     # dw − 1 = 1: a register per gap
+    assert _make(CONFIGS["2x3-d32-p11"]).register_bits == 2 * 5 * 3
 
 
 def test_verilog_conversion():

@@ -44,6 +44,9 @@ CONFIGS: tuple[dict, ...] = (
        simd=12, in_bits=4, weight_bits=4),
     _c("conv_3x3s2_c4_k4_pe2_s6", "conv", cin=4, cout=4, h=8, w=8, kernel=(3, 3), stride=(2, 2), padding=(1, 1),
        pe=2, simd=6),
+    # (added later, named to sort last) ERFNet's 1×3 with dilation: taps in registers, the gaps in a memory
+    _c("conv_dilated_1x3_d4_c8_k8_pe4_s6_w16", "conv", cin=8, cout=8, h=6, w=16, kernel=(1, 3), padding=(0, 4),
+       dilation=(1, 4), pe=4, simd=6),
     # binary-weight convolutions on 2-bit activations (bit planes and popcounts)
     _c("bitconv_1x1_c16_k8_pe4_s8", "bitconv", cin=16, cout=8, h=6, w=6, kernel=(1, 1), pe=4, simd=8),
     _c("bitconv_3x3_c4_k8_pe8_s36", "bitconv", cin=4, cout=8, h=6, w=6, kernel=(3, 3), padding=(1, 1), pe=8,
@@ -52,6 +55,14 @@ CONFIGS: tuple[dict, ...] = (
        pe=2, simd=8),
     _c("bitconv_3x3_c8_k8_pe4_s18", "bitconv", cin=8, cout=8, h=6, w=6, kernel=(3, 3), padding=(1, 1), pe=4,
        simd=18),
+    # (added later, named to sort after the first four so that the held-out split of those stays as it was)
+    _c("bitconv_3x3_c8_k8_pe8_s9", "bitconv", cin=8, cout=8, h=6, w=6, kernel=(3, 3), padding=(1, 1), pe=8,
+       simd=9),
+    # fully unfolded (constant weights), like bitconv_3x3_c4_k8_pe8_s36
+    _c("bitconv_5x1_c4_k4_pe4_s20", "bitconv", cin=4, cout=4, h=6, w=6, kernel=(5, 1), padding=(2, 0), pe=4,
+       simd=20),
+    _c("bitconv_5x5_c2_k8_pe8_s50", "bitconv", cin=2, cout=8, h=6, w=6, kernel=(5, 5), padding=(2, 2), pe=8,
+       simd=50),
     # channelwise 1×1 convolutions
     _c("affine_c8", "affine", cin=8, h=8, w=8),
     _c("affine_c16", "affine", cin=16, h=8, w=8),
@@ -107,6 +118,8 @@ CONFIGS: tuple[dict, ...] = (
     _c("lanes_32to8_b2", "lanes", in_lanes=32, out_lanes=8, elem_bits=2),
     _c("fork_2x_w32", "fork", outputs=2, width=32),
     _c("fork_3x_w64", "fork", outputs=3, width=64),
+    _c("fork_4x_w16", "fork", outputs=4, width=16),
+    _c("fork_5x_w16", "fork", outputs=5, width=16),
 )
 
 
