@@ -363,7 +363,8 @@ def line_buffer_bits(*, channels: int, elem_bits: int, kernel, dilation, padded_
 
 def mac_array(*, in_count: int, in_bits: int, weight_bits: int, out_channels: int, pe: int, simd: int,
               acc_bits: int, family: str = "xc7", pixel_slices: int | None = None) -> Resources:
-    """PE × SIMD multipliers, a SIMD-way adder tree per PE, PE accumulators, the weight ROM (``NF·SF``
+    """PE × SIMD multipliers and their product register, a SIMD-way adder tree per PE into a register, PE
+    accumulators, the weight ROM (``NF·SF``
     words of ``pe·simd·weight_bits``; constants when ``NF·SF = 1``), the SF:1 slice select of the held
     input vector, and the fold counters. Each product is ``(in_bits+1) × weight_bits`` signed (the
     unsigned activation widened by its sign bit). ``pixel_slices``: the array reads its ``simd``
@@ -383,16 +384,26 @@ def mac_array(*, in_count: int, in_bits: int, weight_bits: int, out_channels: in
     select = _mux(sf if holds_vector else pixel_slices, simd * in_bits, family)
     # the adder trees (Yosys merges products and sums into $macc cells; Lattice flows build them in LUTs)
     # and the rest: slice select, accumulators, products in logic
-    # the slice register in front of the products: on 7-series the DSP48E1s take it (A registers) where
-    # the array holds its vector (measured: conv_dilated_1x3's 48 slice flip-flops and conv_1x1's 32,
-    # there on xcup, are absent on xc7); the per-PE fold-sum register behind the tree stays
-    absorbed = family == "xc7" and per_product and holds_vector
-    stage_registers = (0 if absorbed else simd * in_bits) + pe * tree_bits
+    # the register between the multipliers and the trees: a MacArray registers the pe × simd products
+    # (7-series DSPs take them as M registers: measured, conv_3x3_c8's flip-flops are the same with and
+    # without them on xc7, 216 more on ECP5); a transposed convolution registers the slice it multiplies.
+    # The per-PE fold-sum register behind the tree stays.
+    if holds_vector:
+        stage_registers = 0 if family == "xc7" and per_product else pe * simd * product_bits
+    else:
+        stage_registers = simd * in_bits
+    # with one fold per vector (SF = 1) the accumulator only adds the bias to the tree sum: 7-series DSPs
+    # take that add with both registers (P registers; measured, conv_3x3_c3_k4_full keeps only its held
+    # vector and window on xc7)
+    if family == "xc7" and per_product and holds_vector and sf == 1:
+        stage_registers, accumulators = 0, 0
+    else:
+        stage_registers, accumulators = stage_registers + pe * tree_bits, pe * acc_bits
     logic = (_part(family, "mac_tree", lut=adders)
              + _part(family, "mac_soft", lut=soft)
              + _part(family, "mac_select", lut=select)
              + _part(family, "mac", lut=accumulate,
-                     ff=(in_count * in_bits if holds_vector else 0) + stage_registers + pe * acc_bits + 4))
+                     ff=(in_count * in_bits if holds_vector else 0) + stage_registers + accumulators + 4))
     # (a transposed convolution's weight register is not absorbed: transposed_3x3s2_c4 keeps its 64)
     weights = (memory(nf * sf, pe * simd * weight_bits, family, rom=True,
                       register_absorbed=per_product > 0 and holds_vector)

@@ -39,8 +39,9 @@ class MacArray(wiring.Component):
     cycle one fold ``(nf, sf)`` (``SF = in_count / simd``; ``nf`` outer, ``sf`` inner) is issued:
     slice ``sf`` of the held vector (``simd`` elements) and the ``pe × simd`` weights of the fold,
     read from a synchronous :class:`~amaranth.lib.memory.Memory` ROM of ``NF·SF`` words, are
-    registered (stage 1); the ``pe × simd`` products are reduced per PE by balanced adder trees
-    into a register (stage 2); the PE accumulators start from the bias (a second ROM of ``NF``
+    multiplied in the cycle the fold issues (the ROM reads one fold ahead) and the ``pe × simd``
+    products registered (stage 1); they are reduced per PE by balanced adder trees into a register
+    (stage 2); the PE accumulators start from the bias (a second ROM of ``NF``
     words, or constants when ``NF = 1``) on ``sf = 0`` and add each tree sum; after ``sf = SF − 1``
     they are the output beat (stage 3, the accumulators are the output register). All
     products and sums are exact (Amaranth widens them) and only the final value is truncated.
@@ -50,7 +51,7 @@ class MacArray(wiring.Component):
     (:attr:`cycles_per_vector`); the next vector is taken in the cycle its predecessor's last
     fold issues. Latency: :attr:`latency` ``= SF + 3`` cycles from an input transfer to its first
     output beat (its folds issue in the ``SF`` cycles after the transfer, then 3 register stages:
-    slice and weights, adder trees, accumulators); each further beat follows ``SF`` cycles later.
+    products, adder trees, accumulators); each further beat follows ``SF`` cycles later.
     ``i_stream.ready`` depends on state and ``o_stream.ready`` only, never on ``i_stream.valid``.
     """
 
@@ -186,27 +187,32 @@ class MacArray(wiring.Component):
         with m.If(i.valid & i.ready):
             m.d.sync += [vec.eq(i.payload), have.eq(1)]
 
+        # The ROM reads ahead: its output register holds the weights of the fold `addr` names (the
+        # next value of `addr` is read at every enabled edge; a stalled edge changes neither), so a
+        # fold's products are formed in its issue cycle and registered (stage 1), and the multipliers
+        # and the adder trees fall in different stages.
         m.submodules.weights = rom = Memory(shape=unsigned(pe * simd * wb), depth=nf_count * sf_count,
                                             init=self._weight_words())
         w_port = rom.read_port()
-        m.d.comb += [w_port.addr.eq(addr), w_port.en.eq(en)]
-
-        # Stage 1: the slice of the fold and (from the ROM) its weights.
-        v1, first1, last1 = Signal(), Signal(), Signal()
-        x1 = Signal(xw * simd)
-        nf1 = Signal.like(nf)
-        with m.If(en):
-            m.d.sync += [
-                v1.eq(issue), first1.eq(sf == 0), last1.eq(sf == sf_count - 1), nf1.eq(nf),
-                x1.eq(vec.word_select(sf, xw * simd)),
-            ]
+        m.d.comb += [w_port.addr.eq(Mux(issue, Mux(last_fold, 0, addr + 1), addr)), w_port.en.eq(en)]
+        x0 = vec.word_select(sf, xw * simd)
 
         def x_elem(s):
-            value = x1.word_select(s, xw)
+            value = x0.word_select(s, xw)
             return value.as_signed() if self.in_shape.signed else value
 
-        sums = [_balanced_sum([x_elem(s) * w_port.data.word_select(p * simd + s, wb).as_signed()
-                               for s in range(simd)]) for p in range(pe)]
+        products = [[x_elem(s) * w_port.data.word_select(p * simd + s, wb).as_signed() for s in range(simd)]
+                    for p in range(pe)]
+
+        # Stage 1: the products of the fold.
+        v1, first1, last1 = Signal(), Signal(), Signal()
+        nf1 = Signal.like(nf)
+        prod1 = [[Signal(products[p][s].shape(), name=f"prod1_{p}_{s}") for s in range(simd)] for p in range(pe)]
+        with m.If(en):
+            m.d.sync += [v1.eq(issue), first1.eq(sf == 0), last1.eq(sf == sf_count - 1), nf1.eq(nf)]
+            m.d.sync += [prod1[p][s].eq(products[p][s]) for p in range(pe) for s in range(simd)]
+
+        sums = [_balanced_sum(prod1[p]) for p in range(pe)]
 
         # Stage 2: one adder-tree sum per PE; the bias of the fold's channels.
         v2, first2, last2 = Signal(), Signal(), Signal()

@@ -47,6 +47,9 @@ CONFIGS: tuple[dict, ...] = (
     # (added later, named to sort last) ERFNet's 1×3 with dilation: taps in registers, the gaps in a memory
     _c("conv_dilated_1x3_d4_c8_k8_pe4_s6_w16", "conv", cin=8, cout=8, h=6, w=16, kernel=(1, 3), padding=(0, 4),
        dilation=(1, 4), pe=4, simd=6),
+    # a deep weight ROM in logic (NF·SF = 48 words)
+    _c("conv_folded_3x3_c8_k8_pe1_s12", "conv", cin=8, cout=8, h=6, w=6, kernel=(3, 3), padding=(1, 1), pe=1,
+       simd=12),
     # binary-weight convolutions on 2-bit activations (bit planes and popcounts)
     _c("bitconv_1x1_c16_k8_pe4_s8", "bitconv", cin=16, cout=8, h=6, w=6, kernel=(1, 1), pe=4, simd=8),
     _c("bitconv_3x3_c4_k8_pe8_s36", "bitconv", cin=4, cout=8, h=6, w=6, kernel=(3, 3), padding=(1, 1), pe=8,
