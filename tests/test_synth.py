@@ -59,6 +59,7 @@ def test_nextpnr_progress_is_passed_on_phase_by_phase(monkeypatch):
            "Info: Running main analytical placer, max placement attempts per cell = 12324.",
            "Info: HeAP Placer Time: 0.50s", "Info: Routing 1078 arcs.",
            "Info:       1000 |      234        745 |  234   745 |       407|       0.77       0.77|",
+           "Info:     iter=4 wires=172503 overused=2213 overuse=2260 archfail=NA",
            "Info: Routing complete.", "Info: Max frequency for clock 'clk': 209.91 MHz (PASS at 50.00 MHz)"]
     command = [sys.executable, "-c", f"print({chr(10).join(log)!r})"]
     messages = []
@@ -73,6 +74,7 @@ def test_nextpnr_progress_is_passed_on_phase_by_phase(monkeypatch):
     messages.clear()
     synth_module._run_reporting(command, ".", "replay", messages.append)
     assert "router iteration 1000, 407 arcs left" in [m.split(": ", 1)[1] for m in messages]
+    assert "router iteration 4, 2213 wires overused" in [m.split(": ", 1)[1] for m in messages]
     assert "at initial placer iter 1, wirelen = 3278" in [m.split(": ", 1)[1] for m in messages]
 
 
