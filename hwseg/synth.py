@@ -149,16 +149,24 @@ def totals(cells: dict, family: str) -> dict:
     raise ValueError(f"family must be one of {', '.join(FAMILIES)}, not {family!r}")
 
 
+def _not_installed(command: list[str], what: str) -> SynthesisError:
+    return SynthesisError(f"{command[0]} is not installed; run `pip install -e .` (it installs the YoWASP tools) "
+                          f"and retry {what}")
+
+
+def _timed_out(what: str) -> SynthesisError:
+    return SynthesisError(f"{what} took more than {TIMEOUT_SECONDS // 60} minutes and was stopped; "
+                          f"try a smaller design")
+
+
 def _run(command: list[str], cwd: str, what: str) -> subprocess.CompletedProcess:
     try:
         return subprocess.run(command, cwd=cwd, env=_tool_env(), capture_output=True, text=True,
                               timeout=TIMEOUT_SECONDS)
     except FileNotFoundError:
-        raise SynthesisError(f"{command[0]} is not installed; run `pip install -e .` (it installs the "
-                             f"YoWASP tools) and retry {what}") from None
+        raise _not_installed(command, what) from None
     except subprocess.TimeoutExpired:
-        raise SynthesisError(f"{what} took more than {TIMEOUT_SECONDS // 60} minutes and was stopped; "
-                             f"try a smaller design") from None
+        raise _timed_out(what) from None
 
 
 #: nextpnr lines passed on as progress: its phases, and its placer's and router's iteration reports (at
@@ -180,8 +188,7 @@ def _run_reporting(command: list[str], cwd: str, what: str, progress: Callable[[
         process = subprocess.Popen(command, cwd=cwd, env=_tool_env(), stdout=subprocess.PIPE,
                                    stderr=subprocess.STDOUT, text=True, bufsize=1)
     except FileNotFoundError:
-        raise SynthesisError(f"{command[0]} is not installed; run `pip install -e .` (it installs the "
-                             f"YoWASP tools) and retry {what}") from None
+        raise _not_installed(command, what) from None
     started = time.monotonic()
     lines: list[str] = []
     last_iteration = -_ITERATION_EVERY
@@ -205,8 +212,7 @@ def _run_reporting(command: list[str], cwd: str, what: str, progress: Callable[[
     finally:
         killer.cancel()
     if time.monotonic() - started >= TIMEOUT_SECONDS:
-        raise SynthesisError(f"{what} took more than {TIMEOUT_SECONDS // 60} minutes and was stopped; "
-                             f"try a smaller design")
+        raise _timed_out(what)
     return status, "".join(lines)
 
 
