@@ -40,10 +40,12 @@ DOCS = ROOT / "docs" / "calibration.md"
 
 def prepare(graph):
     """The hardware passes on a configuration's graph (its foldings are set already)."""
+    from hwseg.estimate.cycles import window_kind
     from hwseg.estimate.dataflow import dataflow
     from hwseg.passes import prepare_for_hardware
 
-    return prepare_for_hardware(graph, cost=lambda node, pe, simd: {}, budget={"lut": 1}, dataflow=dataflow)
+    return prepare_for_hardware(graph, cost=lambda node, pe, simd: {}, budget={"lut": 1}, dataflow=dataflow,
+                                window_kind=window_kind)
 
 
 def component(spec: dict):

@@ -20,12 +20,12 @@ from typing import Mapping
 from .boards import Board, known_boards
 from .errors import DoesNotFitError, FoldingError, HwsegError
 from .estimate import NetworkEstimate, estimate_graph
-from .estimate.cycles import layer_cycles
+from .estimate.cycles import layer_cycles, window_kind
 from .estimate.dataflow import dataflow
 from .estimate.network import component_estimate, conv_compute
 from .estimate.report import resource_label
 from .ir import Graph, MulShift, Threshold
-from .passes import annotate_lanes, prepare_for_hardware, set_folding, size_fifos
+from .passes import lanes_for_hardware, prepare_for_hardware, set_folding, size_fifos
 
 __all__ = ["fold", "read_folding", "FIT_ROUNDS"]
 
@@ -35,13 +35,13 @@ FIT_ROUNDS = 8
 
 def _folding_cost(graph: Graph, board: Board):
     """``cost(node, pe, simd)`` for :mod:`.passes.set_folding`: what changes with a convolution's folding
-    on ``board`` — its MAC array, and the requantizer after it, which works on its ``pe`` lanes."""
+    on ``board`` — its MAC array and window, and the requantizer after it, which works on its ``pe`` lanes."""
     family, uram = board.family, bool(board.uram)
     convs = {n.name for n in set_folding.foldable(graph)}
     # any folding will do to give every stream its lanes; each requantizer is then estimated at pe lanes
     seeded = graph.replace([n.with_attrs(pe=n.attrs.get("pe", 1), simd=n.attrs.get("simd", 1)) if n.name in convs
                             else n for n in graph])
-    lanes, _ = annotate_lanes.apply(seeded)
+    lanes = lanes_for_hardware(seeded, window_kind=window_kind)
     requantizers = {name: [n for n in lanes.consumers(name) if isinstance(n.op, (MulShift, Threshold))]
                     for name in convs}
     cache = {}
@@ -52,7 +52,7 @@ def _folding_cost(graph: Graph, board: Board):
         return cache[node.name, pe]
 
     def cost(node, pe, simd):
-        spent = conv_compute(graph, node, pe, simd, family)
+        spent = conv_compute(graph, node, pe, simd, family, uram)
         for reader in requantizers[node.name]:
             spent = spent + requantizer(reader, pe)
         return spent.as_dict()
@@ -77,13 +77,14 @@ class _Fit:
 
 def _estimate(folder, picks, board):
     prepared = prepare_for_hardware(folder.assign(picks), budget=dict(board.resources), dataflow=dataflow,
+                                    window_kind=window_kind,
                                     cost=lambda node, pe, simd: {})   # every convolution is folded already
     return prepared, estimate_graph(prepared, board)
 
 
 def _quick_estimate(folder, picks, board):
     """The estimate without the FIFOs on the inputs of joins (the slow part of the passes)."""
-    graph, _ = annotate_lanes.apply(folder.assign(picks))
+    graph = lanes_for_hardware(folder.assign(picks), window_kind=window_kind)
     graph, _ = size_fifos.apply(graph)
     return estimate_graph(graph, board)
 
@@ -120,13 +121,44 @@ def _fit(folder, board, target: int | None = None) -> _Fit:
             return _Fit(prepared, estimate, found[0], rest)
     if target is not None:
         return _Fit(None, None, None, rest)
-    # Nothing fits: the cheapest folding, weighted against what is short (but not against a resource that
-    # the rest of the design overflows on its own: no folding can help that one)
-    picks, _ = folder.pick(math.inf, {key: available[key] - rest[key] if rest[key] < available[key]
-                                      else available[key] for key in available})
-    prepared, estimate = _estimate(folder, picks, board)
-    fits = not estimate.overflows()
-    return _Fit(prepared, estimate, max([c.cycles for c in picks.values()] + [folder.floor]) if fits else None, rest)
+    return _cheapest(folder, board, rest)
+
+
+def _overflow(estimate) -> float:
+    """How far a design is from fitting: its largest need ÷ have over the resources it overflows (0: fits)."""
+    return max([need / have for need, have in estimate.overflows().values()] + [0.0])
+
+
+def _cheapest(folder, board, rest) -> _Fit:
+    """Nothing fits at the highest throughput that the cost model admits: try the cheapest designs, each by
+    its full estimate — the cheapest folding weighted against what is short (but not against a resource that
+    the rest of the design overflows on its own: no folding helps that one), every convolution fully folded,
+    and for each resource these overflow the folding that spends the least of it. The fastest that fits is
+    the design; if none does, the one nearest to fitting (its worst resource the least over), marked by
+    ``fully_folded`` (``_Fit.target`` None)."""
+    available = dict(board.resources)
+    weighted, _ = folder.pick(math.inf, {key: available[key] - rest[key] if rest[key] < available[key]
+                                         else available[key] for key in available})
+    tried: dict = {}
+
+    def attempt(picks):
+        key = tuple(sorted((name, c.pe, c.simd) for name, c in picks.items()))
+        if key not in tried:
+            tried[key] = (picks, *_estimate(folder, picks, board))
+        return tried[key]
+
+    for picks in (weighted, folder.fully_folded()):
+        attempt(picks)
+    for key in {key for _, _, estimate in list(tried.values()) for key in estimate.overflows()}:
+        attempt(folder.cheapest_in(key, available))
+    fitting = [(estimate.cycles_per_frame, index) for index, (_, _, estimate) in enumerate(tried.values())
+               if not estimate.overflows()]
+    designs = list(tried.values())
+    if fitting:
+        picks, prepared, estimate = designs[min(fitting)[1]]
+        return _Fit(prepared, estimate, max([c.cycles for c in picks.values()] + [folder.floor]), rest)
+    picks, prepared, estimate = min(designs, key=lambda design: (_overflow(design[2]), design[2].cycles_per_frame))
+    return _Fit(prepared, estimate, None, rest)
 
 
 def _rate(fps: float) -> str:

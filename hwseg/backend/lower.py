@@ -74,7 +74,8 @@ def _conv(graph: Graph, node) -> Callable:
                   kernel=op.kernel, stride=op.stride, padding=op.padding, dilation=op.dilation,
                   weights=weights, bias=op.bias.tolist(), pe=node.attrs["pe"], simd=node.attrs["simd"],
                   acc_shape=amaranth_shape(out.dtype),
-                  arithmetic="popcount" if isinstance(op.weight_type, Bipolar) else "multiply")
+                  arithmetic="popcount" if isinstance(op.weight_type, Bipolar) else "multiply",
+                  window=node.attrs.get("window", "register"))
     return lambda: Conv2dLayer(**params)
 
 

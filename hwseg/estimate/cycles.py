@@ -7,18 +7,26 @@ So window ``i+1`` is taken ``max(gap_i, F)`` cycles after window ``i``, where ``
 the number of padded positions between the two windows, and a frame (whose gaps add up to
 the padded frame size) takes ``Σ_i max(gap_i, F)`` cycles in steady state.
 
+A convolution whose ``simd`` divides its input channels may instead serve its windows from memory
+(:class:`hwseg.hw.folded_window.FoldedWindow`, :func:`window_kind` "folded"): a writer stores ``CB =
+C/simd`` slices per padded position, at most ``slack`` positions past the window being read, and a
+reader serves each window ``NF`` times, ``SF`` slices, one per cycle (:func:`folded_window_cycles`).
+
 The network's period is that of its slowest layer; fps = clock / period.
 """
 
 from __future__ import annotations
 
+from functools import lru_cache
 from math import ceil, log2
 
+import numpy as np
+
 from ..errors import UnsupportedError
-from ..ir import (Add, ArgMax, AvgPool, Concat, Conv2d, ConvTranspose2d, Fork, Graph, Input, MaxPool, MulShift, Threshold,
+from ..ir import (Add, ArgMax, AvgPool, Bipolar, Concat, Conv2d, ConvTranspose2d, Fork, Graph, Input, MaxPool, MulShift, Threshold,
                   Upsample)
 
-__all__ = ["window_layer_cycles", "layer_cycles", "layer_latency", "cycles_per_window", "transposed_cycles",
+__all__ = ["window_layer_cycles", "folded_window_cycles", "folded_window_steps", "folded_window_geometry", "window_kind", "layer_cycles", "layer_latency", "cycles_per_window", "transposed_cycles",
            "transposed_axis_folds", "transposed_buffer_rows", "upsample_buffer_rows"]
 
 
@@ -37,6 +45,138 @@ def window_layer_cycles(*, padded: tuple[int, int], out: tuple[int, int], kernel
     return ho * in_row * max(sw, f) + (ho - 1) * max(row_gap, f) + max(frame_gap, f)
 
 
+def _folded_frames(*, padded, out, kernel, stride, dilation, beats_per_pixel, cycles_per_window, slack):
+    """A FoldedWindow's schedule at full rate, frame after frame: yields ``(state, runs)`` per frame, with
+    ``state`` (``ahead`` and the writer's beat within its position) when the reader starts the frame's first
+    window, and ``runs`` a list of ``(step, count)``: ``count`` windows each starting ``step`` cycles after
+    the one before (the first run's first step is measured from the previous frame's last window, or for
+    the first frame from cycle 0).
+
+    Exact, by the window-to-window recurrence of the hardware: the reader serves window ``i`` for ``F``
+    cycles; meanwhile the writer, ``CB`` cycles per padded position, writes while it is fewer than
+    ``slack`` positions past window ``i``'s newest (``ahead < slack``); moving on takes the next window's
+    gap off ``ahead``, and the reader waits while ``ahead < 0``. Once an in-row window leaves the state as
+    the one before it did, the rest of the row repeats it."""
+    (hp, wp), (ho, wo), (kh, kw), (sh, sw), (dh, dw) = padded, out, kernel, stride, dilation
+    cb, f = beats_per_pixel, cycles_per_window
+    span = (kh - 1) * dh * wp + (kw - 1) * dw + 1
+    next_row = sh * wp - (wo - 1) * sw
+    next_frame = hp * wp - (ho - 1) * sh * wp - (wo - 1) * sw
+    ahead, beat, step = 0, 0, span * cb          # the first window waits for its `span` positions
+    while True:
+        runs = []
+        state = (ahead, beat)
+        for oy in range(ho):
+            ox, previous = 0, None
+            while ox < wo:
+                runs.append((step, 1))
+                if ahead < slack:                     # the writer during the window's F cycles
+                    if (slack - ahead) * cb - beat <= f:
+                        ahead, beat = slack, 0
+                    else:
+                        done, beat = divmod(beat + f, cb)
+                        ahead += done
+                ahead -= sw if ox < wo - 1 else (next_row if oy < ho - 1 else next_frame)
+                step = f
+                if ahead < 0:                         # the reader waits for the next window's last position
+                    step += -ahead * cb - beat
+                    ahead, beat = 0, 0
+                ox += 1
+                if ox < wo - 1 and previous == (ahead, beat, step):
+                    runs.append((step, wo - 1 - ox))  # windows ox .. wo − 2 repeat this step
+                    ox = wo - 1
+                previous = (ahead, beat, step)
+        yield state, runs
+
+
+@lru_cache(maxsize=4096)
+def folded_window_cycles(*, padded: tuple[int, int], out: tuple[int, int], kernel, stride, dilation,
+                         beats_per_pixel: int, cycles_per_window: int, slack: int) -> int:
+    """Steady-state cycles per frame of a :class:`~hwseg.hw.folded_window.FoldedWindow` at full rate
+    (:func:`_folded_frames`): frames are run until the state at a frame's first window repeats."""
+    seen, time = {}, 0
+    frames = _folded_frames(padded=padded, out=out, kernel=kernel, stride=stride, dilation=dilation,
+                            beats_per_pixel=beats_per_pixel, cycles_per_window=cycles_per_window, slack=slack)
+    for frame, (state, runs) in enumerate(frames):
+        first_step = runs[0][0]
+        if state in seen:                        # the state repeats: so does everything after it
+            first_time, first_frame = seen[state]
+            return -(-(time + first_step - first_time) // (frame - first_frame))
+        seen[state] = (time + first_step, frame)
+        time += sum(step * count for step, count in runs)
+
+
+def folded_window_steps(*, padded: tuple[int, int], out: tuple[int, int], kernel, stride, dilation,
+                        beats_per_pixel: int, cycles_per_window: int, slack: int, frames: int) -> np.ndarray:
+    """Cycles from each window's first read to the next one's over ``frames`` frames at full rate (entry 0:
+    from cycle 0 to the first window's), as :func:`_folded_frames` schedules them."""
+    schedule = _folded_frames(padded=padded, out=out, kernel=kernel, stride=stride, dilation=dilation,
+                              beats_per_pixel=beats_per_pixel, cycles_per_window=cycles_per_window, slack=slack)
+    runs = [run for _, (_, frame_runs) in zip(range(frames), schedule) for run in frame_runs]
+    steps, counts = zip(*runs)
+    return np.repeat(np.array(steps, dtype=np.int64), counts)
+
+
+def folded_window_geometry(*, padded: tuple[int, int], out: tuple[int, int], kernel, stride, dilation) -> dict:
+    """A FoldedWindow's ``span`` (padded positions one window covers), its ``gaps`` (in a row, to the next
+    row, to the next frame) and its default ``slack`` (the larger in-frame gap plus one stride), as
+    :class:`hwseg.hw.folded_window.FoldedWindow` computes them."""
+    (hp, wp), (ho, wo), (kh, kw), (sh, sw), (dh, dw) = padded, out, kernel, stride, dilation
+    gaps = (sw, sh * wp - (wo - 1) * sw, hp * wp - (ho - 1) * sh * wp - (wo - 1) * sw)
+    slack = max(gaps[0] if wo > 1 else 1, gaps[1] if ho > 1 else 1) + sw
+    return {"span": (kh - 1) * dh * wp + (kw - 1) * dw + 1, "gaps": gaps, "slack": slack}
+
+
+def _window_geometry(graph: Graph, node) -> dict:
+    op, x, out = node.op, graph.input_types(node.name)[0], graph.types[node.name]
+    return dict(padded=(x.height + 2 * op.padding[0], x.width + 2 * op.padding[1]), out=(out.height, out.width),
+                kernel=op.kernel, stride=op.stride, dilation=op.dilation)
+
+
+def _folded_cycles(graph: Graph, node) -> int:
+    geometry = _window_geometry(graph, node)
+    cb = graph.input_types(node.name)[0].channels // node.attrs["simd"]
+    return folded_window_cycles(**geometry, beats_per_pixel=cb, cycles_per_window=cycles_per_window(graph, node),
+                                slack=folded_window_geometry(**geometry)["slack"])
+
+
+#: A folded window may be this much slower than the register window (1 + 1/64): it loses only the cycles its
+#: writer needs at a frame's start beyond its slack (``CB`` per padded position of the frame gap: 0.016 % of
+#: a 3×1 convolution of 64 channels at 512×256 folded to one MAC, under 1.5 % of any fully folded layer
+#: of at least 4 output channels and 4 output rows), and it saves the window's flip-flops.
+FOLDED_SLOWDOWN = (1, 64)
+
+
+def window_kind(graph: Graph, node) -> str | None:
+    """How a convolution gets its windows: ``"folded"`` (served ``simd`` elements per cycle from memory,
+    the MAC array holding nothing) where it multiplies (not a bit convolution), its ``simd`` divides its
+    input channels and its frame takes at most :data:`FOLDED_SLOWDOWN` more cycles than with the register
+    window; ``"register"`` (the whole window in flip-flops, copied into the MAC array) otherwise; None for a
+    layer without a window. A node's ``window_request`` attribute (``"register"``, or ``"folded"`` where
+    that is possible) overrides it.
+
+    The folded window keeps ``simd`` elements in flip-flops instead of ``2·kh·kw·C`` and the same pixels in
+    memory plus ``slack``. Its frame start costs it the writer's cycles beyond the slack, which
+    :func:`layer_cycles` counts; a layer whose writer is the busier side (``NF·kh·kw < sh·sw``, or toy
+    frames with few windows) keeps its register window, so that the folded one never slows a design."""
+    op = node.op
+    if not isinstance(op, Conv2d) or op.channelwise or (
+            op.kernel == (1, 1) and op.stride == (1, 1) and op.padding == (0, 0)):
+        return None
+    channels = graph.input_types(node.name)[0].channels
+    request = node.attrs.get("window_request")
+    if request not in (None, "register", "folded"):
+        raise UnsupportedError(f"layer {node.name!r}: window_request must be 'register' or 'folded', "
+                               f"not {request!r}")
+    if isinstance(op.weight_type, Bipolar) or channels % node.attrs["simd"]:
+        return "register"      # (a "folded" request is checked with its simd where it is made: set_folding)
+    if request is not None:
+        return request
+    register = window_layer_cycles(**_window_geometry(graph, node), cycles_per_window=cycles_per_window(graph, node))
+    slower, whole = FOLDED_SLOWDOWN
+    return "folded" if _folded_cycles(graph, node) * whole <= register * (whole + slower) else "register"
+
+
 def cycles_per_window(graph: Graph, node) -> int:
     """``NF·SF`` of a convolution at its folding (1 for a max-pool)."""
     op = node.op
@@ -51,6 +191,8 @@ def layer_cycles(graph: Graph, node) -> int:
     op, out = node.op, graph.types[node.name]
     if isinstance(op, Conv2d) and op.channelwise:
         return out.pixels
+    if window_kind(graph, node) == "folded":
+        return _folded_cycles(graph, node)
     if isinstance(op, (Conv2d, MaxPool, AvgPool)):
         x = graph.input_types(node.name)[0]
         padded = (x.height + 2 * op.padding[0], x.width + 2 * op.padding[1])
@@ -93,6 +235,8 @@ def layer_latency(graph: Graph, node) -> int:
     if isinstance(op, Conv2d) and op.channelwise:
         return front + 1
     if isinstance(op, Conv2d):
+        # (a folded window's 2 cycles to its first slice and the serial MacArray's 3 stages after the
+        # SF-th slice add up to the same: 1 + SF + 3)
         window = 0 if (op.kernel, op.stride, op.padding) == ((1, 1), (1, 1), (0, 0)) else 1
         x = graph.input_types(node.name)[0]
         sf = op.kernel[0] * op.kernel[1] * x.channels // node.attrs["simd"]

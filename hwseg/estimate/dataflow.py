@@ -36,7 +36,8 @@ import numpy as np
 from ..errors import UnsupportedError
 from ..ir import (Add, ArgMax, AvgPool, Concat, Conv2d, ConvTranspose2d, Fork, Graph, Input, MaxPool, MulShift, Threshold,
                   Upsample)
-from .cycles import _phase_taps, layer_cycles, layer_latency, transposed_buffer_rows, upsample_buffer_rows
+from .cycles import (_phase_taps, folded_window_geometry, folded_window_steps, layer_cycles, layer_latency,
+                     transposed_buffer_rows, upsample_buffer_rows)
 
 __all__ = ["window_inputs_needed", "transposed_inputs_needed", "upsample_inputs_needed", "inputs_needed",
            "input_pixels_needed", "PixelCounts", "StreamTiming", "Dataflow", "dataflow"]
@@ -442,6 +443,8 @@ class StreamTiming:
             folds = (op.out_channels // node.attrs["pe"]) * (op.kernel[0] * op.kernel[1] * x.channels // node.attrs["simd"])
             if not _is_window(op):
                 return ("vector", folds, folds + 3)
+            if node.attrs.get("window") == "folded":
+                return ("window", folds + 3, self._folded_walk(x, op, x.channels // node.attrs["simd"], folds))
             return ("window", folds + 3, self._walk(x, op.kernel, op.stride, op.padding, op.dilation, folds))
         if isinstance(op, MaxPool):
             return ("window", 1, self._walk(x, op.kernel, op.stride, op.padding, (1, 1), 1))
@@ -486,6 +489,30 @@ class StreamTiming:
             self._walks[key] = self._walk_geometry(x, kernel, stride, padding, dilation)
         walk = dict(self._walks[key])
         walk["offset"] = _offsets(walk["windows"].shape[0], np.maximum(walk["gap"], folds))
+        return walk
+
+    def _folded_walk(self, x, op, beats: int, folds: int) -> dict:
+        """A folded window's index arrays (:class:`hwseg.hw.folded_window.FoldedWindow`): the walk's
+        geometry with ``scale = CB`` cycles per padded position, the windows' steps at full rate
+        (:func:`.cycles.folded_window_steps`), and for each in-frame pixel the window whose last read lets
+        the writer reach it (``released``, −1: none; the writer stays at most ``slack`` positions past the
+        window being read) and the first position that waited for that read (``release_position``)."""
+        key = (x.height, x.width, tuple(op.kernel), tuple(op.stride), tuple(op.padding), tuple(op.dilation))
+        if key not in self._walks:
+            self._walks[key] = self._walk_geometry(x, op.kernel, op.stride, op.padding, op.dilation)
+        walk = dict(self._walks[key])
+        padded = (x.height + 2 * op.padding[0], x.width + 2 * op.padding[1])
+        out = ((padded[0] - op.dilation[0] * (op.kernel[0] - 1) - 1) // op.stride[0] + 1,
+               (padded[1] - op.dilation[1] * (op.kernel[1] - 1) - 1) // op.stride[1] + 1)
+        geometry = dict(padded=padded, out=out, kernel=tuple(op.kernel), stride=tuple(op.stride),
+                        dilation=tuple(op.dilation))
+        slack = folded_window_geometry(**geometry)["slack"]
+        steps = folded_window_steps(**geometry, beats_per_pixel=beats, cycles_per_window=folds, slack=slack,
+                                    frames=self.frames)
+        windows = walk["windows"]
+        released = np.searchsorted(windows + slack, walk["pixels"], side="left") - 1
+        walk.update(scale=beats, folds=folds, offset=_offsets(windows.shape[0], steps), released=released,
+                    release_position=np.where(released >= 0, windows[np.maximum(released, 0)] + slack + 1, 0))
         return walk
 
     def _walk_geometry(self, x, kernel, stride, padding, dilation) -> dict:
@@ -573,14 +600,23 @@ class StreamTiming:
         if kind[0] == "window":
             _, latency, walk = kind
             pixels, windows, segment = walk["pixels"], walk["windows"], walk["segment"]
+            scale = walk.get("scale", 1)                   # cycles per padded position
             count = windows.shape[0]
-            # the walker reaches window i from pixel q (there at a_q) p_i − pos_q cycles later
-            lead = arrive - pixels
+            # the walker reaches window i from pixel q (there at a_q) scale·(p_i − pos_q) cycles later
+            lead = arrive - scale * pixels
             ready = np.zeros(count + 1, dtype=np.int64)
             ready[walk["start_segments"]] = np.maximum(np.maximum.reduceat(lead, walk["starts"]), 0)
-            leave = _earliest(ready[:count] + windows + 1, walk["offset"])
+            leave = _earliest(ready[:count] + scale * windows + 1, walk["offset"])
             if not takes:
                 return leave + latency, []
+            if "released" in walk:
+                # a folded window's writer reaches pixel q once the reader has moved on to the window that
+                # lets it (the cycle after the last read of the one before), then CB cycles per position
+                released = walk["released"]
+                after = np.where(released >= 0, leave[np.maximum(released, 0)] + walk["folds"] + scale - 1
+                                 + scale * (pixels - walk["release_position"]), -NEVER)
+                return leave + latency, [np.maximum.accumulate(np.maximum(arrive, after) - scale * pixels)
+                                         + scale * pixels]
             # an in-frame position is pushed once the previous window has left and its pixel is there
             after = np.concatenate([[0], leave])[segment] + walk["walk"]
             pushed = np.maximum.accumulate(lead + walk["spread"]) - walk["spread"] + pixels
@@ -631,7 +667,7 @@ class StreamTiming:
             leave = _latest(latest - latency, walk["offset"])
             led = walk["led"]
             take = np.full(led.shape[0], NEVER)
-            take[led] = leave[walk["segment"][led]] - 1 - walk["to_window"]
+            take[led] = leave[walk["segment"][led]] - 1 - walk.get("scale", 1) * walk["to_window"]
             return leave + latency, [take]
         _, latency, plan = kind                                            # stepper
         steps, first = plan["steps"], plan["first"]

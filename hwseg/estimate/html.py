@@ -91,14 +91,16 @@ def _roofline_section(estimate: NetworkEstimate) -> list[str]:
     if roof is None:
         return []
     binding = resource_label(roof.binding, estimate.board)
-    bars = [("estimated", estimate.fps, _fps_text(estimate.fps), True),
+    fits = not estimate.overflows()     # a design that does not fit has no frame rate to chart
+    bars = [("estimated", estimate.fps, _fps_text(estimate.fps), True)] * fits + [
             (f"compute bound ({binding})", roof.compute_fps, _fps_text(roof.compute_fps), False),
             ("stream bound", roof.stream_fps, _fps_text(roof.stream_fps), False)]
     chart = _bar_chart("roofline", "frames per second: the estimate beside the board's bounds", bars,
                        mark="achieved", star=False)
     fraction = roofline_fraction(estimate)
     figures = [
-        ("estimated", _fps_text(estimate.fps), f"{estimate.cycles_per_frame:,} cycles per frame"),
+        ("estimated", _fps_text(estimate.fps) if fits else "none: does not fit",
+         f"{estimate.cycles_per_frame:,} cycles per frame"),
         ("compute bound", _fps_text(roof.compute_fps),
          f"{roof.compute_cycles:,.1f} cycles per frame with the board's {binding}s all MAC lanes, shared among "
          f"the layers in proportion to their MACs ({binding}-bound)"),
@@ -131,7 +133,7 @@ def report_html(estimate: NetworkEstimate, title: str, synthesized: dict | None 
     board, bottleneck = estimate.board, estimate.bottleneck
     summary = [("board", f"{board.name} ({board.part})"), ("clock", f"{board.clock_mhz:g} MHz"),
                ("cycles per frame", f"{estimate.cycles_per_frame:,} (bottleneck {bottleneck})"),
-               ("frames per second", _fps_text(estimate.fps))]
+               ("frames per second", _fps_text(estimate.fps) if not estimate.overflows() else "none: does not fit")]
     body = [f"<h1>{escape(title)}: resource and throughput estimate</h1>",
             '<table class="summary">' + "".join(f'<tr><th>{escape(k)}</th><td data-summary="{escape(k)}">'
                                                 f'{escape(v)}</td></tr>' for k, v in summary) + "</table>",

@@ -13,7 +13,8 @@ from ..errors import UnsupportedError
 from ..ir import (Add, ArgMax, AvgPool, Bipolar, Concat, Conv2d, ConvTranspose2d, Fork, Graph, Input, MaxPool, MulShift,
                   Threshold, Upsample)
 from . import resources as R
-from .cycles import layer_cycles, transposed_buffer_rows, upsample_buffer_rows
+from .cycles import (folded_window_geometry, layer_cycles, transposed_buffer_rows, upsample_buffer_rows,
+                     window_kind)
 from .roofline import Roofline, roofline
 
 __all__ = ["LayerEstimate", "NetworkEstimate", "estimate_graph", "conv_compute", "component_estimate"]
@@ -147,17 +148,42 @@ def _stitching(graph: Graph, node, family: str = "xc7", uram: bool = False) -> R
     return total
 
 
-def conv_compute(graph: Graph, node, pe: int, simd: int, family: str = "xc7") -> R.Resources:
-    """Resources of a convolution's compute (its MAC array) at folding ``pe`` × ``simd`` on a ``family``
-    part; a transposed convolution's weight ROM holds every tap of every phase (``kh·kw·C_in`` per channel)."""
+def conv_compute(graph: Graph, node, pe: int, simd: int, family: str = "xc7", uram: bool = False, *,
+                 with_window: bool = True) -> R.Resources:
+    """Resources of a convolution that depend on its folding ``pe`` × ``simd`` on a ``family`` part: its MAC
+    array and (``with_window``), for a Conv2d with a window, that window (register or folded,
+    :func:`.cycles.window_kind` at this folding); a transposed convolution's weight ROM holds every tap of every phase (``kh·kw·C_in``
+    per channel)."""
     op, x, out = node.op, graph.input_types(node.name)[0], graph.types[node.name]
     k = op.kernel[0] * op.kernel[1] * x.channels
+    kind = window_kind(graph, node.with_attrs(pe=pe, simd=simd)) if isinstance(op, Conv2d) else None
+    window = _window(graph, node, kind, pe, simd, family, uram) if with_window else R.Resources()
     if isinstance(op.weight_type, Bipolar):
-        return R.bit_mac_array(in_count=k, in_bits=x.dtype.bits, out_channels=op.out_channels, pe=pe, simd=simd,
-                               acc_bits=out.dtype.bits, family=family)
-    return R.mac_array(in_count=k, in_bits=x.dtype.bits, weight_bits=op.weight_type.bits,
-                       out_channels=op.out_channels, pe=pe, simd=simd, acc_bits=out.dtype.bits, family=family,
-                       pixel_slices=x.channels // simd if isinstance(op, ConvTranspose2d) else None)
+        return window + R.bit_mac_array(in_count=k, in_bits=x.dtype.bits, out_channels=op.out_channels, pe=pe,
+                                        simd=simd, acc_bits=out.dtype.bits, family=family)
+    return window + R.mac_array(in_count=k, in_bits=x.dtype.bits, weight_bits=op.weight_type.bits,
+                                out_channels=op.out_channels, pe=pe, simd=simd, acc_bits=out.dtype.bits,
+                                family=family, serial=kind == "folded",
+                                pixel_slices=x.channels // simd if isinstance(op, ConvTranspose2d) else None)
+
+
+def _window(graph: Graph, node, kind: str | None, pe: int, simd: int, family: str, uram: bool) -> R.Resources:
+    """The window of a Conv2d, MaxPool or AvgPool (nothing for a pointwise convolution)."""
+    if kind is None and not isinstance(node.op, (MaxPool, AvgPool)):
+        return R.Resources()
+    op, x = node.op, graph.input_types(node.name)[0]
+    dilation = op.dilation if isinstance(op, Conv2d) else (1, 1)
+    padded = (x.height + 2 * op.padding[0], x.width + 2 * op.padding[1])
+    if kind == "folded":
+        out = graph.types[node.name]
+        geometry = folded_window_geometry(padded=padded, out=(out.height, out.width), kernel=op.kernel,
+                                          stride=op.stride, dilation=dilation)
+        return R.folded_window(channels=x.channels, elem_bits=x.dtype.bits, simd=simd,
+                               repeats=op.out_channels // pe, kernel=op.kernel, padded_width=padded[1],
+                               padded_height=padded[0], out_width=out.width, out_height=out.height,
+                               ring_positions=geometry["span"] + geometry["slack"], family=family, uram=uram)
+    return R.sliding_window(channels=x.channels, elem_bits=x.dtype.bits, kernel=op.kernel, dilation=dilation,
+                            padded_width=padded[1], padded_height=padded[0], family=family, uram=uram)
 
 
 def component_estimate(graph: Graph, node, family: str, uram: bool = False) -> R.Resources:
@@ -187,6 +213,13 @@ def _line_buffer_memory(graph: Graph, node, family: str, uram: bool) -> tuple[st
     if isinstance(op, Upsample):
         rows = upsample_buffer_rows(height=x.height, width=x.width, factor=op.factor, mode=op.mode)
         return _placement(x.width, rows * pixel, family, uram)
+    if window_kind(graph, node) == "folded":
+        geometry = folded_window_geometry(padded=(x.height + 2 * op.padding[0], x.width + 2 * op.padding[1]),
+                                          out=(out.height, out.width), kernel=op.kernel, stride=op.stride,
+                                          dilation=op.dilation)
+        simd = node.attrs["simd"]
+        return _placement((geometry["span"] + geometry["slack"]) * (x.channels // simd), simd * x.dtype.bits,
+                          family, uram)
     if isinstance(op, (Conv2d, MaxPool, AvgPool)) and not (isinstance(op, Conv2d) and op.channelwise):
         shape = R.window_memory_shape(channels=x.channels, elem_bits=x.dtype.bits, kernel=op.kernel,
                                       dilation=op.dilation if isinstance(op, Conv2d) else (1, 1),
@@ -214,20 +247,20 @@ def _estimate_resources(graph: Graph, node, family: str = "xc7", uram: bool = Fa
         dilation = op.dilation if isinstance(op, Conv2d) else (1, 1)
         padded = (x.height + 2 * padding[0], x.width + 2 * padding[1])
         pointwise = isinstance(op, Conv2d) and kernel == (1, 1) and stride == (1, 1) and padding == (0, 0)
-        window, line_buffer = R.Resources(), ()  # a pointwise convolution takes pixels as they come
-        if not pointwise:
-            window = R.sliding_window(channels=x.channels, elem_bits=x.dtype.bits, kernel=kernel,
-                                      dilation=dilation, padded_width=padded[1], padded_height=padded[0],
-                                      family=family, uram=uram)
-            # (kh−1)·dh padded rows (the last L pixels of each in the tap registers, the rest in RAM)
-            if kernel[0] > 1:
-                line_buffer = ((kernel[0] - 1) * dilation[0], padded[1], x.channels, x.dtype.bits)
+        line_buffer = ()  # a pointwise convolution takes pixels as they come
+        # (kh−1)·dh padded rows (a register window: the last L pixels of each in the tap registers, the rest
+        # in RAM; a folded one: all in its ring, with its slack)
+        if not pointwise and kernel[0] > 1:
+            line_buffer = ((kernel[0] - 1) * dilation[0], padded[1], x.channels, x.dtype.bits)
         if isinstance(op, Conv2d):
             pe, simd = node.attrs["pe"], node.attrs["simd"]
             k = kernel[0] * kernel[1] * x.channels
-            compute = conv_compute(graph, node, pe, simd, family)
+            window, compute = R.Resources(), conv_compute(graph, node, pe, simd, family, uram)
             folding = {"pe": pe, "simd": simd, "nf": op.out_channels // pe, "sf": k // simd}
+            if not pointwise:
+                folding["window"] = window_kind(graph, node)
         else:
+            window = _window(graph, node, None, 0, 0, family, uram)
             compute = (R.window_max if isinstance(op, MaxPool) else R.window_mean)(
                 window=kernel[0] * kernel[1], channels=x.channels, elem_bits=x.dtype.bits, family=family)
             folding = {}

@@ -42,7 +42,8 @@ def report_dict(estimate: NetworkEstimate, synthesized: dict | None = None) -> d
         "utilization": {key: round(value, 6) for key, value in estimate.utilization.items()},
         "cycles_per_frame": estimate.cycles_per_frame,
         "bottleneck": estimate.bottleneck,
-        "fps": round(estimate.fps, 3),
+        # a design that does not fit runs at no frame rate: none is reported as if it did
+        "fps": round(estimate.fps, 3) if not estimate.overflows() else None,
         "roofline": roofline_dict(estimate),
         "limit": estimate.limit,
         **extra,
@@ -57,9 +58,10 @@ def _finite(value):
 
 
 def roofline_fraction(estimate: NetworkEstimate) -> float | None:
-    """The estimated fps as a fraction of the board's compute roofline (None without a roofline)."""
+    """The estimated fps as a fraction of the board's compute roofline (None without a roofline, or for a
+    design that does not fit the board)."""
     roof = estimate.roofline
-    if roof is None or not math.isfinite(roof.compute_fps):
+    if roof is None or not math.isfinite(roof.compute_fps) or estimate.overflows():
         return None
     return estimate.fps / roof.compute_fps
 
@@ -134,14 +136,15 @@ def _synthesis_line(synthesized: dict | None) -> str:
 
 
 def _summary(estimate: NetworkEstimate) -> str:
-    text = (f"{estimate.cycles_per_frame:,} cycles per frame (bottleneck {estimate.bottleneck}, marked *) "
+    overflows = estimate.overflows()
+    if overflows:   # no frame rate for a design that cannot run
+        return (f"{estimate.cycles_per_frame:,} cycles per frame (bottleneck {estimate.bottleneck}, marked *) on "
+                f"{estimate.board.name} ({estimate.board.part}); DOES NOT FIT: needs "
+                + ", ".join(f"{key.upper()} {need:,} of {have:,}" for key, (need, have) in overflows.items())
+                + "; no frame rate until it fits")
+    return (f"{estimate.cycles_per_frame:,} cycles per frame (bottleneck {estimate.bottleneck}, marked *) "
             f"→ {estimate.fps:,.1f} fps at {estimate.board.clock_mhz:g} MHz on {estimate.board.name} "
             f"({estimate.board.part})")
-    overflows = estimate.overflows()
-    if overflows:
-        text += "; DOES NOT FIT: needs " + ", ".join(f"{key.upper()} {need:,} of {have:,}"
-                                                   for key, (need, have) in overflows.items())
-    return text
 
 
 def report_table(estimate: NetworkEstimate, synthesized: dict | None = None) -> str:

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from math import ceil, log2
 from pathlib import Path
 
-__all__ = ["Resources", "FAMILIES", "memory", "memory_mapping", "sliding_window", "window_memory_shape",
+__all__ = ["Resources", "FAMILIES", "memory", "memory_mapping", "sliding_window", "folded_window", "window_memory_shape",
            "fifo_memory_shape", "mac_array", "bit_mac_array",
            "multi_threshold", "mul_shift", "window_max", "window_mean", "argmax", "lane_converter", "fifo",
            "axis_adapter", "upsampler", "channel_affine", "stream_fork", "elementwise_add", "channel_concat",
@@ -40,7 +40,7 @@ MULTIPLIER_BITS = 16
 FAMILIES = ("xc7", "xcup", "ecp5", "ice40")
 
 #: The component parts whose LUT and FF terms carry a fitted constant.
-PARTS = ("window", "mac", "mac_tree", "mac_soft", "mac_select", "bitmac", "bitmac_const", "threshold",
+PARTS = ("window", "folded_window", "mac", "mac_tree", "mac_soft", "mac_select", "bitmac", "bitmac_const", "threshold",
          "threshold_const", "threshold_encode", "threshold_table", "threshold_search", "mulshift", "mulshift_wide",
          "mulshift_split", "mulshift_soft", "mulshift_table", "pool", "mean", "argmax", "lanes", "fifo", "fork",
          "upsample", "upsample_blend", "upsample_control", "affine", "affine_soft", "add", "add_clamp", "concat",
@@ -341,6 +341,25 @@ def sliding_window(*, channels: int, elem_bits: int, kernel, dilation, padded_wi
     return rows + gaps + registers + _counter(family, "window", padded_width, padded_height)
 
 
+def folded_window(*, channels: int, elem_bits: int, simd: int, repeats: int, kernel, padded_width: int,
+                  padded_height: int, out_width: int, out_height: int, ring_positions: int, family: str = "xc7",
+                  uram: bool = False) -> Resources:
+    """A :class:`~hwseg.hw.folded_window.FoldedWindow`: the ring memory (``P·CB`` words of ``simd`` elements;
+    its read register is the output register), the writer's and the reader's counters, the reader's word
+    cursor and window base (each an add modulo the ring and its wrap select), the ``ahead`` counter and its
+    compares, the in-frame compares and the padding select."""
+    (kh, kw), cb = kernel, channels // simd
+    depth, width = ring_positions * cb, simd * elem_bits
+    pointer = _bits(depth)
+    ahead = _bits(max(ring_positions, padded_width * padded_height)) + 2
+    logic = _part(family, "folded_window",
+                  lut=width + 4 * (_bits(padded_width) + _bits(padded_height)) + 2 * 3 * pointer + 3 * ahead,
+                  ff=2 * pointer + ahead + 1)
+    return (memory(depth, width, family, uram=uram) + logic
+            + _counter(family, "folded_window", cb, padded_width, padded_height, depth)
+            + _counter(family, "folded_window", cb, kw, kh, repeats, out_width, out_height))
+
+
 def window_memory_shape(*, channels: int, elem_bits: int, kernel, dilation, padded_width: int):
     """``(depth, width)`` of a sliding window's row memory (``dh·Wp − L`` words of ``kh−1`` pixels), or None
     where it keeps its rows in registers (a single row, or fewer than 2 words)."""
@@ -362,7 +381,7 @@ def line_buffer_bits(*, channels: int, elem_bits: int, kernel, dilation, padded_
 
 
 def mac_array(*, in_count: int, in_bits: int, weight_bits: int, out_channels: int, pe: int, simd: int,
-              acc_bits: int, family: str = "xc7", pixel_slices: int | None = None) -> Resources:
+              acc_bits: int, family: str = "xc7", pixel_slices: int | None = None, serial: bool = False) -> Resources:
     """PE × SIMD multipliers and their product register, a SIMD-way adder tree per PE into a register, PE
     accumulators, the weight ROM (``NF·SF``
     words of ``pe·simd·weight_bits``; constants when ``NF·SF = 1``), the SF:1 slice select of the held
@@ -370,7 +389,8 @@ def mac_array(*, in_count: int, in_bits: int, weight_bits: int, out_channels: in
     unsigned activation widened by its sign bit). ``pixel_slices``: the array reads its ``simd``
     inputs from a line buffer (a transposed convolution's taps) instead of holding the whole vector: the
     buffer's read address picks the tap, and what remains to select is the slice of the pixel read (one
-    of ``pixel_slices = channels / simd``)."""
+    of ``pixel_slices = channels / simd``). ``serial``: the folds arrive one per beat (from a folded
+    window): the same array without the held vector and its select."""
     nf, sf = out_channels // pe, in_count // simd
     product_bits = in_bits + weight_bits
     # the product of an unsigned in_bits and a signed weight is in_bits + weight_bits wide (Amaranth)
@@ -380,8 +400,8 @@ def mac_array(*, in_count: int, in_bits: int, weight_bits: int, out_channels: in
     tree_bits = product_bits + _bits(simd)
     adders = pe * (simd - 1) * tree_bits
     accumulate = pe * 2 * acc_bits
-    holds_vector = pixel_slices is None
-    select = _mux(sf if holds_vector else pixel_slices, simd * in_bits, family)
+    holds_vector = pixel_slices is None     # (or serial: registered products, weights read ahead)
+    select = 0.0 if serial else _mux(sf if holds_vector else pixel_slices, simd * in_bits, family)
     # the adder trees (Yosys merges products and sums into $macc cells; Lattice flows build them in LUTs)
     # and the rest: slice select, accumulators, products in logic
     # the register between the multipliers and the trees: a MacArray registers the pe × simd products
@@ -395,7 +415,7 @@ def mac_array(*, in_count: int, in_bits: int, weight_bits: int, out_channels: in
     # with one fold per vector (SF = 1) the accumulator only adds the bias to the tree sum: 7-series DSPs
     # take that add with both registers (P registers; measured, conv_3x3_c3_k4_full keeps only its held
     # vector and window on xc7)
-    if family == "xc7" and per_product and holds_vector and sf == 1:
+    if family == "xc7" and per_product and holds_vector and not serial and sf == 1:
         stage_registers, accumulators = 0, 0
     else:
         stage_registers, accumulators = stage_registers + pe * tree_bits, pe * acc_bits
@@ -403,7 +423,8 @@ def mac_array(*, in_count: int, in_bits: int, weight_bits: int, out_channels: in
              + _part(family, "mac_soft", lut=soft)
              + _part(family, "mac_select", lut=select)
              + _part(family, "mac", lut=accumulate,
-                     ff=(in_count * in_bits if holds_vector else 0) + stage_registers + accumulators + 4))
+                     ff=(in_count * in_bits if holds_vector and not serial else 0) + stage_registers
+                     + accumulators + 4))
     # (a transposed convolution's weight register is not absorbed: transposed_3x3s2_c4 keeps its 64)
     weights = (memory(nf * sf, pe * simd * weight_bits, family, rom=True,
                       register_absorbed=per_product > 0 and holds_vector)

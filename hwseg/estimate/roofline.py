@@ -70,7 +70,7 @@ def lane_cost(graph: Graph, node, family: str) -> dict[str, float]:
     # simd spans a Conv2d's window kh·kw·C_in, a ConvTranspose2d's C_in (it folds over taps in time)
     window = op.in_channels if isinstance(op, ConvTranspose2d) else op.kernel[0] * op.kernel[1] * op.in_channels
     lanes_pe, lanes_simd = op.out_channels, window
-    spent = conv_compute(graph, node, lanes_pe, lanes_simd, family).as_dict()
+    spent = conv_compute(graph, node, lanes_pe, lanes_simd, family, with_window=False).as_dict()
     lanes = lanes_pe * lanes_simd
     return {key: spent[key] / lanes for key in COMPUTE_RESOURCES}
 

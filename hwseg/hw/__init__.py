@@ -8,6 +8,7 @@ from .avgpool import AvgPoolLayer, WindowMean
 from .bitconv import BitMacArray
 from .channel_affine import ChannelAffine
 from .fifo import StreamFIFO
+from .folded_window import FoldedWindow
 from .fork import StreamFork
 from .join import ChannelConcat, ElementwiseAdd
 from .lanes import LaneConverter
@@ -20,6 +21,6 @@ from .transposed import ConvTranspose2dLayer
 from .upsample import UpsampleLayer
 from .window import SlidingWindow
 
-__all__ = ["ArgMax", "AvgPoolLayer", "WindowMean", "BitMacArray", "ChannelAffine", "StreamFIFO", "StreamFork",
+__all__ = ["ArgMax", "AvgPoolLayer", "WindowMean", "BitMacArray", "ChannelAffine", "StreamFIFO", "FoldedWindow", "StreamFork",
            "ChannelConcat", "ElementwiseAdd", "LaneConverter", "Conv2dLayer", "MaxPoolLayer", "MacArray", "WindowMax",
            "MulShiftRequant", "MultiThreshold", "ConvTranspose2dLayer", "UpsampleLayer", "SlidingWindow"]

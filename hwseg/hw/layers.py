@@ -6,6 +6,7 @@ from amaranth.lib.wiring import In, Out
 
 from ._checks import range_of
 from .bitconv import BitMacArray
+from .folded_window import FoldedWindow
 from .mac_array import MacArray
 from .pool import WindowMax
 from .window import SlidingWindow
@@ -24,26 +25,45 @@ class Conv2dLayer(wiring.Component):
     ``"popcount"`` takes ±1 weights to a :class:`BitMacArray` (bit planes and popcounts, no
     multiplier), with the same interface and timing.
 
-    Consumes whole pixels (``channels`` lanes of ``elem_shape``) and produces, per output
-    pixel, ``C_out / pe`` beats of ``pe`` accumulators of ``acc_shape``. ``weights[c]`` lists
-    the window elements in the order ``(ky·kw + kx)·channels + c_in``. A 1×1 convolution of
-    stride 1 without padding needs no window: the pixel is the vector.
+    ``window="register"``: a :class:`SlidingWindow` hands whole windows (flip-flops) to the MAC array,
+    which holds one while it folds it; consumes whole pixels (``channels`` lanes of ``elem_shape``).
+    ``window="folded"`` (multiply only; ``simd`` divides ``channels``): a :class:`FoldedWindow` serves
+    each window ``NF`` times, ``simd`` elements per cycle, out of its ring memory into a serial
+    :class:`MacArray`, and nothing holds a window; consumes ``simd`` lanes per beat.
 
-    Throughput: one window per ``max(gap, NF·SF)`` cycles (see ``hwseg.estimate.cycles``).
+    Produces, per output pixel, ``C_out / pe`` beats of ``pe`` accumulators of ``acc_shape``.
+    ``weights[c]`` lists the window elements in the order ``(ky·kw + kx)·channels + c_in``. A 1×1
+    convolution of stride 1 without padding needs no window: the pixel is the vector.
+
+    Throughput: register, one window per ``max(gap, NF·SF)`` cycles; folded, as
+    ``hwseg.estimate.cycles.folded_window_cycles`` (see ``hwseg.estimate.cycles``).
     """
 
     def __init__(self, *, elem_shape, channels, height, width, kernel, stride, padding, dilation,
-                 weights, bias, pe, simd, acc_shape, arithmetic="multiply"):
+                 weights, bias, pe, simd, acc_shape, arithmetic="multiply", window="register"):
         # The blocks are built here so that bad parameters fail at construction with their own messages.
+        if window not in ("register", "folded"):
+            raise ValueError(f"window must be 'register' or 'folded', not {window!r}")
+        if window == "folded" and arithmetic != "multiply":
+            raise ValueError(f"a folded window feeds a multiplying MAC array, not arithmetic={arithmetic!r}")
         self.sliding_window = None
-        if not _is_pointwise(kernel, stride, padding):
+        serial = False
+        if _is_pointwise(kernel, stride, padding):
+            pass
+        elif window == "folded":
+            out_channels = len(weights) if isinstance(weights, (list, tuple)) else 1
+            self.sliding_window = FoldedWindow(elem_shape=elem_shape, channels=channels, height=height, width=width,
+                                               kernel=kernel, stride=stride, padding=padding, dilation=dilation,
+                                               simd=simd, repeats=max(out_channels // pe, 1))
+            serial = True
+        else:
             self.sliding_window = SlidingWindow(elem_shape=elem_shape, channels=channels, height=height,
                                                 width=width, kernel=kernel, stride=stride, padding=padding,
                                                 dilation=dilation)
         in_count = kernel[0] * kernel[1] * channels
         if arithmetic == "multiply":
             self.mac_array = MacArray(in_shape=elem_shape, in_count=in_count, weights=weights, bias=bias, pe=pe,
-                                      simd=simd, acc_shape=acc_shape)
+                                      simd=simd, acc_shape=acc_shape, serial=serial)
         elif arithmetic == "popcount":
             shape = Shape.cast(elem_shape)
             self.mac_array = BitMacArray(in_bits=shape.width, in_signed=shape.signed, in_count=in_count,
@@ -52,7 +72,7 @@ class Conv2dLayer(wiring.Component):
         else:
             raise ValueError(f"arithmetic must be 'multiply' or 'popcount', not {arithmetic!r}")
         super().__init__({
-            "i_stream": In(stream.Signature(data.ArrayLayout(elem_shape, channels))),
+            "i_stream": In(stream.Signature(data.ArrayLayout(elem_shape, simd if serial else channels))),
             "o_stream": Out(stream.Signature(data.ArrayLayout(acc_shape, pe))),
         })
 

@@ -22,6 +22,26 @@ def _balanced_sum(terms):
     return terms[0]
 
 
+#: Amaranth's netlist check gives each bit of a variable part-select an edge from every bit it selects from:
+#: past this many edges (a 288-element slice of a 576-element window: 10.6 M, minutes) the held vector's
+#: slice is selected by a case statement instead, which Yosys maps to the same multiplexers.
+_PART_SELECT_EDGES = 1 << 20
+
+
+def _slice_select(m, vector, index, width, count):
+    """Slice ``index`` (of ``count``, ``width`` bits each) of ``vector``."""
+    if width * len(vector) <= _PART_SELECT_EDGES:
+        return vector.word_select(index, width)
+    if count == 1:
+        return vector
+    selected = Signal(width)
+    with m.Switch(index):
+        for k in range(count):
+            with m.Case(k):
+                m.d.comb += selected.eq(vector.word_select(k, width))
+    return selected
+
+
 class MacArray(wiring.Component):
     """Integer matrix-vector unit folded by PE (output channels) and SIMD (input elements).
 
@@ -53,9 +73,16 @@ class MacArray(wiring.Component):
     output beat (its folds issue in the ``SF`` cycles after the transfer, then 3 register stages:
     products, adder trees, accumulators); each further beat follows ``SF`` cycles later.
     ``i_stream.ready`` depends on state and ``o_stream.ready`` only, never on ``i_stream.valid``.
+
+    With ``serial=True`` nothing is held: ``i_stream`` carries one fold's ``simd`` elements per beat, the
+    ``NF·SF`` folds of every vector in issue order (``nf`` outer, ``sf`` inner; a
+    :class:`~hwseg.hw.folded_window.FoldedWindow` serves a window so), each beat issued as it transfers.
+    Same stages and fold order; :attr:`latency` is then 3 cycles from a vector's ``SF``-th beat to its
+    first output beat, and ``i_stream.ready`` is the stage enable (low only in the first cycle after
+    reset, while the weight ROM reads fold 0).
     """
 
-    def __init__(self, *, in_shape, in_count, weights, bias, pe, simd, acc_shape):
+    def __init__(self, *, in_shape, in_count, weights, bias, pe, simd, acc_shape, serial=False):
         in_shape = cast_shape("in_shape", in_shape)
         check_int("in_count", in_count)
         if not isinstance(weights, (list, tuple)) or not weights:
@@ -104,12 +131,15 @@ class MacArray(wiring.Component):
         self.simd = simd
         self.acc_shape = acc_shape
         self.acc_range = (lo, hi)
+        if not isinstance(serial, bool):
+            raise TypeError(f"serial must be a bool, not {serial!r}")
+        self.serial = serial
         self._sum_shape = shape_for(-bound, bound)     # internal accumulators: never overflow
         # ROM element shapes, always signed (the -1 makes shape_for choose a signed shape).
         self._w_shape = shape_for(min(-1, *(min(row) for row in weights)), max(max(row) for row in weights))
         self._b_shape = shape_for(min(-1, *bias), max(bias))
         super().__init__({
-            "i_stream": In(stream.Signature(data.ArrayLayout(in_shape, in_count))),
+            "i_stream": In(stream.Signature(data.ArrayLayout(in_shape, simd if serial else in_count))),
             "o_stream": Out(stream.Signature(data.ArrayLayout(acc_shape, pe))),
         })
 
@@ -126,8 +156,14 @@ class MacArray(wiring.Component):
 
     @property
     def latency(self):
-        """Cycles from an input transfer to its first output beat, at full rate."""
-        return self.fold[1] + 3
+        """Cycles from an input transfer (serial: a vector's ``SF``-th beat) to its first output beat, at
+        full rate."""
+        return 3 if self.serial else self.fold[1] + 3
+
+    @property
+    def held_bits(self):
+        """Flip-flops holding the input vector: ``in_count`` elements, none when serial."""
+        return 0 if self.serial else self.in_count * self.in_shape.width
 
     @property
     def weight_bits(self):
@@ -165,27 +201,36 @@ class MacArray(wiring.Component):
         en = Signal()                               # stall-all enable
         m.d.comb += en.eq(~o.valid | o.ready)
 
-        # Stage 0: the held vector and the fold counters.
-        vec = Signal(xw * self.in_count)
-        have = Signal()
+        # Stage 0: the held vector (unless the folds arrive one per beat) and the fold counters.
+        if not self.serial:
+            vec = Signal(xw * self.in_count)
+            have = Signal()
         addr = Signal(range(nf_count * sf_count))   # nf·SF + sf
         sf = Signal(range(sf_count))
         nf = Signal(range(nf_count))
         issue = Signal()
         last_fold = addr == nf_count * sf_count - 1
-        m.d.comb += [
-            issue.eq(have & en),
-            i.ready.eq(~have | (en & last_fold)),
-        ]
+        if self.serial:
+            # the weight ROM's read register holds fold 0 only after the first clock edge
+            primed = Signal()
+            m.d.sync += primed.eq(1)
+            m.d.comb += [issue.eq(i.valid & en & primed), i.ready.eq(en & primed)]
+        else:
+            m.d.comb += [
+                issue.eq(have & en),
+                i.ready.eq(~have | (en & last_fold)),
+            ]
         with m.If(issue):
             m.d.sync += addr.eq(Mux(last_fold, 0, addr + 1))
             m.d.sync += sf.eq(Mux(sf == sf_count - 1, 0, sf + 1))
             with m.If(sf == sf_count - 1):
                 m.d.sync += nf.eq(Mux(nf == nf_count - 1, 0, nf + 1))
-            with m.If(last_fold):
-                m.d.sync += have.eq(0)
-        with m.If(i.valid & i.ready):
-            m.d.sync += [vec.eq(i.payload), have.eq(1)]
+            if not self.serial:
+                with m.If(last_fold):
+                    m.d.sync += have.eq(0)
+        if not self.serial:
+            with m.If(i.valid & i.ready):
+                m.d.sync += [vec.eq(i.payload), have.eq(1)]
 
         # The ROM reads ahead: its output register holds the weights of the fold `addr` names (the
         # next value of `addr` is read at every enabled edge; a stalled edge changes neither), so a
@@ -195,7 +240,7 @@ class MacArray(wiring.Component):
                                             init=self._weight_words())
         w_port = rom.read_port()
         m.d.comb += [w_port.addr.eq(Mux(issue, Mux(last_fold, 0, addr + 1), addr)), w_port.en.eq(en)]
-        x0 = vec.word_select(sf, xw * simd)
+        x0 = i.payload.as_value() if self.serial else _slice_select(m, vec, sf, xw * simd, sf_count)
 
         def x_elem(s):
             value = x0.word_select(s, xw)

@@ -10,7 +10,7 @@ from amaranth.lib.wiring import In, Out
 
 from ._checks import check_elem_value, check_int, check_pair, check_shape
 
-__all__ = ["SlidingWindow"]
+__all__ = ["SlidingWindow", "WindowGeometry", "Counter"]
 
 
 # A row delay shorter than this is built from registers instead of a Memory: a memory of depth 1
@@ -18,7 +18,7 @@ __all__ = ["SlidingWindow"]
 _MIN_MEMORY_DEPTH = 2
 
 
-class _Counter:
+class Counter:
     """A wrapping counter ``0 .. modulus-1`` that advances when ``m.d.sync`` logic says so."""
 
     def __init__(self, modulus, name):
@@ -33,7 +33,58 @@ class _Counter:
         m.d.sync += self.value.eq(0)
 
 
-class SlidingWindow(wiring.Component):
+class WindowGeometry:
+    """A sliding window's validated parameters and the frame sizes they give: shared by
+    :class:`SlidingWindow` and :class:`~hwseg.hw.folded_window.FoldedWindow`."""
+
+    def _check_geometry(self, *, elem_shape, channels, height, width, kernel, stride, padding, dilation,
+                        pad_value):
+        self._elem_shape = check_shape("elem_shape", elem_shape)
+        self._channels = check_int("channels", channels)
+        self._height = check_int("height", height)
+        self._width = check_int("width", width)
+        self._kernel = check_pair("kernel", kernel)
+        self._stride = check_pair("stride", stride)
+        self._padding = check_pair("padding", padding, minimum=0)
+        self._dilation = check_pair("dilation", dilation)
+        self._pad_value = check_elem_value("pad_value", pad_value, elem_shape)
+
+        (kh, kw), (dh, dw), (ph, pw) = self._kernel, self._dilation, self._padding
+        span_h, span_w = dh * (kh - 1) + 1, dw * (kw - 1) + 1
+        if span_h > self.padded_height or span_w > self.padded_width:
+            raise ValueError(
+                f"kernel {self._kernel!r} with dilation {self._dilation!r} spans {span_h}×{span_w} pixels, "
+                f"more than the padded frame {self.padded_height}×{self.padded_width} "
+                f"(height {height} + 2·{ph}, width {width} + 2·{pw}): no window fits")
+
+    elem_shape = property(lambda self: self._elem_shape)
+    channels = property(lambda self: self._channels)
+    height = property(lambda self: self._height)
+    width = property(lambda self: self._width)
+    kernel = property(lambda self: self._kernel)
+    stride = property(lambda self: self._stride)
+    padding = property(lambda self: self._padding)
+    dilation = property(lambda self: self._dilation)
+    pad_value = property(lambda self: self._pad_value)
+
+    @property
+    def padded_height(self):
+        return self._height + 2 * self._padding[0]
+
+    @property
+    def padded_width(self):
+        return self._width + 2 * self._padding[1]
+
+    @property
+    def out_height(self):
+        return (self.padded_height - self._dilation[0] * (self._kernel[0] - 1) - 1) // self._stride[0] + 1
+
+    @property
+    def out_width(self):
+        return (self.padded_width - self._dilation[1] * (self._kernel[1] - 1) - 1) // self._stride[1] + 1
+
+
+class SlidingWindow(WindowGeometry, wiring.Component):
     """All convolution windows of a frame, one flattened window per beat.
 
     Input: a pixel stream, one whole pixel (``channels`` lanes of ``elem_shape``) per beat, frames
@@ -67,57 +118,16 @@ class SlidingWindow(wiring.Component):
 
     def __init__(self, *, elem_shape, channels, height, width, kernel, stride=(1, 1), padding=(0, 0),
                  dilation=(1, 1), pad_value=0):
-        self._elem_shape = check_shape("elem_shape", elem_shape)
-        self._channels = check_int("channels", channels)
-        self._height = check_int("height", height)
-        self._width = check_int("width", width)
-        self._kernel = check_pair("kernel", kernel)
-        self._stride = check_pair("stride", stride)
-        self._padding = check_pair("padding", padding, minimum=0)
-        self._dilation = check_pair("dilation", dilation)
-        self._pad_value = check_elem_value("pad_value", pad_value, elem_shape)
-
-        (kh, kw), (dh, dw), (ph, pw) = self._kernel, self._dilation, self._padding
-        span_h, span_w = dh * (kh - 1) + 1, dw * (kw - 1) + 1
-        if span_h > self.padded_height or span_w > self.padded_width:
-            raise ValueError(
-                f"kernel {self._kernel!r} with dilation {self._dilation!r} spans {span_h}×{span_w} pixels, "
-                f"more than the padded frame {self.padded_height}×{self.padded_width} "
-                f"(height {height} + 2·{ph}, width {width} + 2·{pw}): no window fits")
-
+        self._check_geometry(elem_shape=elem_shape, channels=channels, height=height, width=width, kernel=kernel,
+                             stride=stride, padding=padding, dilation=dilation, pad_value=pad_value)
+        (kh, kw) = self._kernel
         self._pixel_layout = data.ArrayLayout(elem_shape, channels)
         super().__init__({
             "i_stream": In(stream.Signature(self._pixel_layout)),
             "o_stream": Out(stream.Signature(data.ArrayLayout(elem_shape, kh * kw * channels))),
         })
 
-    # -- read-only parameters and figures (used by the backend and the estimates) ----------------
-
-    elem_shape = property(lambda self: self._elem_shape)
-    channels = property(lambda self: self._channels)
-    height = property(lambda self: self._height)
-    width = property(lambda self: self._width)
-    kernel = property(lambda self: self._kernel)
-    stride = property(lambda self: self._stride)
-    padding = property(lambda self: self._padding)
-    dilation = property(lambda self: self._dilation)
-    pad_value = property(lambda self: self._pad_value)
-
-    @property
-    def padded_height(self):
-        return self._height + 2 * self._padding[0]
-
-    @property
-    def padded_width(self):
-        return self._width + 2 * self._padding[1]
-
-    @property
-    def out_height(self):
-        return (self.padded_height - self._dilation[0] * (self._kernel[0] - 1) - 1) // self._stride[0] + 1
-
-    @property
-    def out_width(self):
-        return (self.padded_width - self._dilation[1] * (self._kernel[1] - 1) - 1) // self._stride[1] + 1
+    # -- read-only figures (used by the backend and the estimates) ---------------------------------
 
     @property
     def pixel_bits(self):
@@ -179,10 +189,10 @@ class SlidingWindow(wiring.Component):
         i_stream, o_stream = self.i_stream, self.o_stream
 
         # Walker over the padded frame, with the row/column phases modulo the stride.
-        px = _Counter(self.padded_width, "px")
-        py = _Counter(self.padded_height, "py")
-        cx = _Counter(sw, "cx")
-        cy = _Counter(sh, "cy")
+        px = Counter(self.padded_width, "px")
+        py = Counter(self.padded_height, "py")
+        cx = Counter(sw, "cx")
+        cy = Counter(sh, "cy")
         in_frame = ((py.value >= ph) & (py.value < ph + self._height)
                     & (px.value >= pw) & (px.value < pw + self._width))
         # The window whose bottom-right tap is (py, px) is an output; its index is < out_* by
@@ -281,7 +291,7 @@ class SlidingWindow(wiring.Component):
         m.submodules[memory_name] = memory
         wr_port = memory.write_port()
         rd_port = memory.read_port(transparent_for=())
-        pointer = _Counter(depth, pointer_name)
+        pointer = Counter(depth, pointer_name)
         with m.If(push):
             pointer.advance(m)
         next_pointer = Mux(push, Mux(pointer.last, 0, pointer.value + 1), pointer.value)

@@ -1,11 +1,13 @@
 """Decide how many channels each stream carries per beat (its *lanes*), node by node.
 
-Requires: every Conv2d carries its folding (``pe``); every op is one the hardware knows.
+Requires: every Conv2d carries its folding (``pe``) and, with a window, its ``window`` kind
+(``choose_windows``); every op is one the hardware knows.
 Ensures: every node carries ``in_lanes`` (lanes it consumes; 0 for the input) and
 ``out_lanes`` (lanes it produces). The backend inserts a lane converter wherever a
 producer's ``out_lanes`` differ from a consumer's ``in_lanes``.
 
-Sliding-window ops (Conv2d, MaxPool, AvgPool), transposed convolutions and upsamplers consume whole
+A convolution with a folded window takes ``simd`` lanes (a slice of a pixel per beat). Other
+sliding-window ops (Conv2d, MaxPool, AvgPool), transposed convolutions and upsamplers consume whole
 pixels. A convolution (transposed or not) produces ``pe`` accumulators per beat; the requantizer (MulShift or Threshold) after it works on those lanes
 as they come. Joins (Add, Concat) take and give whole pixels: an Add ``C`` lanes on both
 inputs, a Concat input ``k`` its own ``C_k`` lanes (``in_lanes`` is then the output's ``Σ C_k``).
@@ -16,6 +18,7 @@ from __future__ import annotations
 from ..errors import UnsupportedError
 from ..ir import (Add, ArgMax, AvgPool, Concat, Conv2d, ConvTranspose2d, Fork, Graph, Input, MaxPool, MulShift, Threshold,
                   Upsample)
+from .choose_windows import KINDS, has_window
 
 __all__ = ["apply"]
 
@@ -31,7 +34,10 @@ def apply(graph: Graph) -> tuple[Graph, bool]:
         elif isinstance(op, (Conv2d, ConvTranspose2d)):
             if "pe" not in node.attrs:
                 raise UnsupportedError(f"layer {node.name!r} has no folding; run set_folding first")
-            lanes[node.name] = (graph.input_types(node.name)[0].channels, node.attrs["pe"])
+            if has_window(op) and node.attrs.get("window") not in KINDS:
+                raise UnsupportedError(f"layer {node.name!r} has no window kind; run choose_windows first")
+            taken = node.attrs["simd"] if node.attrs.get("window") == "folded" else graph.input_types(node.name)[0].channels
+            lanes[node.name] = (taken, node.attrs["pe"])
         elif isinstance(op, (MulShift, Threshold)):
             produced = lanes[node.inputs[0]][1]
             lanes[node.name] = (produced, produced)

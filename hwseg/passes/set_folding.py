@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from typing import Callable, Mapping
 
 from ..errors import FoldingError, UnsupportedError
-from ..ir import AvgPool, Conv2d, ConvTranspose2d, Graph, MaxPool
+from ..ir import AvgPool, Bipolar, Conv2d, ConvTranspose2d, Graph, MaxPool
 
 __all__ = ["apply", "divisors", "window_size", "pixel_cycles", "foldable", "floor_cycles", "with_manual", "Choice",
            "Folder"]
@@ -113,17 +113,38 @@ def with_manual(graph: Graph, folding: Mapping) -> Graph:
         op = convs[name].op
         legal = {"pe": (divisors(op.out_channels), f"its {op.out_channels} output channels"),
                  "simd": (divisors(window_size(op)), _window_text(op))}
+        entry = dict(entry)
+        window = entry.pop("window", None)
+        if window is not None:
+            _check_window_request(name, op, window, entry.get("simd"))
         for key, value in entry.items():
             if key not in legal:
-                raise FoldingError(f"folding of layer {name!r}: unknown key {key!r}; use pe and simd")
+                raise FoldingError(f"folding of layer {name!r}: unknown key {key!r}; use pe, simd and window")
             values, what = legal[key]
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise FoldingError(f"folding of layer {name!r}: {key} must be a positive integer, not {value!r}")
             if value not in values:
                 raise FoldingError(f"folding of layer {name!r}: {key} {value} does not divide {what}; "
                                    f"legal {key}: {', '.join(map(str, values))}")
-        attrs[name] = dict(entry)
+        attrs[name] = {**entry, **({"window_request": window} if window is not None else {})}
     return graph.replace([n.with_attrs(**attrs[n.name]) if n.name in attrs else n for n in graph])
+
+
+def _check_window_request(name: str, op, window, simd) -> None:
+    """A manual window kind: "register" for any convolution with a window; "folded" (served from memory,
+    ``hwseg.hw.folded_window``) for a multiplying one whose ``simd``, given with it, divides its input channels."""
+    if window not in ("register", "folded"):
+        raise FoldingError(f"folding of layer {name!r}: window must be \"register\" or \"folded\", not {window!r}")
+    if not isinstance(op, Conv2d) or op.kernel == (1, 1) and op.stride == (1, 1) and op.padding == (0, 0):
+        raise FoldingError(f"folding of layer {name!r}: it has no sliding window; leave out window")
+    if window == "folded":
+        channels = op.in_channels
+        if isinstance(op.weight_type, Bipolar):
+            raise FoldingError(f"folding of layer {name!r}: a bit convolution keeps its window in registers; "
+                               f"leave out window or ask for \"register\"")
+        if not isinstance(simd, int) or isinstance(simd, bool) or channels % simd:
+            raise FoldingError(f"folding of layer {name!r}: window \"folded\" needs simd set beside it to a "
+                               f"divisor of its {channels} input channels ({', '.join(map(str, divisors(channels)))})")
 
 
 @dataclass(frozen=True)
@@ -199,6 +220,19 @@ class Folder:
             for key in over:
                 weights[key] *= 4
         return best[1], best[2]
+
+    def fully_folded(self) -> dict[str, Choice]:
+        """Every free convolution at its least folding: one output channel and one window element per cycle
+        (or the manual one of the two, where one is given)."""
+        return {name: min(choices, key=lambda c: (c.pe, c.simd)) for name, choices in self.choices.items()}
+
+    def cheapest_in(self, key: str, budget: Mapping[str, float]) -> dict[str, Choice]:
+        """Each free convolution's folding that spends the least of ``key``, then the least of the rest
+        (weighted by ``budget``), then the fastest."""
+        weights = {k: 1 / max(limit, 1e-9) for k, limit in budget.items() if k != key}
+        return {name: min(choices, key=lambda c: (c.spent.get(key, 0), sum(c.spent.get(k, 0) * w for k, w in
+                                                                             weights.items()), c.cycles))
+                for name, choices in self.choices.items()}
 
     def fastest(self, budget: Mapping[str, float]) -> tuple[int, dict[str, Choice]] | None:
         """The smallest target (the highest throughput) whose picks fit ``budget``, with its picks; None

@@ -17,6 +17,7 @@ import pytest
 from hwseg.boards import load_board
 from hwseg.errors import DoesNotFitError, FoldingError
 from hwseg.estimate import estimate_graph
+from hwseg.estimate.cycles import window_kind
 from hwseg.estimate.dataflow import dataflow
 from hwseg.flow import build, compile_graph
 from hwseg.passes import prepare_for_hardware, set_folding
@@ -46,7 +47,8 @@ def _every_folding(graph, board):
         folded = graph
         for node, (pe, simd) in zip(convs, combo):
             folded = folded.with_attrs(node.name, pe=pe, simd=simd)
-        prepared = prepare_for_hardware(folded, cost=lambda node, pe, simd: {}, budget={"lut": 1}, dataflow=dataflow)
+        prepared = prepare_for_hardware(folded, cost=lambda node, pe, simd: {}, budget={"lut": 1}, dataflow=dataflow,
+                                        window_kind=window_kind)
         yield dict(zip((n.name for n in convs), combo)), estimate_graph(prepared, board)
 
 
@@ -214,7 +216,7 @@ def test_folding_file(tmp_path):
                           r"legal simd: 1, 3, 9, 27$"),
     ({"c1": {"pe": 0}}, r"pe must be a positive integer, not 0$"),
     ({"c1": {"pe": "2"}}, r"pe must be a positive integer, not '2'$"),
-    ({"c1": {"lanes": 2}}, r"unknown key 'lanes'; use pe and simd$"),
+    ({"c1": {"lanes": 2}}, r"unknown key 'lanes'; use pe, simd and window$"),
     ({"c1": 4}, r'expected \{"pe": P, "simd": S\}, not 4$'),
     ([1, 2], r"a folding maps layer names to"),
 ])

@@ -1,11 +1,13 @@
 """The hardware passes: folding, stream lanes, FIFOs."""
 
+import re
+
 import numpy as np
 import pytest
 
 from hwseg.errors import UnsupportedError
 from hwseg.ir import ArgMax, Conv2d, Graph, Input, Int, MaxPool, MulShift, Node, UInt
-from hwseg.passes import annotate_lanes, set_folding, size_fifos
+from hwseg.passes import annotate_lanes, choose_windows, set_folding, size_fifos
 
 
 def _graph(groups=1):
@@ -78,8 +80,13 @@ def test_grouped_convolution_is_refused_by_name():
         _fold(_graph(groups=2), 100)
 
 
+def _register_windows(graph, node):
+    return "register"
+
+
 def test_lanes_follow_the_folding():
     graph, _ = _fold(_graph(), 100)
+    graph, _ = choose_windows.apply(graph, kind=_register_windows)
     graph, changed = annotate_lanes.apply(graph)
     assert changed
     lanes = {n.name: (n.attrs["in_lanes"], n.attrs["out_lanes"]) for n in graph}
@@ -96,6 +103,26 @@ def test_lanes_need_folding():
         annotate_lanes.apply(_graph())
 
 
+def test_a_folded_window_takes_simd_lanes_and_a_register_window_whole_pixels():
+    graph, _ = _fold(_graph().with_attrs("c1", pe=2, simd=2), 100)
+    graph, changed = choose_windows.apply(graph, kind=lambda g, node: "folded" if node.name == "c1" else "register")
+    assert changed and graph["c1"].attrs["window"] == "folded" and graph["c2"].attrs["window"] == "register"
+    assert "window" not in graph["p"].attrs
+    graph, _ = annotate_lanes.apply(graph)
+    assert (graph["c1"].attrs["in_lanes"], graph["c1"].attrs["out_lanes"]) == (2, 2)
+    assert graph["c2"].attrs["in_lanes"] == 8
+    _, changed = choose_windows.apply(graph, kind=lambda g, node: graph[node.name].attrs["window"])
+    assert not changed
+
+
+def test_lanes_need_the_window_kind():
+    graph, _ = _fold(_graph(), 100)
+    with pytest.raises(UnsupportedError, match="layer 'c1' has no window kind; run choose_windows first"):
+        annotate_lanes.apply(graph)
+    with pytest.raises(UnsupportedError, match="layer 'c1': window kind must be one of register, folded, not 'x'"):
+        choose_windows.apply(graph, kind=lambda g, node: "x")
+
+
 def test_fifos_in_front_of_window_layers_fed_by_layers():
     graph, _ = size_fifos.apply(_graph())
     depths = {n.name: n.attrs["fifo_depth"] for n in graph}
@@ -103,3 +130,29 @@ def test_fifos_in_front_of_window_layers_fed_by_layers():
     assert depths["c2"] == 2 * 16       # two rows of its 16-pixel-wide input
     assert depths["p"] == 2 * 8
     assert depths["r1"] == depths["a"] == 0
+
+
+@pytest.mark.parametrize("entry, message", [
+    ({"simd": 2, "window": "memory"}, "window must be \"register\" or \"folded\", not 'memory'"),
+    ({"window": "folded"}, "window \"folded\" needs simd set beside it to a divisor of its 4 input channels (1, 2, 4)"),
+    ({"simd": 3, "window": "folded"}, "window \"folded\" needs simd set beside it to a divisor of its 4 input channels"),
+])
+def test_a_manual_window_is_checked(entry, message):
+    from hwseg.errors import FoldingError
+    with pytest.raises(FoldingError, match=re.escape(f"folding of layer 'c1': {message}")):
+        set_folding.with_manual(_graph(), {"c1": entry})
+
+
+def test_a_manual_window_is_a_request():
+    graph = set_folding.with_manual(_graph(), {"c1": {"simd": 2, "window": "folded"}, "c2": {"window": "register"}})
+    assert graph["c1"].attrs == {"simd": 2, "window_request": "folded"}
+    assert graph["c2"].attrs == {"window_request": "register"}
+
+
+def test_the_fully_folded_and_the_cheapest_in_one_resource():
+    folder = set_folding.Folder(_graph(), cost=lambda node, pe, simd: {"dsp": pe * simd, "lut": 100 * simd // pe})
+    assert {(c.pe, c.simd) for c in folder.fully_folded().values()} == {(1, 1)}
+    # the least DSP is at pe = simd = 1; the least LUT at the largest pe and simd = 1
+    assert {(c.pe, c.simd) for c in folder.cheapest_in("dsp", {"dsp": 10, "lut": 10}).values()} == {(1, 1)}
+    least_lut = folder.cheapest_in("lut", {"dsp": 10, "lut": 10})
+    assert (least_lut["c1"].pe, least_lut["c1"].simd) == (8, 1) and (least_lut["c2"].pe, least_lut["c2"].simd) == (6, 1)

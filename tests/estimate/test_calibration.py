@@ -15,6 +15,7 @@ import pytest
 
 from hwseg.estimate.calibration import configs as C
 from hwseg.estimate.calibration import fit as F
+from hwseg.estimate.cycles import window_kind
 from hwseg.estimate.dataflow import dataflow
 from hwseg.passes import prepare_for_hardware
 from hwseg.synth import FAMILIES, synth_script, synthesize
@@ -23,7 +24,8 @@ BENCH = Path(__file__).resolve().parents[2] / "bench" / "calibrate.py"
 
 
 def _prepare(graph):
-    return prepare_for_hardware(graph, cost=lambda node, pe, simd: {}, budget={"lut": 1}, dataflow=dataflow)
+    return prepare_for_hardware(graph, cost=lambda node, pe, simd: {}, budget={"lut": 1}, dataflow=dataflow,
+                                window_kind=window_kind)
 
 
 def _bench():

@@ -65,3 +65,43 @@ def test_conv_layer_cycles_match_model(case):
     expected = window_layer_cycles(padded=padded, out=out, kernel=kernel, stride=stride, dilation=dilation,
                                    cycles_per_window=folds)
     assert measured == expected, f"measured {measured} cycles per frame, model says {expected}"
+
+
+# -- the window kind (issue 12): folded wherever it can be and is at most 1/64 slower ---------------------
+
+def _window_graph(channels, size, kernel, padding, dilation=(1, 1), stride=(1, 1), bipolar=False, **attrs):
+    import numpy as np
+
+    from hwseg.ir import Bipolar, Conv2d, Graph, Input, Int, Node, UInt
+    weight = np.ones((4, channels, *kernel), dtype=np.int64)
+    op = Conv2d(weight, np.zeros(4), Bipolar() if bipolar else Int(8), stride=stride, padding=padding,
+                dilation=dilation)
+    return Graph([Node("x", Input((channels, *size), UInt(2 if bipolar else 8))), Node("c", op, ("x",), attrs)])
+
+
+def test_window_kind_follows_the_rule():
+    from hwseg.estimate.cycles import (FOLDED_SLOWDOWN, _folded_cycles, cycles_per_window, layer_cycles, window_kind,
+                                       window_layer_cycles)
+    big = _window_graph(16, (64, 64), (3, 3), (1, 1), pe=1, simd=1)
+    assert window_kind(big, big["c"]) == "folded"
+    register = window_layer_cycles(padded=(66, 66), out=(64, 64), kernel=(3, 3), stride=(1, 1), dilation=(1, 1),
+                                   cycles_per_window=cycles_per_window(big, big["c"]))
+    folded = layer_cycles(big, big["c"])
+    assert folded == _folded_cycles(big, big["c"]) and register <= folded <= register * 1.001
+    # a toy frame: the frame start costs the folded window more than 1/64 of the frame
+    toy = _window_graph(64, (3, 4), (3, 3), (1, 1), pe=1, simd=1)
+    slower, whole = FOLDED_SLOWDOWN
+    assert _folded_cycles(toy, toy["c"]) * whole > layer_cycles(toy, toy["c"]) * (whole + slower)
+    assert window_kind(toy, toy["c"]) == "register"
+    assert window_kind(toy, toy["c"].with_attrs(window_request="folded")) == "folded"
+    assert window_kind(big, big["c"].with_attrs(window_request="register")) == "register"
+    # the writer the busier side: a 1×1 window of stride 2 at pe = C_out and simd = 1 (NF·SF = 16 cycles a
+    # window, 4 positions of 16 beats each between windows): four times slower folded
+    strided = _window_graph(16, (32, 32), (1, 1), (0, 0), stride=(2, 2), pe=4, simd=1)
+    assert window_kind(strided, strided["c"]) == "register"
+    # simd not dividing the channels, a bit convolution, a pointwise convolution
+    assert window_kind(big, big["c"].with_attrs(simd=3)) == "register"
+    bits = _window_graph(16, (64, 64), (3, 3), (1, 1), bipolar=True, pe=1, simd=1)
+    assert window_kind(bits, bits["c"]) == "register"
+    point = _window_graph(16, (8, 8), (1, 1), (0, 0), pe=1, simd=1)
+    assert window_kind(point, point["c"]) is None

@@ -12,14 +12,14 @@ from amaranth.hdl import signed, unsigned
 from amaranth.sim import Simulator
 
 from hwseg.backend import Accelerator, lower_graph
-from hwseg.estimate.cycles import layer_cycles
+from hwseg.estimate.cycles import layer_cycles, window_kind
 from hwseg.estimate.dataflow import (PixelCounts, dataflow, transposed_inputs_needed, upsample_inputs_needed,
                                      window_inputs_needed)
 from hwseg.hw.transposed import ConvTranspose2dLayer
 from hwseg.hw.upsample import UpsampleLayer
 from hwseg.hw.window import SlidingWindow
 from hwseg.ir import Add, Concat, Conv2d, Graph, Input, Int, MaxPool, MulShift, Node, UInt, Upsample
-from hwseg.passes import annotate_lanes, set_folding, size_fifos, size_skip_fifos
+from hwseg.passes import lanes_for_hardware, set_folding, size_fifos, size_skip_fifos
 from hwseg.passes.size_skip_fifos import _capacities
 from tests.hw.need_probe import needed_inputs, outputs_after_each_input
 from tests.hw.streams import measure_full_rate
@@ -126,7 +126,7 @@ def _pyramid(size=8, channels=2, head=True):
 def _prepared(graph, lanes=1):
     """Folded to ``lanes`` multipliers per convolution at most (slow layers, so that rates differ)."""
     graph, _ = set_folding.apply(graph, cost=lambda node, pe, simd: {"lut": pe * simd}, budget={"lut": lanes})
-    graph, _ = annotate_lanes.apply(graph)
+    graph = lanes_for_hardware(graph, window_kind=window_kind)
     graph, _ = size_fifos.apply(graph)
     return graph
 

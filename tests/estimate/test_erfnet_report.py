@@ -56,3 +56,30 @@ def test_full_erfnet_report_lists_line_buffers_and_fifos(erfnet_checkpoint, boar
     # every residual add lists a FIFO on each input: "source: depth × width b = bits b in <memory>"
     fifo = r"encoder_\w+: [\d,]+ × \d+ b = [\d,]+ b in (LUTRAM|\d+ BRAM18|\d+ URAM|flip-flops)"
     assert re.search(rf"\| encoder_\d+_out \|  \| {fifo}, {fifo} \|", report)
+    # the design does not fit: the reports give no frame rate and no share of the roofline as if it ran
+    assert design.estimate.overflows()
+    summary = design.files()["report.md"]
+    assert "DOES NOT FIT" in summary and "no frame rate until it fits" in summary and " fps at " not in summary
+    assert "of the compute bound" not in summary
+    import json
+    data = json.loads(design.files()["report.json"])
+    assert data["fps"] is None and data["roofline"]["achieved_fraction"] is None
+    assert "none: does not fit" in design.files()["report.html"]
+
+
+def test_full_erfnet_fully_folded_keeps_its_windows_in_memory(erfnet_checkpoint):
+    """Issue 12: on zcu104 at 1024×512 the cheapest design (nothing fits: block RAM is short) is the fully
+    folded one, whose windows are served from memory: at most 120,000 FF in all, 1,500 per convolution."""
+    design = build(erfnet_checkpoint, "zcu104", estimate_only=True)
+    estimate = design.estimate
+    assert estimate.limit.startswith("does not fit even fully folded")
+    convs = [(node, layer) for node, layer in zip(design.graph, estimate.layers)
+             if isinstance(node.op, Conv2d) and not node.op.channelwise]
+    assert all(node.attrs["pe"] == 1 and node.attrs["simd"] == 1 for node, _ in convs)
+    windowed = [node for node, _ in convs if node.op.kernel != (1, 1)]
+    assert windowed and all(node.attrs["window"] == "folded" for node in windowed)
+    heaviest = max(convs, key=lambda pair: pair[1].resources.ff)
+    print(f"\nFF {estimate.total.ff:,} in all; the heaviest convolution {heaviest[0].name}: "
+          f"{heaviest[1].resources.ff:,} FF")
+    assert estimate.total.ff <= 120_000
+    assert heaviest[1].resources.ff <= 1_500

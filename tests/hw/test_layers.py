@@ -106,6 +106,36 @@ def test_matches_golden_under_stalls(name):
     _check(got, acc, pe)
 
 
+# name: as CONFIGS, with simd dividing C_in (the folded window serves simd channels of a tap per beat)
+FOLDED = {
+    "3x3-p1-u8-pe2-simd1":        (unsigned(8), 4, 6, 7, 4, (3, 3), (1, 1), (1, 1), (1, 1), 2, 1, 8),
+    "3x3-p1-s4-pe1-simd2":        (signed(4), 4, 5, 6, 3, (3, 3), (1, 1), (1, 1), (1, 1), 1, 2, 4),
+    "3x3-s2-p1-u8-pe4-simd3":     (unsigned(8), 3, 9, 8, 4, (3, 3), (2, 2), (1, 1), (1, 1), 4, 3, 8),
+    "1x3-d8-p08-u8-pe1-simd1":    (unsigned(8), 2, 4, 19, 3, (1, 3), (1, 1), (0, 8), (1, 8), 1, 1, 8),
+    "5x3-s12-d12-p21-s4-pe2-simd2": (signed(4), 2, 10, 10, 4, (5, 3), (1, 2), (2, 1), (1, 2), 2, 2, 4),
+}
+
+
+@pytest.mark.parametrize("name", list(FOLDED))
+def test_folded_window_matches_golden_under_stalls(name):
+    """window="folded": FoldedWindow → serial MacArray, simd channels per input beat."""
+    config = FOLDED[name]
+    elem_shape, cin, height, width, cout, kernel, stride, padding, dilation, pe, simd, _ = config
+    w4, bias, x = _stimulus(config, np.random.default_rng(zlib.crc32(name.encode())))
+    dut = Conv2dLayer(elem_shape=elem_shape, channels=cin, height=height, width=width, kernel=kernel,
+                      stride=stride, padding=padding, dilation=dilation, weights=_window_weights(w4),
+                      bias=bias.tolist(), pe=pe, simd=simd, acc_shape=_acc_shape(w4, bias, elem_shape),
+                      window="folded")
+    assert dut.mac_array.serial and dut.mac_array.held_bits == 0 and dut.sliding_window.simd == simd
+    acc = conv2d(x, w4, bias, stride, padding, dilation)
+    frames, _, ho, wo = acc.shape
+    beats = [x[n, b * simd:(b + 1) * simd, y, col].tolist() for n in range(frames) for y in range(height)
+             for col in range(width) for b in range(cin // simd)]
+    got = run_stream_test(dut, beats, frames * ho * wo * (cout // pe), seed=len(name), valid_prob=0.6,
+                          ready_prob=0.6, timeout=50_000)
+    _check(got, acc, pe)
+
+
 def test_no_bias():
     """bias=None: golden without a bias, through the window path."""
     config = CONFIGS["3x3-s2-p1-s4-pe3-simd6"]
@@ -144,6 +174,11 @@ GOOD = dict(elem_shape=unsigned(8), channels=2, height=5, width=6, kernel=(3, 3)
      "(height 5 + 2·0, width 6 + 2·0): no window fits"),
     (dict(elem_shape=unsigned(0)), TypeError,
      "elem_shape must be an Amaranth shape unsigned(b) or signed(b) with b >= 1, not unsigned(0)"),
+    # the window kind
+    (dict(window="memory"), ValueError, "window must be 'register' or 'folded', not 'memory'"),
+    (dict(window="folded", arithmetic="popcount"), ValueError,
+     "a folded window feeds a multiplying MAC array, not arithmetic='popcount'"),
+    (dict(window="folded"), ValueError, "simd must divide the 2 channels (one of 1, 2), not 9"),
 ])
 def test_constructor_errors(change, error, message):
     with pytest.raises(error, match=f"^{re.escape(message)}$"):
@@ -151,3 +186,47 @@ def test_constructor_errors(change, error, message):
     # The blocks built before the error, kept alive by the traceback: let their UnusedElaboratable
     # warnings fire now, under this module's filter, not in some later test.
     gc.collect()
+
+
+# the simd sweeps of issue 12: a 3×3 over 64 channels and ERFNet's dilated (d = 8) 1×3, at simd 1, 3, 8, half
+# the window and the whole window; the window is folded where simd divides the channels, else in registers
+SWEEPS = {
+    **{f"3x3-c64-simd{simd}": ((unsigned(8), 64, 3, 4, 1, (3, 3), (1, 1), (1, 1), (1, 1), 1, simd, 8))
+       for simd in (1, 3, 8, 288, 576)},
+    **{f"1x3-d8-c16-simd{simd}": ((unsigned(8), 16, 2, 19, 2, (1, 3), (1, 1), (0, 8), (1, 8), 1, simd, 8))
+       for simd in (1, 3, 8, 24, 48)},
+}
+
+
+@pytest.mark.parametrize("name", list(SWEEPS))
+def test_simd_sweep_matches_golden_under_stalls_and_the_cycle_model(name):
+    from hwseg.estimate.cycles import folded_window_cycles, window_layer_cycles
+    from tests.hw.streams import measure_full_rate
+
+    config = SWEEPS[name]
+    elem_shape, cin, height, width, cout, kernel, stride, padding, dilation, pe, simd, _ = config
+    window = "folded" if cin % simd == 0 else "register"
+    w4, bias, x = _stimulus(config, np.random.default_rng(zlib.crc32(name.encode())))
+    dut = Conv2dLayer(elem_shape=elem_shape, channels=cin, height=height, width=width, kernel=kernel,
+                      stride=stride, padding=padding, dilation=dilation, weights=_window_weights(w4),
+                      bias=bias.tolist(), pe=pe, simd=simd, acc_shape=_acc_shape(w4, bias, elem_shape), window=window)
+    acc = conv2d(x, w4, bias, stride, padding, dilation)
+    frames, _, ho, wo = acc.shape
+    lanes = simd if window == "folded" else cin
+    beats = [x[n, b * lanes:(b + 1) * lanes, y, col].tolist() for n in range(frames) for y in range(height)
+             for col in range(width) for b in range(cin // lanes)]
+    count = frames * ho * wo * (cout // pe)
+    _check(run_stream_test(dut, beats, count, seed=len(name), valid_prob=0.6, ready_prob=0.6, timeout=50_000),
+           acc, pe)
+    # unstalled, frame after frame, as many cycles as the estimate's model of this window
+    _, outputs, got = measure_full_rate(dut, beats + beats, 2 * count, limit=100_000)
+    padded = (height + 2 * padding[0], width + 2 * padding[1])
+    folds = (cout // pe) * kernel[0] * kernel[1] * cin // simd
+    geometry = dict(padded=padded, out=(ho, wo), kernel=kernel, stride=stride, dilation=dilation)
+    if window == "folded":
+        model = folded_window_cycles(**geometry, beats_per_pixel=cin // simd, cycles_per_window=folds,
+                                     slack=dut.sliding_window.slack)
+    else:
+        model = window_layer_cycles(**geometry, cycles_per_window=folds)
+    per_frame = ho * wo * (cout // pe)
+    assert outputs[-1] - outputs[-1 - per_frame] == model

@@ -78,11 +78,13 @@ FOLDINGS = {
 }
 
 
+@pytest.mark.parametrize("serial", [False, True], ids=["vector", "serial"])
 @pytest.mark.parametrize("rate", list(RATES))
 @pytest.mark.parametrize("name", list(FOLDINGS))
-def test_matches_golden(name, rate):
+def test_matches_golden(name, rate, serial):
+    """serial=True: the folds come one slice per beat (as a FoldedWindow serves them), nothing is held."""
     cout, count, pe, simd, in_shape, bits = FOLDINGS[name]
-    rng = np.random.default_rng(zlib.crc32(f"{name}/{rate}".encode()))
+    rng = np.random.default_rng(zlib.crc32(f"{'serial/' * serial}{name}/{rate}".encode()))
     weights = _narrow_weights(rng, cout, count, bits)
     bias = rng.integers(-300, 301, size=cout)
     lo, hi = elem_range(in_shape)
@@ -91,10 +93,12 @@ def test_matches_golden(name, rate):
         np.full((1, count), hi), np.full((1, count), lo),
     ]).tolist()
     dut = MacArray(in_shape=in_shape, in_count=count, weights=weights.tolist(), bias=bias.tolist(),
-                   pe=pe, simd=simd, acc_shape=_tight_shape(weights, bias, in_shape))
+                   pe=pe, simd=simd, acc_shape=_tight_shape(weights, bias, in_shape), serial=serial)
+    assert dut.held_bits == (0 if serial else count * in_shape.width)
     acc = _golden(weights, bias, vectors)
     valid_prob, ready_prob = RATES[rate]
-    got = run_stream_test(dut, vectors, len(vectors) * cout // pe, seed=3,
+    beats = _serial_beats(vectors, cout // pe, simd) if serial else vectors
+    got = run_stream_test(dut, beats, len(vectors) * cout // pe, seed=4 if serial else 3,
                           valid_prob=valid_prob, ready_prob=ready_prob)
     _check(got, acc, pe)
 
@@ -215,3 +219,26 @@ def test_converts_to_verilog():
     for pe, simd, bias in [(2, 3, [0] * 4), (4, 6, [1, -2, 3, 4]), (1, 1, [5, 0, 0, -5])]:
         rtl = verilog.convert(MacArray(**_args(pe=pe, simd=simd, bias=bias)), emit_src=False)
         assert "module" in rtl
+
+
+def _serial_beats(vectors, nf, simd):
+    """A serial MacArray's input: each vector's SF slices of simd elements, NF times over."""
+    return [v[s:s + simd] for v in vectors for _ in range(nf) for s in range(0, len(v), simd)]
+
+
+def test_serial_throughput_and_latency():
+    rng = np.random.default_rng(8)
+    weights = _narrow_weights(rng, 6, 27, 4)
+    vectors = rng.integers(0, 256, size=(3, 27)).tolist()
+    dut = MacArray(in_shape=unsigned(8), in_count=27, weights=weights.tolist(), bias=None, pe=2, simd=9,
+                   acc_shape=signed(24), serial=True)
+    nf, sf = dut.fold
+    in_cycles, out_cycles, got = measure_full_rate(dut, _serial_beats(vectors, nf, 9), len(vectors) * nf)
+    _check(got, _golden(weights, None, vectors), 2)
+    # a slice every cycle, from the second (the weight ROM reads fold 0 at the first clock edge)
+    assert in_cycles == list(range(1, 1 + len(vectors) * nf * sf))
+    assert dut.latency == 3                                            # after a vector's SF-th beat
+    assert out_cycles == [in_cycles[(k + 1) * sf - 1] + 3 for k in range(len(vectors) * nf)]
+    with pytest.raises(TypeError, match=r"^serial must be a bool, not 1$"):
+        MacArray(in_shape=unsigned(8), in_count=27, weights=weights.tolist(), bias=None, pe=2, simd=9,
+                 acc_shape=signed(24), serial=1)

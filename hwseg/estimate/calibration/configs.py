@@ -177,7 +177,8 @@ def layer_graph(spec: dict) -> tuple[Graph, str]:
         bits = spec.get("in_bits", 2 if kind == "bitconv" else 8)
         nodes = [Node("x", Input((spec["cin"], spec["h"], spec["w"]), UInt(bits))),
                  Node("layer", _conv(rng, spec, bipolar=kind == "bitconv"), ("x",),
-                      {"pe": spec["pe"], "simd": spec["simd"]})]
+                      {"pe": spec["pe"], "simd": spec["simd"],
+                       **({} if spec.get("window") == "auto" else {"window_request": spec.get("window", "register")})})]
     elif kind == "affine":
         c = spec["cin"]
         op = Conv2d(_narrow(rng, 8, (c, 1, 1, 1)), rng.integers(-99, 100, c), Int(8), groups=c)
