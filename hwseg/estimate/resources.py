@@ -238,9 +238,11 @@ def _candidate_cost(cost: int, widthscale: int, depth_w: int, width_w: int, dept
 def memory_mapping(depth: int, width: int, family: str, *, rom: bool = False, uram: bool = False) -> MemoryMapping:
     """Where Yosys puts a ``depth × width`` simple-dual-port RAM (or a ROM: ``rom=True``, synchronous read,
     initialized) on a ``family`` part, by memory_libmap's cost rule (logic costs 1 per bit for RAM,
-    1/16 for ROM; distributed RAM is never used for ROMs; UltraRAM only with ``uram`` and not for ROMs)."""
+    1/32 (Xilinx) or 1/16 (Lattice) for ROM; distributed RAM is never used for ROMs; UltraRAM only with ``uram`` and not for ROMs)."""
     _check_family(family)
-    best = ("logic", depth * width / (16 if rom else 1), 0, 1, 0)
+    # (a ROM's logic cost per bit: 1/32 on Xilinx — measured, a 384 × 8 weight ROM stays in LUTs where a RAMB18
+    # costs 129 — 1/16 on Lattice)
+    best = ("logic", depth * width / ((32 if _lut6(family) else 16) if rom else 1), 0, 1, 0)
     library = list(_LIBRARY[family]) + ([_URAM] if uram and family == "xcup" and not rom else [])
     for kind, cost, widthscale, shapes, units in library:
         if rom and kind == "distributed":
@@ -355,7 +357,8 @@ def folded_window(*, channels: int, elem_bits: int, simd: int, repeats: int, ker
     logic = _part(family, "folded_window",
                   lut=width + 4 * (_bits(padded_width) + _bits(padded_height)) + 2 * 3 * pointer + 3 * ahead,
                   ff=2 * pointer + ahead + 1)
-    return (memory(depth, width, family, uram=uram) + logic
+    # (the ring's read port is not transparent to its write port: Lattice block RAM emulates the old-data read)
+    return (memory(depth, width, family, uram=uram, read_first=True) + logic
             + _counter(family, "folded_window", cb, padded_width, padded_height, depth)
             + _counter(family, "folded_window", cb, kw, kh, repeats, out_width, out_height))
 
