@@ -24,8 +24,9 @@ from .estimate.cycles import layer_cycles, window_kind
 from .estimate.dataflow import dataflow
 from .estimate.network import component_estimate, conv_compute
 from .estimate.report import resource_label
-from .ir import Graph, MulShift, Threshold
+from .ir import Bipolar, Graph, MulShift, Threshold
 from .passes import lanes_for_hardware, prepare_for_hardware, set_folding, size_fifos
+from .passes.choose_windows import has_window
 
 __all__ = ["fold", "read_folding", "FIT_ROUNDS"]
 
@@ -75,11 +76,22 @@ class _Fit:
     rest: dict
 
 
-def _estimate(folder, picks, board):
-    prepared = prepare_for_hardware(folder.assign(picks), budget=dict(board.resources), dataflow=dataflow,
-                                    window_kind=window_kind,
+def _estimate(folder, picks, board, *, folded_windows: bool = False):
+    """The prepared graph and full estimate of ``picks`` (``folded_windows``: every convolution that can
+    serves its windows from memory, whatever its frame time)."""
+    graph = folder.assign(picks)
+    if folded_windows:
+        graph = graph.replace([n.with_attrs(window_request="folded") if _can_fold_window(graph, n) else n
+                               for n in graph])
+    prepared = prepare_for_hardware(graph, budget=dict(board.resources), dataflow=dataflow, window_kind=window_kind,
                                     cost=lambda node, pe, simd: {})   # every convolution is folded already
     return prepared, estimate_graph(prepared, board)
+
+
+def _can_fold_window(graph: Graph, node) -> bool:
+    return (has_window(node.op) and not isinstance(node.op.weight_type, Bipolar)
+            and "window_request" not in node.attrs
+            and graph.input_types(node.name)[0].channels % node.attrs["simd"] == 0)
 
 
 def _quick_estimate(folder, picks, board):
@@ -132,7 +144,8 @@ def _overflow(estimate) -> float:
 def _cheapest(folder, board, rest) -> _Fit:
     """Nothing fits at the highest throughput that the cost model admits: try the cheapest designs, each by
     its full estimate — the cheapest folding weighted against what is short (but not against a resource that
-    the rest of the design overflows on its own: no folding helps that one), every convolution fully folded,
+    the rest of the design overflows on its own: no folding helps that one), every convolution fully folded
+    with its window served from memory where it can be (the leanest design, whatever it costs in cycles),
     and for each resource these overflow the folding that spends the least of it. The fastest that fits is
     the design; if none does, the one nearest to fitting (its worst resource the least over), marked by
     ``fully_folded`` (``_Fit.target`` None)."""
@@ -141,14 +154,14 @@ def _cheapest(folder, board, rest) -> _Fit:
                                          else available[key] for key in available})
     tried: dict = {}
 
-    def attempt(picks):
-        key = tuple(sorted((name, c.pe, c.simd) for name, c in picks.items()))
+    def attempt(picks, folded_windows=False):
+        key = (folded_windows, *sorted((name, c.pe, c.simd) for name, c in picks.items()))
         if key not in tried:
-            tried[key] = (picks, *_estimate(folder, picks, board))
+            tried[key] = (picks, *_estimate(folder, picks, board, folded_windows=folded_windows))
         return tried[key]
 
-    for picks in (weighted, folder.fully_folded()):
-        attempt(picks)
+    attempt(weighted)
+    attempt(folder.fully_folded(), folded_windows=True)
     for key in {key for _, _, estimate in list(tried.values()) for key in estimate.overflows()}:
         attempt(folder.cheapest_in(key, available))
     fitting = [(estimate.cycles_per_frame, index) for index, (_, _, estimate) in enumerate(tried.values())

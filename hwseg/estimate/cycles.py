@@ -140,25 +140,26 @@ def _folded_cycles(graph: Graph, node) -> int:
                                 slack=folded_window_geometry(**geometry)["slack"])
 
 
-#: A folded window may be this much slower than the register window (1 + 1/64): it loses only the cycles its
-#: writer needs at a frame's start beyond its slack (``CB`` per padded position of the frame gap: 0.016 % of
-#: a 3×1 convolution of 64 channels at 512×256 folded to one MAC, under 1.5 % of any fully folded layer
-#: of at least 4 output channels and 4 output rows), and it saves the window's flip-flops.
-FOLDED_SLOWDOWN = (1, 64)
+#: How much slower than the register window a folded one may be: not at all. Standalone a folded window loses
+#: only its writer's cycles at a frame's start beyond its slack (0.016 % of a 3×1 convolution of 64 channels at
+#: 512×256 folded to one MAC), but in a balanced pipeline its upstream runs at the same pace and cannot serve
+#: that burst: measured, int8_tiny with conv3 folded 0.4 % slower standalone ran 6.5 % slower as a whole.
+#: Designs that must be lean (the cheapest design when nothing fits, a fully folded sweep) ask for folded
+#: windows explicitly.
+FOLDED_SLOWDOWN = (0, 1)
 
 
 def window_kind(graph: Graph, node) -> str | None:
     """How a convolution gets its windows: ``"folded"`` (served ``simd`` elements per cycle from memory,
     the MAC array holding nothing) where it multiplies (not a bit convolution), its ``simd`` divides its
-    input channels and its frame takes at most :data:`FOLDED_SLOWDOWN` more cycles than with the register
+    input channels and its frame takes no more cycles (:data:`FOLDED_SLOWDOWN`) than with the register
     window; ``"register"`` (the whole window in flip-flops, copied into the MAC array) otherwise; None for a
     layer without a window. A node's ``window_request`` attribute (``"register"``, or ``"folded"`` where
     that is possible) overrides it.
 
     The folded window keeps ``simd`` elements in flip-flops instead of ``2·kh·kw·C`` and the same pixels in
     memory plus ``slack``. Its frame start costs it the writer's cycles beyond the slack, which
-    :func:`layer_cycles` counts; a layer whose writer is the busier side (``NF·kh·kw < sh·sw``, or toy
-    frames with few windows) keeps its register window, so that the folded one never slows a design."""
+    :func:`layer_cycles` counts; where that makes it slower at all, the layer keeps its register window."""
     op = node.op
     if not isinstance(op, Conv2d) or op.channelwise or (
             op.kernel == (1, 1) and op.stride == (1, 1) and op.padding == (0, 0)):

@@ -67,7 +67,7 @@ def test_conv_layer_cycles_match_model(case):
     assert measured == expected, f"measured {measured} cycles per frame, model says {expected}"
 
 
-# -- the window kind (issue 12): folded wherever it can be and is at most 1/64 slower ---------------------
+# -- the window kind (issue 12): folded wherever it can be and is no slower ---------------------
 
 def _window_graph(channels, size, kernel, padding, dilation=(1, 1), stride=(1, 1), bipolar=False, **attrs):
     import numpy as np
@@ -80,28 +80,27 @@ def _window_graph(channels, size, kernel, padding, dilation=(1, 1), stride=(1, 1
 
 
 def test_window_kind_follows_the_rule():
-    from hwseg.estimate.cycles import (FOLDED_SLOWDOWN, _folded_cycles, cycles_per_window, layer_cycles, window_kind,
-                                       window_layer_cycles)
+    from hwseg.estimate.cycles import _folded_cycles, cycles_per_window, layer_cycles, window_kind, window_layer_cycles
+    # a 1×3 kernel: the writer never falls behind at a frame's start (its slack covers the frame gap), so the
+    # folded window is no slower: folded
+    row = _window_graph(16, (32, 64), (1, 3), (0, 1), pe=1, simd=1)
+    assert window_kind(row, row["c"]) == "folded"
+    assert layer_cycles(row, row["c"]) == window_layer_cycles(
+        padded=(32, 66), out=(32, 64), kernel=(1, 3), stride=(1, 1), dilation=(1, 1),
+        cycles_per_window=cycles_per_window(row, row["c"]))
+    # a 3×3 kernel: a frame's start costs the folded window its writer's cycles (0.07 % here): register,
+    # unless asked for
     big = _window_graph(16, (64, 64), (3, 3), (1, 1), pe=1, simd=1)
-    assert window_kind(big, big["c"]) == "folded"
     register = window_layer_cycles(padded=(66, 66), out=(64, 64), kernel=(3, 3), stride=(1, 1), dilation=(1, 1),
                                    cycles_per_window=cycles_per_window(big, big["c"]))
-    folded = layer_cycles(big, big["c"])
-    assert folded == _folded_cycles(big, big["c"]) and register <= folded <= register * 1.001
-    # a toy frame: the frame start costs the folded window more than 1/64 of the frame
-    toy = _window_graph(64, (3, 4), (3, 3), (1, 1), pe=1, simd=1)
-    slower, whole = FOLDED_SLOWDOWN
-    assert _folded_cycles(toy, toy["c"]) * whole > layer_cycles(toy, toy["c"]) * (whole + slower)
-    assert window_kind(toy, toy["c"]) == "register"
-    assert window_kind(toy, toy["c"].with_attrs(window_request="folded")) == "folded"
-    assert window_kind(big, big["c"].with_attrs(window_request="register")) == "register"
-    # the writer the busier side: a 1×1 window of stride 2 at pe = C_out and simd = 1 (NF·SF = 16 cycles a
-    # window, 4 positions of 16 beats each between windows): four times slower folded
-    strided = _window_graph(16, (32, 32), (1, 1), (0, 0), stride=(2, 2), pe=4, simd=1)
-    assert window_kind(strided, strided["c"]) == "register"
+    assert register < _folded_cycles(big, big["c"]) <= register * 1.001
+    assert window_kind(big, big["c"]) == "register" and layer_cycles(big, big["c"]) == register
+    asked = big["c"].with_attrs(window_request="folded")
+    assert window_kind(big, asked) == "folded" and layer_cycles(big, asked) == _folded_cycles(big, big["c"])
+    assert window_kind(row, row["c"].with_attrs(window_request="register")) == "register"
     # simd not dividing the channels, a bit convolution, a pointwise convolution
-    assert window_kind(big, big["c"].with_attrs(simd=3)) == "register"
-    bits = _window_graph(16, (64, 64), (3, 3), (1, 1), bipolar=True, pe=1, simd=1)
+    assert window_kind(row, row["c"].with_attrs(simd=3)) == "register"
+    bits = _window_graph(16, (32, 64), (1, 3), (0, 1), bipolar=True, pe=1, simd=1)
     assert window_kind(bits, bits["c"]) == "register"
     point = _window_graph(16, (8, 8), (1, 1), (0, 0), pe=1, simd=1)
     assert window_kind(point, point["c"]) is None
