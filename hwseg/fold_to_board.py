@@ -20,13 +20,12 @@ from typing import Mapping
 from .boards import Board, known_boards
 from .errors import DoesNotFitError, FoldingError, HwsegError
 from .estimate import NetworkEstimate, estimate_graph
-from .estimate.cycles import layer_cycles, window_kind
+from .estimate.cycles import can_fold_window, layer_cycles, window_kind
 from .estimate.dataflow import dataflow
 from .estimate.network import component_estimate, conv_compute
 from .estimate.report import resource_label
-from .ir import Bipolar, Graph, MulShift, Threshold
+from .ir import Graph, MulShift, Threshold
 from .passes import lanes_for_hardware, prepare_for_hardware, set_folding, size_fifos
-from .passes.choose_windows import has_window
 
 __all__ = ["fold", "read_folding", "FIT_ROUNDS"]
 
@@ -81,17 +80,14 @@ def _estimate(folder, picks, board, *, folded_windows: bool = False):
     serves its windows from memory, whatever its frame time)."""
     graph = folder.assign(picks)
     if folded_windows:
-        graph = graph.replace([n.with_attrs(window_request="folded") if _can_fold_window(graph, n) else n
-                               for n in graph])
+        graph = graph.replace([n.with_attrs(window_request="folded")
+                               if "window_request" not in n.attrs and "simd" in n.attrs and can_fold_window(graph, n)
+                               else n for n in graph])
     prepared = prepare_for_hardware(graph, budget=dict(board.resources), dataflow=dataflow, window_kind=window_kind,
                                     cost=lambda node, pe, simd: {})   # every convolution is folded already
     return prepared, estimate_graph(prepared, board)
 
 
-def _can_fold_window(graph: Graph, node) -> bool:
-    return (has_window(node.op) and not isinstance(node.op.weight_type, Bipolar)
-            and "window_request" not in node.attrs
-            and graph.input_types(node.name)[0].channels % node.attrs["simd"] == 0)
 
 
 def _quick_estimate(folder, picks, board):
@@ -147,8 +143,8 @@ def _cheapest(folder, board, rest) -> _Fit:
     the rest of the design overflows on its own: no folding helps that one), every convolution fully folded
     with its window served from memory where it can be (the leanest design, whatever it costs in cycles),
     and for each resource these overflow the folding that spends the least of it. The fastest that fits is
-    the design; if none does, the one nearest to fitting (its worst resource the least over), marked by
-    ``fully_folded`` (``_Fit.target`` None)."""
+    the design; if none does, the one nearest to fitting (its worst resource the least over), with
+    ``_Fit.target`` None."""
     available = dict(board.resources)
     weighted, _ = folder.pick(math.inf, {key: available[key] - rest[key] if rest[key] < available[key]
                                          else available[key] for key in available})

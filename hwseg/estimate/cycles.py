@@ -26,8 +26,9 @@ from ..errors import UnsupportedError
 from ..ir import (Add, ArgMax, AvgPool, Bipolar, Concat, Conv2d, ConvTranspose2d, Fork, Graph, Input, MaxPool, MulShift, Threshold,
                   Upsample)
 
-__all__ = ["window_layer_cycles", "folded_window_cycles", "folded_window_steps", "folded_window_geometry", "window_kind", "layer_cycles", "layer_latency", "cycles_per_window", "transposed_cycles",
-           "transposed_axis_folds", "transposed_buffer_rows", "upsample_buffer_rows"]
+__all__ = ["window_layer_cycles", "folded_window_cycles", "folded_window_steps", "folded_window_geometry",
+           "window_geometry", "can_fold_window", "window_kind", "layer_cycles", "layer_latency", "cycles_per_window",
+           "transposed_cycles", "transposed_axis_folds", "transposed_buffer_rows", "upsample_buffer_rows"]
 
 
 def window_layer_cycles(*, padded: tuple[int, int], out: tuple[int, int], kernel, stride, dilation,
@@ -124,58 +125,63 @@ def folded_window_geometry(*, padded: tuple[int, int], out: tuple[int, int], ker
     (hp, wp), (ho, wo), (kh, kw), (sh, sw), (dh, dw) = padded, out, kernel, stride, dilation
     gaps = (sw, sh * wp - (wo - 1) * sw, hp * wp - (ho - 1) * sh * wp - (wo - 1) * sw)
     slack = max(gaps[0] if wo > 1 else 1, gaps[1] if ho > 1 else 1) + sw
-    return {"span": (kh - 1) * dh * wp + (kw - 1) * dw + 1, "gaps": gaps, "slack": slack}
+    span = (kh - 1) * dh * wp + (kw - 1) * dw + 1
+    return {"span": span, "gaps": gaps, "slack": slack, "ring_positions": span + slack}
 
 
-def _window_geometry(graph: Graph, node) -> dict:
+def window_geometry(graph: Graph, node) -> dict:
+    """``padded``, ``out``, ``kernel``, ``stride``, ``dilation`` of a convolution's window (the arguments of
+    :func:`window_layer_cycles` and :func:`folded_window_geometry`)."""
     op, x, out = node.op, graph.input_types(node.name)[0], graph.types[node.name]
     return dict(padded=(x.height + 2 * op.padding[0], x.width + 2 * op.padding[1]), out=(out.height, out.width),
-                kernel=op.kernel, stride=op.stride, dilation=op.dilation)
+                kernel=tuple(op.kernel), stride=tuple(op.stride), dilation=tuple(op.dilation))
 
 
 def _folded_cycles(graph: Graph, node) -> int:
-    geometry = _window_geometry(graph, node)
+    geometry = window_geometry(graph, node)
     cb = graph.input_types(node.name)[0].channels // node.attrs["simd"]
     return folded_window_cycles(**geometry, beats_per_pixel=cb, cycles_per_window=cycles_per_window(graph, node),
                                 slack=folded_window_geometry(**geometry)["slack"])
 
 
-#: How much slower than the register window a folded one may be: not at all. Standalone a folded window loses
-#: only its writer's cycles at a frame's start beyond its slack (0.016 % of a 3×1 convolution of 64 channels at
-#: 512×256 folded to one MAC), but in a balanced pipeline its upstream runs at the same pace and cannot serve
-#: that burst: measured, int8_tiny with conv3 folded 0.4 % slower standalone ran 6.5 % slower as a whole.
-#: Designs that must be lean (the cheapest design when nothing fits, a fully folded sweep) ask for folded
-#: windows explicitly.
-FOLDED_SLOWDOWN = (0, 1)
+def can_fold_window(graph: Graph, node) -> bool:
+    """Whether a convolution's windows can be served from memory: it has a window, it multiplies (not a bit
+    convolution) and its ``simd`` divides its input channels."""
+    op = node.op
+    return (isinstance(op, Conv2d) and not op.channelwise
+            and (op.kernel, op.stride, op.padding) != ((1, 1), (1, 1), (0, 0))
+            and not isinstance(op.weight_type, Bipolar)
+            and graph.input_types(node.name)[0].channels % node.attrs["simd"] == 0)
 
 
 def window_kind(graph: Graph, node) -> str | None:
     """How a convolution gets its windows: ``"folded"`` (served ``simd`` elements per cycle from memory,
-    the MAC array holding nothing) where it multiplies (not a bit convolution), its ``simd`` divides its
-    input channels and its frame takes no more cycles (:data:`FOLDED_SLOWDOWN`) than with the register
-    window; ``"register"`` (the whole window in flip-flops, copied into the MAC array) otherwise; None for a
-    layer without a window. A node's ``window_request`` attribute (``"register"``, or ``"folded"`` where
-    that is possible) overrides it.
+    the MAC array holding nothing) where it can be (:func:`can_fold_window`) and its frame takes no more
+    cycles than with the register window; ``"register"`` (the whole window in flip-flops, copied into the
+    MAC array) otherwise; None for a layer without a window. A node's ``window_request`` attribute
+    (``"register"``, or ``"folded"`` where that is possible) overrides it.
 
     The folded window keeps ``simd`` elements in flip-flops instead of ``2·kh·kw·C`` and the same pixels in
-    memory plus ``slack``. Its frame start costs it the writer's cycles beyond the slack, which
-    :func:`layer_cycles` counts; where that makes it slower at all, the layer keeps its register window."""
+    memory plus ``slack``. Standalone it loses only its writer's cycles at a frame's start beyond its slack
+    (0.016 % of a 3×1 convolution of 64 channels at 512×256 folded to one MAC), which :func:`layer_cycles`
+    counts; but in a balanced pipeline its upstream runs at the same pace and cannot serve that burst
+    (measured: int8_tiny with conv3 folded, 0.4 % slower standalone, ran 6.5 % slower as a whole). So it is
+    chosen only where it is no slower at all; designs that must be lean (the cheapest design when nothing
+    fits, a fully folded sweep) ask for it."""
     op = node.op
     if not isinstance(op, Conv2d) or op.channelwise or (
             op.kernel == (1, 1) and op.stride == (1, 1) and op.padding == (0, 0)):
         return None
-    channels = graph.input_types(node.name)[0].channels
     request = node.attrs.get("window_request")
     if request not in (None, "register", "folded"):
         raise UnsupportedError(f"layer {node.name!r}: window_request must be 'register' or 'folded', "
                                f"not {request!r}")
-    if isinstance(op.weight_type, Bipolar) or channels % node.attrs["simd"]:
+    if not can_fold_window(graph, node):
         return "register"      # (a "folded" request is checked with its simd where it is made: set_folding)
     if request is not None:
         return request
-    register = window_layer_cycles(**_window_geometry(graph, node), cycles_per_window=cycles_per_window(graph, node))
-    slower, whole = FOLDED_SLOWDOWN
-    return "folded" if _folded_cycles(graph, node) * whole <= register * (whole + slower) else "register"
+    register = window_layer_cycles(**window_geometry(graph, node), cycles_per_window=cycles_per_window(graph, node))
+    return "folded" if _folded_cycles(graph, node) <= register else "register"
 
 
 def cycles_per_window(graph: Graph, node) -> int:

@@ -37,7 +37,7 @@ from ..errors import UnsupportedError
 from ..ir import (Add, ArgMax, AvgPool, Concat, Conv2d, ConvTranspose2d, Fork, Graph, Input, MaxPool, MulShift, Threshold,
                   Upsample)
 from .cycles import (_phase_taps, folded_window_geometry, folded_window_steps, layer_cycles, layer_latency,
-                     transposed_buffer_rows, upsample_buffer_rows)
+                     transposed_buffer_rows, upsample_buffer_rows, window_geometry)
 
 __all__ = ["window_inputs_needed", "transposed_inputs_needed", "upsample_inputs_needed", "inputs_needed",
            "input_pixels_needed", "PixelCounts", "StreamTiming", "Dataflow", "dataflow"]
@@ -444,7 +444,7 @@ class StreamTiming:
             if not _is_window(op):
                 return ("vector", folds, folds + 3)
             if node.attrs.get("window") == "folded":
-                return ("window", folds + 3, self._folded_walk(x, op, x.channels // node.attrs["simd"], folds))
+                return ("window", folds + 3, self._folded_walk(node, x.channels // node.attrs["simd"], folds))
             return ("window", folds + 3, self._walk(x, op.kernel, op.stride, op.padding, op.dilation, folds))
         if isinstance(op, MaxPool):
             return ("window", 1, self._walk(x, op.kernel, op.stride, op.padding, (1, 1), 1))
@@ -484,28 +484,27 @@ class StreamTiming:
         """A sliding window's index arrays over the frames: the padded position of each in-frame pixel
         and of each window, the window each pixel leads to (``segment``), the running sums of the
         cycles from one window to the next (``max(gap, F)``). Layers of one shape share them."""
-        key = (x.height, x.width, tuple(kernel), tuple(stride), tuple(padding), tuple(dilation))
-        if key not in self._walks:
-            self._walks[key] = self._walk_geometry(x, kernel, stride, padding, dilation)
-        walk = dict(self._walks[key])
+        walk = dict(self._geometry(x, kernel, stride, padding, dilation))
         walk["offset"] = _offsets(walk["windows"].shape[0], np.maximum(walk["gap"], folds))
         return walk
 
-    def _folded_walk(self, x, op, beats: int, folds: int) -> dict:
+    def _geometry(self, x, kernel, stride, padding, dilation) -> dict:
+        """:meth:`_walk_geometry`, cached: layers of one shape share it."""
+        key = (x.height, x.width, tuple(kernel), tuple(stride), tuple(padding), tuple(dilation))
+        if key not in self._walks:
+            self._walks[key] = self._walk_geometry(x, kernel, stride, padding, dilation)
+        return self._walks[key]
+
+    def _folded_walk(self, node, beats: int, folds: int) -> dict:
         """A folded window's index arrays (:class:`hwseg.hw.folded_window.FoldedWindow`): the walk's
         geometry with ``scale = CB`` cycles per padded position, the windows' steps at full rate
         (:func:`.cycles.folded_window_steps`), and for each in-frame pixel the window whose last read lets
         the writer reach it (``released``, −1: none; the writer stays at most ``slack`` positions past the
         window being read) and the first position that waited for that read (``release_position``)."""
-        key = (x.height, x.width, tuple(op.kernel), tuple(op.stride), tuple(op.padding), tuple(op.dilation))
-        if key not in self._walks:
-            self._walks[key] = self._walk_geometry(x, op.kernel, op.stride, op.padding, op.dilation)
-        walk = dict(self._walks[key])
-        padded = (x.height + 2 * op.padding[0], x.width + 2 * op.padding[1])
-        out = ((padded[0] - op.dilation[0] * (op.kernel[0] - 1) - 1) // op.stride[0] + 1,
-               (padded[1] - op.dilation[1] * (op.kernel[1] - 1) - 1) // op.stride[1] + 1)
-        geometry = dict(padded=padded, out=out, kernel=tuple(op.kernel), stride=tuple(op.stride),
-                        dilation=tuple(op.dilation))
+        op = node.op
+        walk = dict(self._geometry(self.graph.input_types(node.name)[0], op.kernel, op.stride, op.padding,
+                                   op.dilation))
+        geometry = window_geometry(self.graph, node)
         slack = folded_window_geometry(**geometry)["slack"]
         steps = folded_window_steps(**geometry, beats_per_pixel=beats, cycles_per_window=folds, slack=slack,
                                     frames=self.frames)

@@ -14,7 +14,7 @@ from ..ir import (Add, ArgMax, AvgPool, Bipolar, Concat, Conv2d, ConvTranspose2d
                   Threshold, Upsample)
 from . import resources as R
 from .cycles import (folded_window_geometry, layer_cycles, transposed_buffer_rows, upsample_buffer_rows,
-                     window_kind)
+                     window_geometry, window_kind)
 from .roofline import Roofline, roofline
 
 __all__ = ["LayerEstimate", "NetworkEstimate", "estimate_graph", "conv_compute", "component_estimate"]
@@ -176,14 +176,17 @@ def _window(graph: Graph, node, kind: str | None, pe: int, simd: int, family: st
     padded = (x.height + 2 * op.padding[0], x.width + 2 * op.padding[1])
     if kind == "folded":
         out = graph.types[node.name]
-        geometry = folded_window_geometry(padded=padded, out=(out.height, out.width), kernel=op.kernel,
-                                          stride=op.stride, dilation=dilation)
         return R.folded_window(channels=x.channels, elem_bits=x.dtype.bits, simd=simd,
                                repeats=op.out_channels // pe, kernel=op.kernel, padded_width=padded[1],
                                padded_height=padded[0], out_width=out.width, out_height=out.height,
-                               ring_positions=geometry["span"] + geometry["slack"], family=family, uram=uram)
+                               ring_positions=_ring_positions(graph, node), family=family, uram=uram)
     return R.sliding_window(channels=x.channels, elem_bits=x.dtype.bits, kernel=op.kernel, dilation=dilation,
                             padded_width=padded[1], padded_height=padded[0], family=family, uram=uram)
+
+
+def _ring_positions(graph: Graph, node) -> int:
+    """Padded positions a folded window's ring memory holds."""
+    return folded_window_geometry(**window_geometry(graph, node))["ring_positions"]
 
 
 def component_estimate(graph: Graph, node, family: str, uram: bool = False) -> R.Resources:
@@ -214,12 +217,8 @@ def _line_buffer_memory(graph: Graph, node, family: str, uram: bool) -> tuple[st
         rows = upsample_buffer_rows(height=x.height, width=x.width, factor=op.factor, mode=op.mode)
         return _placement(x.width, rows * pixel, family, uram)
     if window_kind(graph, node) == "folded":
-        geometry = folded_window_geometry(padded=(x.height + 2 * op.padding[0], x.width + 2 * op.padding[1]),
-                                          out=(out.height, out.width), kernel=op.kernel, stride=op.stride,
-                                          dilation=op.dilation)
         simd = node.attrs["simd"]
-        return _placement((geometry["span"] + geometry["slack"]) * (x.channels // simd), simd * x.dtype.bits,
-                          family, uram)
+        return _placement(_ring_positions(graph, node) * (x.channels // simd), simd * x.dtype.bits, family, uram)
     if isinstance(op, (Conv2d, MaxPool, AvgPool)) and not (isinstance(op, Conv2d) and op.channelwise):
         shape = R.window_memory_shape(channels=x.channels, elem_bits=x.dtype.bits, kernel=op.kernel,
                                       dilation=op.dilation if isinstance(op, Conv2d) else (1, 1),

@@ -47,16 +47,8 @@ class Conv2dLayer(wiring.Component):
         if window == "folded" and arithmetic != "multiply":
             raise ValueError(f"a folded window feeds a multiplying MAC array, not arithmetic={arithmetic!r}")
         self.sliding_window = None
-        serial = False
-        if _is_pointwise(kernel, stride, padding):
-            pass
-        elif window == "folded":
-            out_channels = len(weights) if isinstance(weights, (list, tuple)) else 1
-            self.sliding_window = FoldedWindow(elem_shape=elem_shape, channels=channels, height=height, width=width,
-                                               kernel=kernel, stride=stride, padding=padding, dilation=dilation,
-                                               simd=simd, repeats=max(out_channels // pe, 1))
-            serial = True
-        else:
+        serial = window == "folded" and not _is_pointwise(kernel, stride, padding)
+        if not serial and not _is_pointwise(kernel, stride, padding):
             self.sliding_window = SlidingWindow(elem_shape=elem_shape, channels=channels, height=height,
                                                 width=width, kernel=kernel, stride=stride, padding=padding,
                                                 dilation=dilation)
@@ -71,6 +63,10 @@ class Conv2dLayer(wiring.Component):
                                          acc_shape=acc_shape)
         else:
             raise ValueError(f"arithmetic must be 'multiply' or 'popcount', not {arithmetic!r}")
+        if serial:   # the window served once per output-channel fold of the MAC array
+            self.sliding_window = FoldedWindow(elem_shape=elem_shape, channels=channels, height=height, width=width,
+                                               kernel=kernel, stride=stride, padding=padding, dilation=dilation,
+                                               simd=simd, repeats=self.mac_array.fold[0])
         super().__init__({
             "i_stream": In(stream.Signature(data.ArrayLayout(elem_shape, simd if serial else channels))),
             "o_stream": Out(stream.Signature(data.ArrayLayout(acc_shape, pe))),
