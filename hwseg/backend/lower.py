@@ -66,7 +66,7 @@ def _conv(graph: Graph, node) -> Callable:
     x, out = graph.input_types(node.name)[0], graph.types[node.name]
     if op.channelwise:
         affine = dict(in_shape=amaranth_shape(x.dtype), acc_shape=amaranth_shape(out.dtype), channels=x.channels,
-                      weights=op.weight.reshape(-1).tolist(), bias=op.bias.tolist())
+                      weights=op.weight.reshape(-1).tolist(), bias=op.bias.tolist(), lanes=node.attrs["pe"])
         return lambda: ChannelAffine(**affine)
     # MacArray wants each output channel's weights in window order (ky, kx, c_in).
     weights = np.transpose(op.weight, (0, 2, 3, 1)).reshape(op.out_channels, -1).tolist()

@@ -30,8 +30,10 @@ class Accelerator(wiring.Component):
     Stitching: a stream read by several layers goes through a :class:`~hwseg.hw.fork.StreamFork`
     (one copy per reading input, in graph order); on each edge, a
     :class:`~hwseg.hw.lanes.LaneConverter` where the producer's lanes differ from the consumer's,
-    then a :class:`~hwseg.hw.fifo.StreamFIFO` where the node asks for one (in front of window
-    layers, and on join inputs: ``hwseg.passes.size_skip_fifos``).
+    and a :class:`~hwseg.hw.fifo.StreamFIFO` where the node asks for one (in front of window
+    layers, and on join inputs: ``hwseg.passes.size_skip_fifos``) — behind the converter, except a
+    join's in front of one that splits a forked stream (of the same pixels in wide beats), so that the
+    converter never holds up the fork while the FIFO has room.
     """
 
     def __init__(self, lowered: list[LoweredNode], *, in_channels: int, out_channels: int, out_pixels: int):
@@ -70,6 +72,14 @@ class Accelerator(wiring.Component):
         m.submodules[name] = converter
         wiring.connect(m, producer, converter.i_stream)
         return converter.o_stream
+
+    @staticmethod
+    def _fifo(m, name, producer, shape, lanes, depth):
+        """``producer`` through a FIFO of ``depth`` beats of ``lanes`` lanes."""
+        fifo = StreamFIFO(payload_shape=data.ArrayLayout(shape, lanes), depth=depth)
+        m.submodules[name] = fifo
+        wiring.connect(m, producer, fifo.i_stream)
+        return fifo.o_stream
 
     def _readers(self):
         """How many inputs (of all nodes, plus the accelerator's output) read each node's stream."""
@@ -113,15 +123,16 @@ class Accelerator(wiring.Component):
             m.submodules[node.name] = component = node.build()
             for k, (name, port) in enumerate(zip(node.inputs, input_ports(component))):
                 edge = f"{node.name}_in{k}" if len(node.inputs) > 1 else node.name
-                stream_ = self._adapt(m, f"{edge}_lanes", copies[name].pop(0), node.in_shapes[k], lanes[name],
-                                      node.in_lanes[k])
-                depth = node.fifo_depths[k] if node.fifo_depths else 0
-                if depth:
-                    fifo = StreamFIFO(payload_shape=data.ArrayLayout(node.in_shapes[k], node.in_lanes[k]),
-                                      depth=depth)
-                    m.submodules[f"{edge}_fifo"] = fifo
-                    wiring.connect(m, stream_, fifo.i_stream)
-                    stream_ = fifo.o_stream
+                stream_, depth = copies[name].pop(0), node.fifo_depths[k] if node.fifo_depths else 0
+                # a join's FIFO in front of a splitting converter behind a fork sits on the converter's wide
+                # side, so that the fork hands over a beat per cycle while the converter sends the pieces of one
+                wide = lanes[name] > node.in_lanes[k] and readers[name] > 1 and len(node.inputs) > 1
+                if depth and wide:
+                    stream_ = self._fifo(m, f"{edge}_fifo", stream_, node.in_shapes[k], lanes[name],
+                                         -(-depth * node.in_lanes[k] // lanes[name]))
+                stream_ = self._adapt(m, f"{edge}_lanes", stream_, node.in_shapes[k], lanes[name], node.in_lanes[k])
+                if depth and not wide:
+                    stream_ = self._fifo(m, f"{edge}_fifo", stream_, node.in_shapes[k], node.in_lanes[k], depth)
                 wiring.connect(m, stream_, port)
             publish(node.name, component.o_stream, node.out_lanes)
         last = self._lowered[-1]

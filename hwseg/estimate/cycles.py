@@ -197,7 +197,7 @@ def layer_cycles(graph: Graph, node) -> int:
     """Steady-state cycles per frame of one layer of a graph prepared for hardware."""
     op, out = node.op, graph.types[node.name]
     if isinstance(op, Conv2d) and op.channelwise:
-        return out.pixels
+        return out.pixels * (out.channels // node.attrs["pe"])
     if window_kind(graph, node) == "folded":
         return _folded_cycles(graph, node)
     if isinstance(op, (Conv2d, MaxPool, AvgPool)):
@@ -208,11 +208,13 @@ def layer_cycles(graph: Graph, node) -> int:
                                    dilation=dilation, cycles_per_window=cycles_per_window(graph, node))
     if isinstance(op, ConvTranspose2d):
         return transposed_cycles(graph, node, node.attrs["pe"], node.attrs["simd"])
-    if isinstance(op, (MulShift, Threshold)):
-        return out.pixels * (out.channels // node.attrs["in_lanes"])
+    if isinstance(op, (MulShift, Threshold)):    # (a requantizer with its own folding: its pe lanes)
+        return out.pixels * (out.channels // node.attrs.get("pe", node.attrs.get("in_lanes")))
     if isinstance(op, Upsample):
         return out.pixels + (op.mode == "bilinear")
-    if isinstance(op, (Input, ArgMax, Add, Concat, Fork)):
+    if isinstance(op, Add):                          # pe channels of a pixel per beat
+        return out.pixels * (out.channels // node.attrs.get("pe", node.attrs.get("in_lanes", out.channels)))
+    if isinstance(op, (Input, ArgMax, Concat, Fork)):
         return out.pixels
     raise UnsupportedError(f"layer {node.name!r} ({op.describe()}) has no cycle model")
 

@@ -429,7 +429,9 @@ class StreamTiming:
             return ("input",)
         if isinstance(op, Fork):
             return ("pointwise", 0, 0)
-        if isinstance(op, Conv2d) and op.channelwise or isinstance(op, ArgMax):
+        if isinstance(op, Conv2d) and op.channelwise:
+            return ("pointwise", out.channels // node.attrs["in_lanes"], 1)
+        if isinstance(op, ArgMax):
             return ("pointwise", 1, 1)
         if isinstance(op, (MulShift, Threshold)):
             latency = 2 if isinstance(op, MulShift) else 2 + ceil(log2(op.thresholds.shape[1] + 1))

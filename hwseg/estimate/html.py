@@ -4,7 +4,8 @@ Inline CSS and SVG only (no script, nothing fetched): the summary (board, clock,
 frame, fps), the estimated fps beside the board's compute roofline and stream bound
 (:mod:`.roofline`) as a chart and as figures, the ``limit`` line, one horizontal bar chart per
 layer metric (cycles per frame and each resource of :data:`hwseg.boards.RESOURCES`) with the
-bottleneck layer marked in every chart, and the layer and buffer tables of ``report.md``.
+bottleneck layer marked in every chart, the layer and buffer tables of ``report.md``, and where the memory
+and the logic go (window, weights, FIFOs; datapath, control) as stacked bars and per-layer tables.
 Every name is escaped; the bytes depend only on the estimate (no dates, no paths).
 """
 
@@ -15,8 +16,9 @@ from html import escape
 
 from ..boards import RESOURCES
 from .network import NetworkEstimate
-from .report import (_bram_note, _buffer_rows, _head, _rows, _summary, _synthesis_line, limit_line, resource_label,
-                     roofline_fraction)
+from .report import (LOGIC_COLUMNS, LOGIC_NOTE, MEMORY_NOTE, MEMORY_ROLES, _bram_note, _buffer_rows, _head, _rows,
+                     _summary, _synthesis_line, limit_line, logic_split_rows, memory_split_rows, resource_label,
+                     roofline_fraction, split_shares)
 
 __all__ = ["report_html"]
 
@@ -42,6 +44,11 @@ svg rect.band { fill: none; }
 svg g.bottleneck text.label { font-weight: bold; }
 svg g.achieved rect.bar { fill: #d9822b; }
 svg line.axis { stroke: #999; stroke-width: 1; }
+svg rect.window { fill: #4e79a7; } svg rect.weights { fill: #f28e2b; } svg rect.fifos { fill: #59a14f; }
+svg rect.datapath { fill: #4e79a7; } svg rect.control { fill: #e15759; }
+span.key { display: inline-block; width: 0.8em; height: 0.8em; margin: 0 0.3em 0 0.8em; }
+span.window, span.datapath { background: #4e79a7; } span.weights { background: #f28e2b; }
+span.fifos { background: #59a14f; } span.control { background: #e15759; }
 .note { color: #555; font-size: 0.92em; }
 """
 
@@ -82,6 +89,52 @@ def _bar_chart(metric: str, caption: str, rows: list[tuple[str, float, str, bool
     return "".join(out)
 
 
+def _stacked_bar(metric: str, caption: str, parts: list[tuple[str, str, int]]) -> str:
+    """One horizontal bar of ``_BAR`` px split among ``parts`` ``(role, label, value)`` in proportion, each piece
+    of class ``role``, with a key below giving each part's value and share."""
+    whole = sum(value for _, _, value in parts)
+    out = [f'<figure><figcaption>{escape(caption)}</figcaption>',
+           f'<svg class="split" data-metric="{escape(metric)}" width="{_BAR}" height="{_ROW}" '
+           f'viewBox="0 0 {_BAR} {_ROW}" role="img" aria-label="{escape(caption)}">']
+    x = 0.0
+    for role, label, value in parts:
+        length = _BAR * value / whole if whole else 0.0
+        out.append(f'<rect class="{escape(role)}" data-role="{escape(role)}" data-value="{value}" x="{_px(x)}" y="2" '
+                   f'width="{_px(length)}" height="{_ROW - 4}"><title>{escape(label)}: {value:,}</title></rect>')
+        x += length
+    out.append("</svg><div>" + "".join(
+        f'<span class="key {escape(role)}"></span>{escape(label)} {value:,}'
+        + (f" ({100 * value / whole:.1f} %)" if whole else "") for role, label, value in parts) + "</div></figure>")
+    return "".join(out)
+
+
+def _split_sections(estimate: NetworkEstimate) -> list[str]:
+    """Where the memory goes (window, weights, FIFOs) and the logic (datapath, control): stacked bars of the
+    totals and the per-layer tables of ``report.md``."""
+    total, board = estimate.split, estimate.board
+    if total is None:
+        return []
+    memory = [("bits", "memory bits"), ("bram", resource_label("bram", board)), ("uram", "URAM")]
+    bars = [_stacked_bar(f"memory-{key}", f"{label} by what they hold",
+                         [(role, heading, total.memory[role][key]) for role, heading in MEMORY_ROLES])
+            for key, label in memory if any(total.memory[role][key] for role, _ in MEMORY_ROLES)]
+    body = ["<h2>Where the memory goes</h2>", f"<p>{escape(MEMORY_NOTE)}</p>"]
+    shares = split_shares(estimate)
+    if shares:
+        body.append(f"<p>{escape(shares)}.</p>")
+    body.append('<div class="charts">' + "".join(bars) + "</div>")
+    body.append(_table(("layer", *(heading for _, heading in MEMORY_ROLES)), memory_split_rows(estimate),
+                       css="memory-split"))
+    logic = [_stacked_bar(f"logic-{key}", f"{key.upper()}: datapath and control",
+                          [(role, role, total.logic[role][key]) for role in ("datapath", "control")])
+             for key in ("lut", "ff")]
+    body += ["<h2>Logic: datapath vs control</h2>", f"<p>{escape(LOGIC_NOTE)}</p>",
+             '<div class="charts">' + "".join(logic) + "</div>",
+             _table(("layer", "op", *(heading for _, _, heading in LOGIC_COLUMNS)), logic_split_rows(estimate),
+                    numeric=frozenset(range(2, 2 + len(LOGIC_COLUMNS))), css="logic-split")]
+    return body
+
+
 def _fps_text(value: float) -> str:
     return f"{value:,.1f} fps" if math.isfinite(value) else "unbounded"
 
@@ -116,8 +169,8 @@ def _roofline_section(estimate: NetworkEstimate) -> list[str]:
             'requantizers, FIFOs and the integer steps of folding keep every real design below it.</p>']
 
 
-def _table(head, rows, bottleneck: str | None = None, numeric=frozenset()) -> str:
-    out = ["<table>", "<tr>" + "".join(f"<th>{escape(cell)}</th>" for cell in head) + "</tr>"]
+def _table(head, rows, bottleneck: str | None = None, numeric=frozenset(), css: str = "") -> str:
+    out = [f'<table class="{css}">' if css else "<table>", "<tr>" + "".join(f"<th>{escape(cell)}</th>" for cell in head) + "</tr>"]
     for row in rows:
         marked = bottleneck is not None and row[0] == bottleneck + " *"
         cells = "".join(("<td class=\"num\">" if i in numeric else "<td>") + escape(cell) + "</td>"
@@ -173,6 +226,7 @@ def report_html(estimate: NetworkEstimate, title: str, synthesized: dict | None 
                     "deadlock).</p>")
         body.append(_table(("layer", "line buffer (rows × width × channels × bits)", "FIFOs (input: depth × width)"),
                            buffers))
+    body += _split_sections(estimate)
     return ("<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n"
             f"<title>{escape(title)}: hwseg report</title>\n<style>{_CSS}</style>\n</head>\n<body>\n"
             + "\n".join(body) + "\n</body>\n</html>\n")

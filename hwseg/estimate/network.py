@@ -37,6 +37,9 @@ class LayerEstimate:
     #: the line buffer's entry is absent when the layer has none (or keeps its rows in registers)
     line_buffer_memory: tuple[str, int] | None = None
     fifo_memories: tuple[tuple[str, int], ...] = ()
+    #: where the layer's resources go (:class:`.resources.Split`): memory by what it holds, logic by datapath and
+    #: control; set by :func:`estimate_graph`, its parts sum to ``resources``
+    split: R.Split | None = None
 
     @property
     def line_buffer_bits(self) -> int:
@@ -56,7 +59,8 @@ class LayerEstimate:
                 "fifos": [{"input": name, "depth": depth, "width": width, "bits": max(depth, 3) * width,
                            "memory": _memory_dict(memory)}
                           for (name, depth, width), memory in zip(self.fifos, self.fifo_memories)],
-                "cycles": self.cycles, "folding": dict(self.folding)}
+                "cycles": self.cycles, "folding": dict(self.folding),
+                **({"split": self.split.as_dict()} if self.split is not None else {})}
 
 
 def _memory_dict(memory: tuple[str, int] | None) -> dict | None:
@@ -77,6 +81,16 @@ class NetworkEstimate:
         total = R.Resources()
         for layer in self.layers:
             total = total + layer.resources
+        return total
+
+    @property
+    def split(self) -> R.Split | None:
+        """The layers' splits summed (None when a layer has none)."""
+        if any(layer.split is None for layer in self.layers):
+            return None
+        total = R.Split.empty()
+        for layer in self.layers:
+            total = total + layer.split
         return total
 
     @property
@@ -115,10 +129,18 @@ def _input_lanes(graph: Graph, node) -> list[int]:
 
 
 def _fifos(graph: Graph, node) -> tuple[tuple[str, int, int], ...]:
-    """The FIFOs the backend puts in front of ``node``'s inputs: (input, depth, width)."""
+    """The FIFOs the backend puts in front of ``node``'s inputs: (input, depth, width) — a join's in front of a
+    lane converter that splits a forked stream, of the producer's wider beats."""
     depths = node.attrs.get("skip_fifos") or (node.attrs.get("fifo_depth", 0),) * len(node.inputs)
-    return tuple((name, depth, lanes * x.dtype.bits) for name, depth, lanes, x in
-                 zip(node.inputs, depths, _input_lanes(graph, node), graph.input_types(node.name)) if depth)
+    fifos = []
+    for name, depth, lanes, x in zip(node.inputs, depths, _input_lanes(graph, node), graph.input_types(node.name)):
+        produced = graph[name].attrs.get("out_lanes", lanes)
+        if (depth and produced > lanes and len(node.inputs) > 1
+                and sum(reader.inputs.count(name) for reader in graph.consumers(name)) > 1):
+            depth, lanes = -(-depth * lanes // produced), produced
+        if depth:
+            fifos.append((name, depth, lanes * x.dtype.bits))
+    return tuple(fifos)
 
 
 def _placement(depth: int, width: int, family: str, uram: bool) -> tuple[str, int]:
@@ -155,6 +177,8 @@ def conv_compute(graph: Graph, node, pe: int, simd: int, family: str = "xc7", ur
     :func:`.cycles.window_kind` at this folding); a transposed convolution's weight ROM holds every tap of every phase (``kh·kw·C_in``
     per channel)."""
     op, x, out = node.op, graph.input_types(node.name)[0], graph.types[node.name]
+    if isinstance(op, Conv2d) and op.channelwise:
+        return _channel_affine(graph, node, pe, family)
     k = op.kernel[0] * op.kernel[1] * x.channels
     kind = window_kind(graph, node.with_attrs(pe=pe, simd=simd)) if isinstance(op, Conv2d) else None
     window = _window(graph, node, kind, pe, simd, family, uram) if with_window else R.Resources()
@@ -165,6 +189,14 @@ def conv_compute(graph: Graph, node, pe: int, simd: int, family: str = "xc7", ur
                                 out_channels=op.out_channels, pe=pe, simd=simd, acc_bits=out.dtype.bits,
                                 family=family, serial=kind == "folded",
                                 pixel_slices=x.channels // simd if isinstance(op, ConvTranspose2d) else None)
+
+
+def _channel_affine(graph: Graph, node, lanes: int, family: str) -> R.Resources:
+    """A channelwise convolution's multipliers at ``lanes`` channels per beat."""
+    op, x, out = node.op, graph.input_types(node.name)[0], graph.types[node.name]
+    return R.channel_affine(channels=x.channels, in_bits=x.dtype.bits, acc_bits=out.dtype.bits,
+                            weight_bits=R.signed_bits(op.weight), weights=op.weight.reshape(-1), lanes=lanes,
+                            bias_bits=R.signed_bits(op.bias), family=family)
 
 
 def _window(graph: Graph, node, kind: str | None, pe: int, simd: int, family: str, uram: bool) -> R.Resources:
@@ -237,10 +269,10 @@ def _estimate_resources(graph: Graph, node, family: str = "xc7", uram: bool = Fa
     convert = _stitching(graph, node, family, uram)
     fifos = _fifos(graph, node)
     if isinstance(op, Conv2d) and op.channelwise:
-        res = R.channel_affine(channels=x.channels, in_bits=x.dtype.bits, acc_bits=out.dtype.bits,
-                               weight_bits=op.weight_type.bits, weights=op.weight.reshape(-1), family=family)
-        return LayerEstimate(node.name, "Conv2d", op.describe(), convert + res, layer_cycles(graph, node),
-                             {"channelwise": True}, fifos=fifos)
+        pe = node.attrs["pe"]
+        return LayerEstimate(node.name, "Conv2d", op.describe(), convert + _channel_affine(graph, node, pe, family),
+                             layer_cycles(graph, node), {"channelwise": True, "pe": pe, "nf": x.channels // pe},
+                             fifos=fifos)
     if isinstance(op, (Conv2d, MaxPool, AvgPool)):
         kernel, stride, padding = op.kernel, op.stride, op.padding
         dilation = op.dilation if isinstance(op, Conv2d) else (1, 1)
@@ -273,7 +305,7 @@ def _estimate_resources(graph: Graph, node, family: str = "xc7", uram: bool = Fa
         # transposed_3x3s2_c8_k4_pe2_s4_w32: 137 more FF on ECP5 than on xcup); a sliding window's row
         # memory, whose read port has no enable, gets none (counting it puts conv_3x1_d2 34 % over)
         line_buffer = R.memory(rows * x.width, x.channels * x.dtype.bits, family=family, uram=uram,
-                               read_first=True)
+                               read_first=True, role="window")
         folding = {"pe": pe, "simd": simd, "nf": op.out_channels // pe, "sf": x.channels // simd,
                    "buffer_rows": rows}
         return LayerEstimate(node.name, "ConvTranspose2d", op.describe(),
@@ -285,7 +317,7 @@ def _estimate_resources(graph: Graph, node, family: str = "xc7", uram: bool = Fa
     if isinstance(op, Upsample):
         rows = upsample_buffer_rows(height=x.height, width=x.width, factor=op.factor, mode=op.mode)
         res = R.memory(x.width, rows * x.channels * x.dtype.bits, family=family, uram=uram,
-                       read_first=True) + R.upsampler(
+                       read_first=True, role="window") + R.upsampler(
             channels=x.channels, elem_bits=x.dtype.bits, bilinear=op.mode == "bilinear", shift=op.shift,
             rows=rows, factor=op.factor, height=x.height, width=x.width, family=family)
         return LayerEstimate(node.name, "Upsample", op.describe(), convert + res, layer_cycles(graph, node),
@@ -308,9 +340,10 @@ def _estimate_resources(graph: Graph, node, family: str = "xc7", uram: bool = Fa
     if isinstance(op, Add):
         a, b = graph.input_types(node.name)
         sides = int(op.lo > a.dtype.min + b.dtype.min) + int(op.hi < a.dtype.max + b.dtype.max)
-        res = R.elementwise_add(lanes=out.channels, in_bits=max(a.dtype.bits, b.dtype.bits), out_bits=out.dtype.bits,
+        lanes = node.attrs["in_lanes"]
+        res = R.elementwise_add(lanes=lanes, in_bits=max(a.dtype.bits, b.dtype.bits), out_bits=out.dtype.bits,
                                 clamp_sides=sides, family=family)
-        return LayerEstimate(node.name, "Add", op.describe(), convert + res, out.pixels, fifos=fifos)
+        return LayerEstimate(node.name, "Add", op.describe(), convert + res, layer_cycles(graph, node), fifos=fifos)
     if isinstance(op, Concat):
         return LayerEstimate(node.name, "Concat", op.describe(), convert + R.channel_concat(inputs=len(node.inputs), family=family),
                              out.pixels, fifos=fifos)
@@ -322,11 +355,15 @@ def _estimate_resources(graph: Graph, node, family: str = "xc7", uram: bool = Fa
 def estimate_graph(graph: Graph, board: Board) -> NetworkEstimate:
     """Every layer's estimate for ``board``'s device family (memories in URAM where the part has it)."""
     family, uram = board.family, bool(board.uram)
-    layers = [_estimate_node(graph, node, family, uram) for node in graph]
+    layers = []
+    for node in graph:   # each layer evaluated once, its split recorded as it is (resources.splitting)
+        with R.splitting() as entries:
+            layer = _estimate_node(graph, node, family, uram)
+        layers.append(replace(layer, split=R.Split.of(entries)))
     # The output adapter counts beats for tlast.
     out = graph.output_type
-    tail = R.axis_adapter(beats_per_frame=out.pixels, family=family)
+    with R.splitting() as entries:
+        tail = R.axis_adapter(beats_per_frame=out.pixels, family=family)
     last = layers[-1]
-    layers[-1] = LayerEstimate(last.name, last.op, last.description, last.resources + tail, last.cycles,
-                               last.folding, last.line_buffer, last.fifos)
+    layers[-1] = replace(last, resources=last.resources + tail, split=last.split + R.Split.of(entries))
     return NetworkEstimate(layers, board, roofline(graph, board))

@@ -1,4 +1,5 @@
-"""The build report: per layer and in total LUT, FF, DSP, block RAM, cycles; fps, board use and roofline."""
+"""The build report: per layer and in total LUT, FF, DSP, block RAM, cycles; fps, board use and roofline; where
+the memory goes (window, weights, FIFOs) and the logic (datapath, control)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from ..boards import RESOURCES
 from .network import NetworkEstimate
 
 __all__ = ["report_dict", "report_markdown", "report_table", "roofline_dict", "roofline_line", "limit_line",
-           "roofline_fraction", "resource_label"]
+           "roofline_fraction", "resource_label", "memory_split_rows", "logic_split_rows", "split_shares"]
 
 
 def resource_label(key: str, board=None) -> str:
@@ -46,6 +47,7 @@ def report_dict(estimate: NetworkEstimate, synthesized: dict | None = None) -> d
         "fps": round(estimate.fps, 3) if not estimate.overflows() else None,
         "roofline": roofline_dict(estimate),
         "limit": estimate.limit,
+        **({"split": estimate.split.as_dict()} if estimate.split is not None else {}),
         **extra,
     }
 
@@ -190,6 +192,84 @@ def _buffer_rows(estimate: NetworkEstimate):
             yield layer.name, line_buffer, fifos
 
 
+#: the memory roles of :class:`.resources.Split` with their headings
+MEMORY_ROLES = (("window", "window / line buffer"), ("weights", "weights"), ("fifos", "FIFOs"))
+#: the logic columns: (role, resource, heading)
+LOGIC_COLUMNS = (("datapath", "lut", "datapath LUT"), ("control", "lut", "control LUT"),
+                 ("datapath", "ff", "datapath FF"), ("control", "ff", "control FF"))
+
+MEMORY_NOTE = ("Each layer's memories by what they hold: window (a sliding window's row memory — the pixels "
+               "in its tap registers are logic —, a folded window's ring, a transposed convolution's or upsampler's "
+               "line buffer), weights (weight and bias ROMs) and FIFOs (the stream FIFOs in front of its inputs; a "
+               "FIFO of depth D keeps D − 1 words in memory, the last in its output register). Each cell gives the "
+               "bits, the blocks they take "
+               "(where Yosys's memory_libmap puts them) and the LUTs and FFs of those memories themselves (LUTRAM, "
+               "ROMs in LUTs, memories in flip-flops, read selects), which are part of the datapath logic below.")
+LOGIC_NOTE = ("Each layer's LUTs and FFs: datapath holds, moves and computes the data (its registers, adders, "
+              "compares and selects, constant tables, memories in logic); control sequences it (counters, pointers "
+              "and address logic, the compares that pace a stream, stream handshakes). The classification of "
+              "each term is hwseg.estimate.resources.LOGIC_ROLES.")
+
+
+def _memory_cell(part: dict, board) -> str:
+    """One role's memory: ``bits b in blocks; LUT, FF`` (empty where it has none)."""
+    if not part["bits"]:
+        return ""
+    blocks = [text for value, text in ((part["bram"], f"{part['bram']:,} {resource_label('bram', board)}"),
+                                       (part["uram"], f"{part['uram']:,} URAM"),
+                                       (part["lutram"], f"{part['lutram']:,} LUTRAM cells")) if value]
+    logic = [text for value, text in ((part["lut"], f"{part['lut']:,} LUT"), (part["ff"], f"{part['ff']:,} FF"))
+             if value]
+    return (f"{part['bits']:,} b" + (" in " + ", ".join(blocks) if blocks else "")
+            + ("; " + ", ".join(logic) if logic else ""))
+
+
+def memory_split_rows(estimate: NetworkEstimate):
+    """(layer, one cell per memory role) for every layer with memory, then the total (nothing without splits)."""
+    total = estimate.split
+    if total is None:
+        return
+    board = estimate.board
+    for layer in estimate.layers:
+        if any(layer.split.memory[role]["bits"] for role, _ in MEMORY_ROLES):
+            yield (layer.name, *(_memory_cell(layer.split.memory[role], board) for role, _ in MEMORY_ROLES))
+    yield ("total", *(_memory_cell(total.memory[role], board) for role, _ in MEMORY_ROLES))
+
+
+def logic_split_rows(estimate: NetworkEstimate):
+    """(layer, op, :data:`LOGIC_COLUMNS`) for every layer, then the total and each column's share of its
+    resource (nothing without splits)."""
+    total = estimate.split
+    if total is None:
+        return
+    for layer in estimate.layers:
+        yield (layer.name, layer.op, *(f"{layer.split.logic[role][key]:,}" for role, key, _ in LOGIC_COLUMNS))
+    yield ("total", "", *(f"{total.logic[role][key]:,}" for role, key, _ in LOGIC_COLUMNS))
+    sums = {key: sum(part[key] for part in total.logic.values()) for key in ("lut", "ff")}
+    yield ("share", "", *(f"{100 * total.logic[role][key] / sums[key]:.1f} %" if sums[key] else ""
+                          for role, key, _ in LOGIC_COLUMNS))
+
+
+def split_shares(estimate: NetworkEstimate) -> str:
+    """One line: each memory role's share of the design's memory bits and of its block RAMs (and URAMs)."""
+    total = estimate.split
+    if total is None:
+        return ""
+    parts = []
+    for key, label in (("bits", "memory bits"), ("bram", resource_label("bram", estimate.board)), ("uram", "URAM")):
+        whole = sum(total.memory[role][key] for role, _ in MEMORY_ROLES)
+        if whole:
+            lead = "of its" if parts else "Of the design's"
+            parts.append(f"{lead} {whole:,} {label}: " + ", ".join(
+                f"{heading} {100 * total.memory[role][key] / whole:.1f} %" for role, heading in MEMORY_ROLES))
+    return "; ".join(parts)
+
+
+def _markdown_table(head, rows) -> list[str]:
+    return (["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+            + ["| " + " | ".join(row) + " |" for row in rows])
+
+
 def report_markdown(estimate: NetworkEstimate, title: str, synthesized: dict | None = None) -> str:
     """The content of ``report.md``."""
     lines = [f"# {title}: resource and throughput estimate", "", _summary(estimate) + ".", ""]
@@ -212,5 +292,15 @@ def report_markdown(estimate: NetworkEstimate, title: str, synthesized: dict | N
                   "", "| layer | line buffer (rows × width × channels × bits) | FIFOs (input: depth × width) |",
                   "|---|---|---|"]
         lines += [f"| {name} | {lb} | {fifos} |" for name, lb, fifos in buffers]
+        lines.append("")
+    if estimate.split is not None:
+        lines += ["## Where the memory goes", "", MEMORY_NOTE, ""]
+        shares = split_shares(estimate)
+        if shares:
+            lines += [shares + ".", ""]
+        lines += _markdown_table(("layer", *(heading for _, heading in MEMORY_ROLES)), memory_split_rows(estimate))
+        lines += ["", "## Logic: datapath vs control", "", LOGIC_NOTE, ""]
+        lines += _markdown_table(("layer", "op", *(heading for _, _, heading in LOGIC_COLUMNS)),
+                                 logic_split_rows(estimate))
         lines.append("")
     return "\n".join(lines)

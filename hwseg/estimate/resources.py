@@ -32,7 +32,7 @@ __all__ = ["Resources", "FAMILIES", "memory", "memory_mapping", "sliding_window"
            "multi_threshold", "mul_shift", "window_max", "window_mean", "argmax", "lane_converter", "fifo",
            "axis_adapter", "upsampler", "channel_affine", "stream_fork", "elementwise_add", "channel_concat",
            "transposed_control", "dsp_per_product", "signed_bits", "recording", "reload_constants", "PARTS",
-           "MULTIPLIER_BITS", "line_buffer_bits"]
+           "MULTIPLIER_BITS", "line_buffer_bits", "LOGIC_ROLES", "MEMORY_ROLES", "Split", "splitting"]
 
 #: Requantization multipliers are at most 16-bit signed (the frontend folds scales into them).
 MULTIPLIER_BITS = 16
@@ -40,10 +40,10 @@ MULTIPLIER_BITS = 16
 FAMILIES = ("xc7", "xcup", "ecp5", "ice40")
 
 #: The component parts whose LUT and FF terms carry a fitted constant.
-PARTS = ("window", "folded_window", "mac", "mac_tree", "mac_soft", "mac_select", "bitmac", "bitmac_const", "threshold",
+PARTS = ("window", "window_gap", "folded_window", "mac", "mac_tree", "mac_soft", "mac_select", "bitmac", "bitmac_const", "threshold",
          "threshold_const", "threshold_encode", "threshold_table", "threshold_search", "mulshift", "mulshift_wide",
          "mulshift_split", "mulshift_soft", "mulshift_table", "pool", "mean", "argmax", "lanes", "fifo", "fork",
-         "upsample", "upsample_blend", "upsample_control", "affine", "affine_soft", "add", "add_clamp", "concat",
+         "upsample", "upsample_blend", "upsample_control", "affine", "affine_soft", "affine_table", "add", "add_clamp", "concat",
          "transposed", "memory", "rom", "emulation", "axis")
 
 _CONSTANTS_FILE = Path(__file__).resolve().parent / "calibration" / "constants.json"
@@ -57,6 +57,59 @@ def _load_constants() -> dict:
 
 _CONSTANTS = _load_constants()
 _RECORD: list | None = None
+_SPLIT: list | None = None
+
+#: The role of each part's LUT and FF terms in a layer's breakdown (:class:`Split`): ``datapath`` holds, moves
+#: and computes the data (pixel, product and sum registers, adders, compares and selects of data, constant
+#: tables, memories and their read paths); ``control`` sequences it (pointers and address arithmetic, the
+#: compares that pace a stream, stream handshakes). Every counter (:func:`_counter`, also the FIFO pointers,
+#: the fold, group and position counters and the output adapter's ``tlast`` count) is control whatever the
+#: part whose constant it shares. A part's term is not split: one that mixes both goes where most of it is.
+LOGIC_ROLES = {
+    "window": "datapath",            # tap registers, rows kept in registers, padding select (+ its frame compares)
+    "window_gap": "datapath",        # the memory of the pixels between a dilated window's taps
+    "folded_window": "control",      # ring pointers, cursor and base adds with their wraps, the ahead counter and its
+                                     # compares, the in-frame compares (+ the padding select of one slice)
+    "mac": "datapath",               # held vector, product, fold-sum and accumulator registers, accumulate adds
+    "mac_tree": "datapath",          # the SIMD adder trees
+    "mac_soft": "datapath",          # products left in logic
+    "mac_select": "datapath",        # the SF:1 slice select of the held vector
+    "bitmac": "datapath",            # bit-plane popcounts, shifts and adds, their registers
+    "bitmac_const": "datapath",      # popcounts of an unfolded array (constant weights)
+    "threshold": "datapath",         # comparators and their registers
+    "threshold_const": "datapath",   # compares against constants (LUT6 chains)
+    "threshold_encode": "datapath",  # the popcount of the compares
+    "threshold_table": "datapath",   # the current group's thresholds (a constant table in LUTs)
+    "threshold_search": "datapath",  # the binary search's threshold selects
+    "mulshift": "datapath",          # clamp select and output register
+    "mulshift_wide": "datapath",     # rounding add, clamp compares, accumulator input register
+    "mulshift_split": "datapath",    # adds joining a product split over DSPs
+    "mulshift_soft": "datapath",     # product pieces in logic
+    "mulshift_table": "datapath",    # multipliers from a constant table
+    "pool": "datapath", "mean": "datapath", "argmax": "datapath",   # compare/add trees and output registers
+    "lanes": "datapath",             # a lane converter's gather register or scatter select
+    "fifo": "control",               # a FIFO's flags and handshake
+    "fork": "control",               # a fork's taken flags, valids and ready
+    "upsample": "datapath",          # output register and line-buffer read select
+    "upsample_blend": "datapath",    # bilinear blends and their registers
+    "upsample_control": "control",   # position counters, compares that pace the reader, output walker
+    "affine": "datapath", "affine_soft": "datapath",   # per-channel product, bias add, output register
+    "affine_table": "datapath",      # a folded channelwise convolution's weight, bias and output registers, table
+    "add": "datapath", "add_clamp": "datapath",        # adder, clamp compares and select, output register
+    "concat": "control",             # the AND of the inputs' valid
+    "transposed": "control",         # phase, tap and position sequencing, the ring's row pointers
+    "memory": "datapath",            # LUTRAM cells, RAM in flip-flops, a block RAM's read select
+    "rom": "datapath",               # a ROM in LUTs and its read register
+    "emulation": "datapath",         # the old-data read emulated around a Lattice block RAM
+    "axis": "control",               # (counters only: the adapters' tlast)
+}
+
+#: What a memory holds, for the breakdown (the ``role`` of :func:`memory`): ``window`` — a sliding window's
+#: row memory and gap memory, a folded window's ring, a transposed convolution's or an upsampler's line buffer;
+#: ``weights`` — weight and bias ROMs of MAC arrays; ``fifos`` — the stream FIFOs in front of a layer's inputs
+#: (skip FIFOs of joins, input FIFOs of window layers). (Threshold and multiplier tables are constants in
+#: LUTs, not memories: their LUTs are datapath logic.)
+MEMORY_ROLES = ("window", "weights", "fifos")
 
 
 def reload_constants() -> None:
@@ -74,6 +127,65 @@ def recording():
         yield _RECORD
     finally:
         _RECORD = previous
+
+
+@dataclass(frozen=True)
+class Split:
+    """Where a layer's (or a design's) resources go: per memory role (:data:`MEMORY_ROLES`) its bits, block
+    RAMs, URAMs, LUTRAM cells (as :class:`MemoryMapping` counts them) and the LUTs and FFs of those memories
+    (which are part of the datapath logic); per logic role (``datapath``, ``control``) LUTs and FFs. The
+    memory roles sum to the layer's ``memory_bits``, ``bram`` and ``uram``, the logic roles to its ``lut`` and
+    ``ff`` (:func:`splitting`)."""
+
+    memory: dict          # role → {"bits", "bram", "uram", "lutram", "lut", "ff"}
+    logic: dict           # role → {"lut", "ff"}
+
+    MEMORY_KEYS = ("bits", "bram", "uram", "lutram", "lut", "ff")
+
+    @classmethod
+    def empty(cls) -> "Split":
+        return cls({role: dict.fromkeys(cls.MEMORY_KEYS, 0) for role in MEMORY_ROLES},
+                   {role: {"lut": 0, "ff": 0} for role in ("datapath", "control")})
+
+    @classmethod
+    def of(cls, entries) -> "Split":
+        """The sum of the entries a :func:`splitting` context collected."""
+        split = cls.empty()
+        for kind, role, values in entries:
+            target = (split.memory if kind == "memory" else split.logic)[role]
+            for key, value in zip(target, values):
+                target[key] += value
+        return split
+
+    def __add__(self, other: "Split") -> "Split":
+        return Split({role: {key: value + other.memory[role][key] for key, value in part.items()}
+                      for role, part in self.memory.items()},
+                     {role: {key: value + other.logic[role][key] for key, value in part.items()}
+                      for role, part in self.logic.items()})
+
+    def as_dict(self) -> dict:
+        return {"memory": {role: dict(part) for role, part in self.memory.items()},
+                "logic": {role: dict(part) for role, part in self.logic.items()}}
+
+
+@contextmanager
+def splitting():
+    """Collect, for :class:`Split`, the role and scaled value of every LUT/FF term (``("logic", role, (lut,
+    ff))``, the role from :data:`LOGIC_ROLES`, control for counters) and of every memory (``("memory", role,
+    (bits, bram, uram, lutram, lut, ff))``) evaluated inside. Outside such a context nothing is collected."""
+    global _SPLIT
+    previous, _SPLIT = _SPLIT, []
+    try:
+        yield _SPLIT
+    finally:
+        _SPLIT = previous
+
+
+def _logic_role(part: str) -> str:
+    try:
+        return LOGIC_ROLES[part]
+    except KeyError:
+        raise KeyError(f"part {part!r} has no role in hwseg.estimate.resources.LOGIC_ROLES (datapath or control)") from None
 
 
 @dataclass(frozen=True)
@@ -106,13 +218,17 @@ def _check_family(family: str) -> None:
         raise ValueError(f"family must be one of {', '.join(FAMILIES)}, not {family!r}")
 
 
-def _part(family: str, part: str, lut: float = 0.0, ff: float = 0.0) -> Resources:
-    """A part's structural LUT and FF terms scaled by its fitted constants."""
+def _part(family: str, part: str, lut: float = 0.0, ff: float = 0.0, control: bool = False) -> Resources:
+    """A part's structural LUT and FF terms scaled by its fitted constants (``control``: a counter's, whatever
+    the part's role in :data:`LOGIC_ROLES`)."""
     _check_family(family)
     if _RECORD is not None:
         _RECORD.append((family, part, lut, ff))
     k = _CONSTANTS.get(family, {}).get(part, {})
-    return Resources(lut=round(k.get("lut", 1.0) * lut), ff=round(k.get("ff", 1.0) * ff))
+    scaled = Resources(lut=round(k.get("lut", 1.0) * lut), ff=round(k.get("ff", 1.0) * ff))
+    if _SPLIT is not None:
+        _SPLIT.append(("logic", "control" if control else _logic_role(part), (scaled.lut, scaled.ff)))
+    return scaled
 
 
 def _bits(n: int) -> int:
@@ -149,7 +265,7 @@ def _mux(inputs: int, bits: int, family: str) -> float:
 def _counter(family: str, part: str, *limits: int) -> Resources:
     """Counters wrapping at ``limits``: an incrementer and a terminal-count compare per bit."""
     bits = sum(_bits(n) for n in limits if n > 1)
-    return _part(family, part, lut=2 * bits, ff=bits)
+    return _part(family, part, lut=2 * bits, ff=bits, control=True)
 
 
 # --- DSP --------------------------------------------------------------------------------------------------
@@ -235,14 +351,18 @@ def _candidate_cost(cost: int, widthscale: int, depth_w: int, width_w: int, dept
     return total, cells, chunks
 
 
-def memory_mapping(depth: int, width: int, family: str, *, rom: bool = False, uram: bool = False) -> MemoryMapping:
+def memory_mapping(depth: int, width: int, family: str, *, rom: bool = False, uram: bool = False,
+                   delay_bound: bool = False) -> MemoryMapping:
     """Where Yosys puts a ``depth × width`` simple-dual-port RAM (or a ROM: ``rom=True``, synchronous read,
     initialized) on a ``family`` part, by memory_libmap's cost rule (logic costs 1 per bit for RAM,
-    1/32 (Xilinx) or 1/16 (Lattice) for ROM; distributed RAM is never used for ROMs; UltraRAM only with ``uram`` and not for ROMs)."""
+    1/64 (Xilinx) or 1/16 (Lattice) for ROM; distributed RAM is never used for ROMs; UltraRAM only with ``uram`` and not for ROMs).
+    ``delay_bound``: a ROM in LUT6s whose read ABC9 maps for delay rather than area (the weight ROM of a MAC array
+    with at most 4 products per PE, :func:`mac_array`)."""
     _check_family(family)
-    # (a ROM's logic cost per bit: 1/32 on Xilinx — measured, a 384 × 8 weight ROM stays in LUTs where a RAMB18
-    # costs 129 — 1/16 on Lattice)
-    best = ("logic", depth * width / ((32 if _lut6(family) else 16) if rom else 1), 0, 1, 0)
+    # (a ROM's logic cost per bit: 1/64 on Xilinx — synth_xilinx's `-logic-cost-rom 0.015625`; measured, 256 × 32
+    # and 144 × 64 weight ROMs stay in LUTs where a RAMB18 costs 129 and a RAMB36 257, 320 × 32 goes to a RAMB18 —
+    # and memory_libmap's default 1/16 on Lattice)
+    best = ("logic", depth * width / ((64 if _lut6(family) else 16) if rom else 1), 0, 1, 0)
     library = list(_LIBRARY[family]) + ([_URAM] if uram and family == "xcup" and not rom else [])
     for kind, cost, widthscale, shapes, units in library:
         if rom and kind == "distributed":
@@ -270,12 +390,18 @@ def memory_mapping(depth: int, width: int, family: str, *, rom: bool = False, ur
         # hold about (C − 2)·(1 − (1 − 1/C)^W) distinct non-constant ones
         if depth <= 16:
             width = _distinct_columns(depth, width)
-        # (a last, partly filled slice takes its share: a function of fewer address bits)
+        # (a last, partly filled slice takes its share: a function of fewer address bits; the read register's
+        # enable stays on the flip-flops' clock enable — measured in MAC arrays on xc7: 32 × 144 words take 149
+        # LUT6, 48 × 64 73, 48 × 96 161, 128 × 64 242; on ECP5 32 × 144 447 LUT4, 48 × 96 493)
         luts = width * max(1.0, depth / size) + _mux(slices, width, family)
-        if _lut6(family) and depth > 16:
-            # the read register's enable becomes a hold select in the LUTs (ABC9 -dff): up to 16 words it
-            # shares the slice's LUT6 (4 address bits, enable, the held bit), beyond it takes one more
-            luts += width
+        if delay_bound and _lut6(family) and depth > 16:
+            # ABC9 maps a LUT6 ROM whose read is not hidden behind a deeper path for delay: beyond 16 words it
+            # spends about depth/12 LUT6 per bit, duplicating slices and the address logic (measured behind MAC
+            # arrays of 1–4 products per PE on xc7: 32 × 8 words take 17 LUT6, 64 × 8 51, 128 × 8 69, 128 × 24
+            # 189, 128 × 32 212, 144 × 64 634, 192 × 8 143, 256 × 8 135, 384 × 8 257–304; 215 on xcup), where a
+            # MAC array of 6 or 8 products per PE reads such a ROM at 1–4 LUT6 per bit (48 × 64: 73, 128 × 48:
+            # 190, 128 × 64: 242); LUT4 families stay near their slice count
+            luts = max(luts, width * depth / 12)
         return MemoryMapping("logic", 0, round(luts), width)
     # a RAM in flip-flops: each word a row of enabled flip-flops (the write needs no LUT), the read a
     # depth:1 select per bit into the read register
@@ -290,23 +416,32 @@ def _distinct_columns(depth: int, width: int) -> int:
 
 
 def memory(depth: int, width: int, family: str = "xc7", *, rom: bool = False, uram: bool = False,
-           register_absorbed: bool = False, read_first: bool = False) -> Resources:
+           delay_bound: bool = False, read_first: bool = False, role: str | None = None,
+           part: str | None = None) -> Resources:
     """A simple dual-port memory (one write, one synchronous read; or a ROM) as Yosys maps it.
-    ``register_absorbed``: the read register of a ROM in logic goes into the DSPs it feeds (their input
-    registers), as Yosys packs it for the weights of a MAC array — except in a ROM of up to 16 words,
-    whose equal columns Yosys merges into one flip-flop feeding several DSPs, which none can absorb
-    (measured: an 8-word weight ROM of 192 bits keeps 128 read flip-flops). ``read_first``: a read may meet a write
-    of the same word (a FIFO's): on Lattice block RAM Yosys then emulates the old-data read."""
+    A ROM in logic keeps its read register in flip-flops, also in front of the DSPs of a MAC array, which
+    do not absorb it (measured on every family: 32 × 144 and 48 × 96 weight ROMs keep 144 and 96 read
+    flip-flops; a ROM of up to 16 words one per distinct column). ``delay_bound``: see :func:`memory_mapping`.
+    ``read_first``: a read may meet a write
+    of the same word (a FIFO's): on Lattice block RAM Yosys then emulates the old-data read. ``role``: what
+    it holds, one of :data:`MEMORY_ROLES` (for the breakdown, :func:`splitting`). ``part``: the constant its
+    logic takes, where it is a structure of its own (default ``rom`` for a ROM in logic, else ``memory``)."""
     if depth <= 0 or width <= 0:
         return Resources()
-    mapping = memory_mapping(depth, width, family, rom=rom, uram=uram)
+    mapping = memory_mapping(depth, width, family, rom=rom, uram=uram, delay_bound=delay_bound)
     bits = depth * width
-    ffs = 0 if register_absorbed and rom and mapping.kind == "logic" and depth > 16 else mapping.ffs
+    ffs = mapping.ffs
     # a ROM in logic (LUT-ROM slices and their select) is a different structure from a RAM's address
     # decode and read select: a constant of its own
-    logic = _part(family, "rom" if rom and mapping.kind == "logic" else "memory", lut=mapping.luts, ff=ffs)
+    logic = _part(family, part or ("rom" if rom and mapping.kind == "logic" else "memory"), lut=mapping.luts, ff=ffs)
     if mapping.emulated and read_first:
         logic = logic + _part(family, "emulation", lut=mapping.emulated, ff=2 * mapping.emulated)
+    if _SPLIT is not None:
+        if role not in MEMORY_ROLES:
+            raise ValueError(f"a memory's role must be one of {', '.join(MEMORY_ROLES)}, not {role!r}")
+        _SPLIT.append(("memory", role, (bits, mapping.cells if mapping.kind == "block" else 0,
+                                        mapping.cells if mapping.kind == "huge" else 0,
+                                        mapping.cells if mapping.kind == "distributed" else 0, logic.lut, logic.ff)))
     if mapping.kind == "block":
         return logic + Resources(bram=mapping.cells, memory_bits=bits)
     if mapping.kind == "huge":
@@ -331,12 +466,15 @@ def sliding_window(*, channels: int, elem_bits: int, kernel, dilation, padded_wi
     shape = window_memory_shape(channels=channels, elem_bits=elem_bits, kernel=kernel, dilation=dilation,
                                 padded_width=padded_width)
     if shape is not None:
-        rows = memory(*shape, family, uram=uram) + _counter(family, "window", delay)
+        rows = memory(*shape, family, uram=uram, role="window") + _counter(family, "window", delay)
     elif kh > 1:
         rows = _part(family, "window", ff=(kh - 1) * max(delay, 0) * pixel)
     gaps = Resources()
     if kw > 1 and dw - 1 >= 2:   # only the taps are registers; the gaps between them one memory (SlidingWindow)
-        gaps = memory(dw - 1, kh * (kw - 1) * pixel, family) + _counter(family, "window", dw - 1)
+        # (a few words, kept in flip-flops or LUTRAM beside the taps: its own constant — on iCE40 its read
+        # select costs what the structure says while deep flip-flop memories cost less, measured)
+        gaps = (memory(dw - 1, kh * (kw - 1) * pixel, family, role="window", part="window_gap")
+                + _counter(family, "window", dw - 1))
         taps = kw
     registers = _part(family, "window", lut=pixel + 4 * (_bits(padded_width) + _bits(padded_height)),
                       ff=kh * taps * pixel + 1)
@@ -354,13 +492,22 @@ def folded_window(*, channels: int, elem_bits: int, simd: int, repeats: int, ker
     depth, width = ring_positions * cb, simd * elem_bits
     pointer = _bits(depth)
     ahead = _bits(max(ring_positions, padded_width * padded_height)) + 2
-    logic = _part(family, "folded_window",
-                  lut=width + 4 * (_bits(padded_width) + _bits(padded_height)) + 2 * 3 * pointer + 3 * ahead,
-                  ff=2 * pointer + ahead + 1)
+    # the writer's counters (beat, px, py, the write pointer) and the reader's (beat, kx, ky, repeat, ox, oy)
+    counters = sum(_bits(n) for n in (cb, padded_width, padded_height, depth, cb, kw, kh, repeats, out_width,
+                                      out_height) if n > 1)
+    # LUTs: the padding select, one per bit of the slice written (a LUT2 each on xc7), and the control, in LUT6:
+    # a LUT per counter bit (its incrementer on the carry chain, the wrap compare shared), 2 per bit of px and py
+    # (the in-frame compares), 3 per pointer bit (the cursor's add-modulos by its three steps and their select,
+    # the base's add-modulo), one per bit of `ahead`, and 16 for the handshakes, the gap and step selects and
+    # the `ahead` compares (measured by cutting parts out of a FoldedWindow on xc7 — at a 10-bit pointer the
+    # cursor takes 40, the base 11, the in-frame compares 15 — and fitted over 18 geometries: the control stays
+    # near 90–110 LUT6 however deep the ring); LUT4 take about twice as many for the same control (ECP5: the
+    # cursor 73, the whole control 1.8–2× xc7's)
+    control = 2 * (_bits(padded_width) + _bits(padded_height)) + 3 * pointer + ahead + counters + 16
+    logic = _part(family, "folded_window", lut=width + (1 if _lut6(family) else 2) * control,
+                  ff=2 * pointer + ahead + 1 + counters)
     # (the ring's read port is not transparent to its write port: Lattice block RAM emulates the old-data read)
-    return (memory(depth, width, family, uram=uram, read_first=True) + logic
-            + _counter(family, "folded_window", cb, padded_width, padded_height, depth)
-            + _counter(family, "folded_window", cb, kw, kh, repeats, out_width, out_height))
+    return memory(depth, width, family, uram=uram, read_first=True, role="window") + logic
 
 
 def window_memory_shape(*, channels: int, elem_bits: int, kernel, dilation, padded_width: int):
@@ -405,6 +552,12 @@ def mac_array(*, in_count: int, in_bits: int, weight_bits: int, out_channels: in
     accumulate = pe * 2 * acc_bits
     holds_vector = pixel_slices is None     # (or serial: registered products, weights read ahead)
     select = 0.0 if serial else _mux(sf if holds_vector else pixel_slices, simd * in_bits, family)
+    if family == "xcup" and per_product and holds_vector and simd <= 4:
+        # UltraScale+ DSPs keep no product register (the products stay in flip-flops behind them), so the held
+        # vector's select feeds a DSP's combinational path; behind a tree of under 3 levels it is the critical
+        # path and ABC9 maps it for delay, in LUT5s: measured, the select of a 576-input array takes 1.5× (simd 1)
+        # and 1.7× (simd 3) the LUT6 tree on xcup, 1.1× on xc7 and at simd 8 or 16 on both
+        select *= 1.5
     # the adder trees (Yosys merges products and sums into $macc cells; Lattice flows build them in LUTs)
     # and the rest: slice select, accumulators, products in logic
     # the register between the multipliers and the trees: a MacArray registers the pe × simd products
@@ -415,24 +568,23 @@ def mac_array(*, in_count: int, in_bits: int, weight_bits: int, out_channels: in
         stage_registers = 0 if family == "xc7" and per_product else pe * simd * product_bits
     else:
         stage_registers = simd * in_bits
-    # with one fold per vector (SF = 1) the accumulator only adds the bias to the tree sum: 7-series DSPs
-    # take that add with both registers (P registers; measured, conv_3x3_c3_k4_full keeps only its held
-    # vector and window on xc7)
-    if family == "xc7" and per_product and holds_vector and not serial and sf == 1:
-        stage_registers, accumulators = 0, 0
-    else:
-        stage_registers, accumulators = stage_registers + pe * tree_bits, pe * acc_bits
+    stage_registers, accumulators = stage_registers + pe * tree_bits, pe * acc_bits
+    held = in_count * in_bits if holds_vector and not serial else 0
+    if family == "xc7" and per_product and held and sf == 1:
+        # with one fold per vector (SF = 1) no select stands between the held vector and the multipliers:
+        # 7-series DSPs take it as their A registers (measured: conv_3x3_c3_k4_full's and a 48-input
+        # array's held vectors vanish on xc7, their fold-sum and accumulator registers stay; UltraScale+
+        # keeps both)
+        held = 0
     logic = (_part(family, "mac_tree", lut=adders)
              + _part(family, "mac_soft", lut=soft)
              + _part(family, "mac_select", lut=select)
-             + _part(family, "mac", lut=accumulate,
-                     ff=(in_count * in_bits if holds_vector and not serial else 0) + stage_registers
-                     + accumulators + 4))
-    # (a transposed convolution's weight register is not absorbed: transposed_3x3s2_c4 keeps its 64)
-    weights = (memory(nf * sf, pe * simd * weight_bits, family, rom=True,
-                      register_absorbed=per_product > 0 and holds_vector)
+             + _part(family, "mac", lut=accumulate, ff=held + stage_registers + accumulators + 4))
+    # the weight ROM's read register stays in flip-flops (:func:`memory`); behind at most 4 products per PE
+    # (an adder tree of fewer than 3 levels) its read is mapped for delay (:func:`memory_mapping`)
+    weights = (memory(nf * sf, pe * simd * weight_bits, family, rom=True, delay_bound=simd <= 4, role="weights")
                if nf * sf > 1 else Resources())
-    bias = memory(nf, pe * 8, family, rom=True) if nf > 1 else Resources()
+    bias = memory(nf, pe * 8, family, rom=True, role="weights") if nf > 1 else Resources()
     return logic + weights + bias + Resources(dsp=dsp) + _counter(family, "mac", nf * sf, sf, nf)
 
 
@@ -452,7 +604,7 @@ def bit_mac_array(*, in_count: int, in_bits: int, out_channels: int, pe: int, si
     logic = (_part(family, "bitmac", lut=combine + select + (0 if unfolded else popcounts),
                    ff=in_count * in_bits + simd * in_bits + pe * (in_bits * (_bits(simd) + 1) + 2 * acc_bits) + 4)
              + _part(family, "bitmac_const", lut=popcounts if unfolded else 0))
-    weights = memory(nf * sf, pe * simd, family, rom=True) if nf * sf > 1 else Resources()
+    weights = memory(nf * sf, pe * simd, family, rom=True, role="weights") if nf * sf > 1 else Resources()
     return logic + weights + _counter(family, "bitmac", nf * sf, sf, nf)
 
 
@@ -570,16 +722,16 @@ def fifo(*, depth: int, width: int, family: str = "xc7", uram: bool = False) -> 
     synchronous read port is the output register), its pointers and level."""
     words, _ = fifo_memory_shape(depth=depth, width=width)
     depth = max(depth, 3)
-    return (memory(words, width, family, uram=uram, read_first=True) + _part(family, "fifo", ff=2, lut=4)
+    return (memory(words, width, family, uram=uram, read_first=True, role="fifos") + _part(family, "fifo", ff=2, lut=4)
             + _counter(family, "fifo", depth, depth, depth))
 
 
 def upsampler(*, channels: int, elem_bits: int, bilinear: bool, shift: int, rows: int = 1, factor=(2, 2),
               height: int = 64, width: int = 64, family: str = "xc7") -> Resources:
     """Row/column counters, the line-buffer read select and the output register; bilinear adds per channel
-    along each upsampled axis two products by the (signal) blend weights ``w0 ≤ 2f`` and ``w1 ≤ 2f − 1``
-    (DSPs where Yosys maps them: on iCE40 a product under 11 bits stays in logic), the registers between
-    the vertical and horizontal blends, and the rounding shift.
+    along each upsampled axis one blend ``(s0 << b) + (s1 − s0)·w1`` whose product by the narrow weight
+    ``w1 ≤ 2f − 1`` is shift-and-add logic, never a DSP (``hwseg.hw.upsample``: the difference, one gated
+    add per weight bit), the registers between the vertical and horizontal blends, and the rounding shift.
 
     The control (one per instance, whatever the channels): the input side's and the reader's position
     counters over the ``height × width`` input and the compares that pace them (is the slot's previous
@@ -591,27 +743,40 @@ def upsampler(*, channels: int, elem_bits: int, bilinear: bool, shift: int, rows
     base = base + _part(family, "upsample_control", lut=walkers * 4 * positions, ff=walkers * 2 * positions)
     if not bilinear:
         return base
-    widen = 1 if family in ("xc7", "xcup") else 0   # Xilinx DSPs are signed only: unsigned operands widen
-    dsp, width = 0, elem_bits
+    blend, sample = 0, elem_bits
     for f in factor:
         if f > 1:
-            w0, w1 = (2 * f).bit_length() + 1, (2 * f - 1).bit_length()
-            dsp += dsp_per_product(width + 1, w0, family) + dsp_per_product(width + widen, w1 + widen, family)
-            width += (2 * f).bit_length()
-    wide = elem_bits + shift + 1
-    return (base + _part(family, "upsample_blend", lut=channels * 6 * wide, ff=channels * 2 * wide)
-            + Resources(dsp=channels * dsp))
+            weight_bits = (2 * f - 1).bit_length()
+            blend += (sample + 1) + weight_bits * (sample + weight_bits + 1)
+            sample += (2 * f).bit_length() - 1
+    held = elem_bits + factor[0].bit_length() + 1    # V, and the pair of the horizontal blend
+    return base + _part(family, "upsample_blend", lut=channels * (blend + shift + elem_bits), ff=channels * 3 * held)
 
 
 def channel_affine(*, channels: int, in_bits: int, acc_bits: int, weight_bits: int = 8, weights=None,
-                   family: str = "xc7") -> Resources:
+                   lanes: int | None = None, bias_bits: int | None = None, family: str = "xc7") -> Resources:
     """Per channel a product by a constant weight plus the bias, into the output register. Yosys puts the
     product in a DSP like any other (even a product by ±1), except a product by 0 and one whose result is
     too narrow for the family's DSP (``weights``: the per-channel values, when known; a constant takes at
     least 2 bits). On 7-series, a DSP48E1 whose product is the whole result takes the bias add (C port) and
     the output register (P register) with it; a weight with trailing zero bits is multiplied shifted
     (``w >> z``, then ``<< z``), which breaks that chain, so its add and register stay in logic (measured:
-    affine_c8's 3 even weights keep 3 channels of output register, its 5 odd ones none)."""
+    affine_c8's 3 even weights keep 3 channels of output register, its 5 odd ones none).
+
+    Folded (``lanes < channels``): each of the ``lanes`` products is by a weight register (a DSP where the
+    family takes the product), loaded with its bias register from the table of the ``channels/lanes``
+    groups on every beat, a group counter, and the output register."""
+    lanes = channels if lanes is None else lanes
+    if lanes < channels:
+        groups, bias_bits = channels // lanes, bias_bits or acc_bits
+        per_lane = dsp_per_product(in_bits + 1, weight_bits, family, y_bits=in_bits + weight_bits)
+        soft = 0 if per_lane else (in_bits + 1) * (weight_bits - 1) + acc_bits
+        # (its own part, output register included: how much of it the DSP takes differs from the constant
+        # products' — measured on xc7, affine_folded_c16_l4 keeps 21 FF of its 4 lanes' registers)
+        registers = weight_bits + bias_bits + acc_bits
+        return (_part(family, "affine_table", lut=lanes * (weight_bits + bias_bits), ff=lanes * registers)
+                + _part(family, "affine_soft", lut=lanes * soft)
+                + Resources(dsp=lanes * per_lane) + _counter(family, "affine_table", groups))
     if weights is None:
         weights = [1] * channels    # unknown: counted as odd (packable) weights of weight_bits
         widths = [weight_bits] * channels

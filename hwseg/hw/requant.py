@@ -5,6 +5,7 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from ._checks import cast_shape, check_int, is_int, range_of, shape_for
+from .groups import group_registers
 
 __all__ = ["MulShiftRequant"]
 
@@ -82,19 +83,11 @@ class MulShiftRequant(wiring.Component):
         take = i.valid & i.ready
 
         # The multipliers of the group of the next input beat.
-        table = [[self.multipliers[g * lanes + j] for j in range(lanes)] for g in range(groups)]
         if groups == 1:
-            mult = [Const(v, self._m_shape) for v in table[0]]
+            mult = [Const(v, self._m_shape) for v in self.multipliers]
         else:
-            mult = [Signal(self._m_shape, name=f"mult_{j}", init=table[0][j]) for j in range(lanes)]
-            group = Signal(range(groups))
-            with m.If(take):
-                m.d.sync += group.eq(Mux(group == groups - 1, 0, group + 1))
-                with m.Switch(group):
-                    for g in range(groups):
-                        with m.Case(g):
-                            nxt = table[(g + 1) % groups]
-                            m.d.sync += [r.eq(nxt[j]) for j, r in enumerate(mult)]
+            mult = [lane[0] for lane in group_registers(m, take, [(self._m_shape, "mult", self.multipliers)],
+                                                        lanes=lanes, groups=groups)]
 
         # Stage 1: exact products.
         elems = [i.payload[j] for j in range(lanes)]

@@ -5,7 +5,7 @@ See :class:`UpsampleLayer`.
 
 from types import SimpleNamespace
 
-from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal, unsigned
+from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
@@ -24,6 +24,17 @@ def _lookup(values, index):
 
 def _mod_inc(value, modulus):
     return Mux(value == modulus - 1, 0, value + 1) if modulus > 1 else value
+
+
+def _blend(first, second, weight, bits):
+    """``first·(2^bits − weight) + second·weight`` as ``(first << bits) + (second − first)·weight``, the product
+    by the narrow blend weight written as shift-and-add (one gated, shifted difference per weight bit): one
+    product instead of two, and in logic rather than a DSP (a bilinear weight has at most ``bits`` bits)."""
+    difference = second - first
+    total = first << bits
+    for k in range(weight.shape().width):
+        total = total + (Mux(weight[k], difference, 0) << k)
+    return total
 
 
 class _Linear:
@@ -338,13 +349,13 @@ class UpsampleLayer(wiring.Component):
         primed = Signal(name="primed")
         last_x = (qx == width - 1) & (rx == fw - 1)
         last_y = (qy == height - 1) & (ry == fh - 1)
-        x0, wx0, wx1 = self._x.signals(qx, rx)
+        x0, _, wx1 = self._x.signals(qx, rx)
         # x0 advances (and the pair shifts) at the row start and wherever x0(ox) > x0(ox − 1).
         shift = (((qx == 0) & (rx == 0)) | ((qx != 0) & (rx == fw // 2))) if fw > 1 else Const(1)
         tail = x0 == width - 1                      # x1 = x0: the pair's second value is unused
 
         # The target row's vertical weights and its two rows' slots.
-        _, wy0, wy1 = self._y.signals(reader.q, reader.r)
+        _, _, wy1 = self._y.signals(reader.q, reader.r)
         y1 = Mux(reader.y0 == height - 1, reader.y0, reader.y0 + 1) if self._y.linear else reader.y0
         slot1 = Mux(reader.y0 == height - 1, reader.slot, _mod_inc(reader.slot, rows))
 
@@ -381,11 +392,10 @@ class UpsampleLayer(wiring.Component):
         # Stage 1 (the read port registers the word): what the step does with it.
         s1 = SimpleNamespace(**{name: Signal(shape, name=f"{name}1") for name, shape in [
             ("valid", 1), ("shift", 1), ("tail", 1), ("slot0", range(rows)), ("slot1", range(rows)),
-            ("wy0", wy0.shape()), ("wy1", wy1.shape()), ("wx0", wx0.shape()), ("wx1", wx1.shape())]})
+            ("wy1", wy1.shape()), ("wx1", wx1.shape())]})
         with m.If(en):
             m.d.sync += [s1.valid.eq(go & primed), s1.shift.eq(go & (~primed | shift)), s1.tail.eq(tail),
-                         s1.slot0.eq(reader.slot), s1.slot1.eq(slot1), s1.wy0.eq(wy0), s1.wy1.eq(wy1),
-                         s1.wx0.eq(wx0), s1.wx1.eq(wx1)]
+                         s1.slot0.eq(reader.slot), s1.slot1.eq(slot1), s1.wy1.eq(wy1), s1.wx1.eq(wx1)]
 
         # Stage 2: the vertical mix V of the read column, per channel.
         bits = self._pixel_layout.size
@@ -396,17 +406,20 @@ class UpsampleLayer(wiring.Component):
             e = value.word_select(c, self._elem_shape.width)
             return e.as_signed() if self._elem_shape.signed else e
 
-        mixes = [elem(rows0, c) * s1.wy0 + elem(rows1, c) * s1.wy1 for c in range(self._channels)]
-        v2 = [Signal(v.shape(), name=f"v2_{c}") for c, v in enumerate(mixes)]
+        by, bx = self._y.bits, self._x.bits
+        mixes = [_blend(elem(rows0, c), elem(rows1, c), s1.wy1, by) for c in range(self._channels)]
+        # V lies between its two samples: it needs the sample width plus `by` bits (and a sign bit)
+        v_shape = signed(self._elem_shape.width + by + 1)
+        v2 = [Signal(v_shape, name=f"v2_{c}") for c in range(self._channels)]
         s2 = SimpleNamespace(**{name: Signal.like(getattr(s1, name), name=f"{name}2")
-                                for name in ("valid", "shift", "tail", "wx0", "wx1")})
+                                for name in ("valid", "shift", "tail", "wx1")})
         with m.If(en):
             m.d.sync += [r.eq(v) for r, v in zip(v2, mixes)]
-            m.d.sync += [getattr(s2, name).eq(getattr(s1, name)) for name in ("valid", "shift", "tail", "wx0", "wx1")]
+            m.d.sync += [getattr(s2, name).eq(getattr(s1, name)) for name in ("valid", "shift", "tail", "wx1")]
 
         # Stage 3: the horizontal pair (shifted on x0's advance) and the rounded output register.
-        pair_a = [Signal(v.shape(), name=f"a_{c}") for c, v in enumerate(mixes)]
-        pair_b = [Signal(v.shape(), name=f"b_{c}") for c, v in enumerate(mixes)]
+        pair_a = [Signal(v_shape, name=f"a_{c}") for c in range(self._channels)]
+        pair_b = [Signal(v_shape, name=f"b_{c}") for c in range(self._channels)]
         shift_s = self.shift
         rounding = (1 << (shift_s - 1)) if shift_s else 0
         with m.If(en):
@@ -414,7 +427,7 @@ class UpsampleLayer(wiring.Component):
             for c in range(self._channels):
                 a = Mux(s2.shift, pair_b[c], pair_a[c])
                 b = Mux(s2.shift, v2[c], pair_b[c])
-                total = a * s2.wx0 + Mux(s2.tail, a, b) * s2.wx1 + rounding
+                total = _blend(a, Mux(s2.tail, a, b), s2.wx1, bx) + rounding
                 with m.If(s2.shift):
                     m.d.sync += [pair_a[c].eq(a), pair_b[c].eq(b)]
                 with m.If(s2.valid):

@@ -6,11 +6,12 @@ Ensures: every node carries ``in_lanes`` (lanes it consumes; 0 for the input) an
 ``out_lanes`` (lanes it produces). The backend inserts a lane converter wherever a
 producer's ``out_lanes`` differ from a consumer's ``in_lanes``.
 
-A convolution with a folded window takes ``simd`` lanes (a slice of a pixel per beat). Other
+A convolution with a folded window takes ``simd`` lanes (a slice of a pixel per beat); a channelwise
+one takes and gives ``pe`` lanes. Other
 sliding-window ops (Conv2d, MaxPool, AvgPool), transposed convolutions and upsamplers consume whole
 pixels. A convolution (transposed or not) produces ``pe`` accumulators per beat; the requantizer (MulShift or Threshold) after it works on those lanes
-as they come. Joins (Add, Concat) take and give whole pixels: an Add ``C`` lanes on both
-inputs, a Concat input ``k`` its own ``C_k`` lanes (``in_lanes`` is then the output's ``Σ C_k``).
+as they come; one that does not follow a convolution takes its own ``pe`` lanes. An Add takes ``pe`` lanes on both inputs and gives ``pe``;
+a Concat takes whole pixels, input ``k`` its own ``C_k`` lanes (``in_lanes`` is then the output's ``Σ C_k``).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from ..errors import UnsupportedError
 from ..ir import (Add, ArgMax, AvgPool, Concat, Conv2d, ConvTranspose2d, Fork, Graph, Input, MaxPool, MulShift, Threshold,
                   Upsample)
 from .choose_windows import KINDS, has_window
+from .set_folding import standalone_requantizer
 
 __all__ = ["apply"]
 
@@ -29,22 +31,30 @@ def apply(graph: Graph) -> tuple[Graph, bool]:
         op, channels = node.op, graph.types[node.name].channels
         if isinstance(op, Input):
             lanes[node.name] = (0, channels)
+        elif isinstance(op, (Conv2d, ConvTranspose2d)) and "pe" not in node.attrs:
+            raise UnsupportedError(f"layer {node.name!r} has no folding; run set_folding first")
         elif isinstance(op, Conv2d) and op.channelwise:
-            lanes[node.name] = (channels, channels)
+            lanes[node.name] = (node.attrs["pe"], node.attrs["pe"])
         elif isinstance(op, (Conv2d, ConvTranspose2d)):
-            if "pe" not in node.attrs:
-                raise UnsupportedError(f"layer {node.name!r} has no folding; run set_folding first")
             if has_window(op) and node.attrs.get("window") not in KINDS:
                 raise UnsupportedError(f"layer {node.name!r} has no window kind; run choose_windows first")
             taken = node.attrs["simd"] if node.attrs.get("window") == "folded" else graph.input_types(node.name)[0].channels
             lanes[node.name] = (taken, node.attrs["pe"])
+        elif isinstance(op, (MulShift, Threshold)) and standalone_requantizer(graph, node):
+            if "pe" not in node.attrs:
+                raise UnsupportedError(f"layer {node.name!r} has no folding; run set_folding first")
+            lanes[node.name] = (node.attrs["pe"], node.attrs["pe"])
         elif isinstance(op, (MulShift, Threshold)):
             produced = lanes[node.inputs[0]][1]
             lanes[node.name] = (produced, produced)
         elif isinstance(op, (MaxPool, AvgPool, Upsample)):
             lanes[node.name] = (channels, channels)
-        elif isinstance(op, (Add, Concat)):
-            lanes[node.name] = (channels, channels)  # joins take whole pixels (each Concat input its own)
+        elif isinstance(op, Add):
+            if "pe" not in node.attrs:
+                raise UnsupportedError(f"layer {node.name!r} has no folding; run set_folding first")
+            lanes[node.name] = (node.attrs["pe"], node.attrs["pe"])
+        elif isinstance(op, Concat):
+            lanes[node.name] = (channels, channels)  # each input its own whole pixels
         elif isinstance(op, Fork):
             produced = lanes[node.inputs[0]][1]
             lanes[node.name] = (produced, produced)

@@ -1,9 +1,10 @@
 """Choose the folding (PE output channels × SIMD window elements in parallel) of every convolution.
 
 Requires: every Conv2d and ConvTranspose2d has ``groups == 1`` (grouped convolutions have no
-hardware yet), except channelwise 1×1 convolutions (``Conv2d.channelwise``), which are not folded.
+hardware yet), except channelwise 1×1 convolutions (``Conv2d.channelwise``).
 Ensures: every Conv2d node carries ``pe`` dividing its output channels and ``simd``
-dividing its window size ``kh·kw·C_in``; every ConvTranspose2d ``pe`` dividing its output
+dividing its window size ``kh·kw·C_in / groups`` (a channelwise convolution: ``pe`` is the channels it
+takes per beat, its lanes, and ``simd`` is 1); every ConvTranspose2d ``pe`` dividing its output
 channels and ``simd`` dividing its input channels (it folds over the taps of each output phase).
 
 Every folding of a convolution has a cost (``cost(node, pe, simd)``: resources as a mapping; the
@@ -30,7 +31,7 @@ from dataclasses import dataclass
 from typing import Callable, Mapping
 
 from ..errors import FoldingError, UnsupportedError
-from ..ir import AvgPool, Bipolar, Conv2d, ConvTranspose2d, Graph, MaxPool
+from ..ir import Add, AvgPool, Bipolar, Conv2d, ConvTranspose2d, Graph, MaxPool, MulShift, Threshold
 
 __all__ = ["apply", "divisors", "window_size", "pixel_cycles", "foldable", "floor_cycles", "with_manual", "Choice",
            "Folder"]
@@ -47,7 +48,10 @@ def divisors(n: int) -> list[int]:
 
 
 def window_size(op) -> int:
-    """The vector ``simd`` divides: a Conv2d's window ``kh·kw·C_in``, a ConvTranspose2d's ``C_in``."""
+    """The vector ``simd`` divides: a Conv2d's window ``kh·kw·C_in / groups``, a ConvTranspose2d's ``C_in``,
+    1 for a pointwise layer (a requantizer, an Add)."""
+    if isinstance(op, (MulShift, Threshold, Add)):
+        return 1
     if isinstance(op, ConvTranspose2d):
         return op.in_channels // op.groups
     kh, kw = op.kernel
@@ -63,7 +67,7 @@ def pixel_cycles(graph: Graph, node, pe: int, simd: int) -> int:
     """Compute cycles of a frame at this folding: one fold per cycle, ``NF·SF`` folds per window
     (per tap of the output pixel's phase for a transposed convolution)."""
     op, out = node.op, graph.types[node.name]
-    folds = (op.out_channels // pe) * (window_size(op) // simd)
+    folds = (out.channels // pe) * (window_size(op) // simd)
     if isinstance(op, ConvTranspose2d):
         return folds * (_transposed_folds(out.height, op.kernel[0], op.stride[0], op.padding[0])
                         * _transposed_folds(out.width, op.kernel[1], op.stride[1], op.padding[1]))
@@ -71,10 +75,17 @@ def pixel_cycles(graph: Graph, node, pe: int, simd: int) -> int:
 
 
 def foldable(graph: Graph) -> list:
-    """The convolutions that take a folding (a channelwise 1×1 convolution is one multiplier per lane
-    of a whole pixel: nothing to fold)."""
-    return [n for n in graph if isinstance(n.op, (Conv2d, ConvTranspose2d))
-            and not (isinstance(n.op, Conv2d) and n.op.channelwise)]
+    """The layers that take a folding: the convolutions (a channelwise 1×1 convolution too: ``pe`` of its
+    channels per beat, one multiplier each), the residual additions (``pe`` channels of both inputs per beat)
+    and the requantizers that do not follow a convolution (after a pool, an upsampler, a join or the input:
+    ``pe`` channels per beat; a requantizer after a convolution works on that convolution's ``pe`` lanes)."""
+    return [n for n in graph if isinstance(n.op, (Conv2d, ConvTranspose2d, Add)) or standalone_requantizer(graph, n)]
+
+
+def standalone_requantizer(graph: Graph, node) -> bool:
+    """A MulShift or Threshold whose input is not a convolution's accumulators: it takes its own folding."""
+    return (isinstance(node.op, (MulShift, Threshold))
+            and not isinstance(graph[node.inputs[0]].op, (Conv2d, ConvTranspose2d)))
 
 
 def floor_cycles(graph: Graph) -> int:
@@ -88,6 +99,8 @@ def floor_cycles(graph: Graph) -> int:
 
 
 def _window_text(op) -> str:
+    if isinstance(op, (MulShift, Threshold, Add)):
+        return "1 (a pointwise layer has no window)"
     if isinstance(op, ConvTranspose2d):
         return f"its {op.in_channels} input channels"
     kh, kw = op.kernel
@@ -110,8 +123,8 @@ def with_manual(graph: Graph, folding: Mapping) -> Graph:
             raise FoldingError(f"folding: {what}; the foldable layers are {', '.join(convs) or 'none'}")
         if not isinstance(entry, Mapping) or not entry:
             raise FoldingError(f'folding of layer {name!r}: expected {{"pe": P, "simd": S}}, not {entry!r}')
-        op = convs[name].op
-        legal = {"pe": (divisors(op.out_channels), f"its {op.out_channels} output channels"),
+        op, channels = convs[name].op, graph.types[name].channels
+        legal = {"pe": (divisors(channels), f"its {channels} output channels"),
                  "simd": (divisors(window_size(op)), _window_text(op))}
         entry = dict(entry)
         window = entry.pop("window", None)
@@ -167,7 +180,7 @@ class Folder:
         self.graph = graph
         convs = foldable(graph)
         for node in convs:
-            if node.op.groups != 1:
+            if getattr(node.op, "groups", 1) != 1 and not (isinstance(node.op, Conv2d) and node.op.channelwise):
                 raise UnsupportedError(f"layer {node.name!r}: grouped convolution (groups={node.op.groups}) "
                                        f"has no hardware yet; use groups=1")
         frame_time = cycles or (lambda node, pe, simd: pixel_cycles(graph, node, pe, simd))
@@ -177,7 +190,7 @@ class Folder:
         self.floor = max(floor_cycles(graph), self.fixed_cycles)
         self.choices: dict[str, list[Choice]] = {}
         for node in self.free:
-            pes = [node.attrs["pe"]] if "pe" in node.attrs else divisors(node.op.out_channels)
+            pes = [node.attrs["pe"]] if "pe" in node.attrs else divisors(graph.types[node.name].channels)
             simds = [node.attrs["simd"]] if "simd" in node.attrs else divisors(window_size(node.op))
             self.choices[node.name] = [Choice(pe, simd, frame_time(node, pe, simd), dict(cost(node, pe, simd)))
                                        for pe in pes for simd in simds]
@@ -279,6 +292,6 @@ def apply(graph: Graph, *, cost: Cost, budget: Mapping[str, float],
     picks = found[1] if found else folder.pick(float("inf"), budget)[0]
     result = folder.assign(picks)
     for node in foldable(result):
-        assert node.op.out_channels % node.attrs["pe"] == 0
+        assert result.types[node.name].channels % node.attrs["pe"] == 0
         assert window_size(node.op) % node.attrs["simd"] == 0
     return result, True

@@ -96,8 +96,7 @@ def _full_rate(graph: Graph, flow, sized: list) -> tuple[dict, dict]:
     timing = flow.timing(fifos=present)
     for _ in range(PRESENCE_ROUNDS):
         timing.set_fifos(present)
-        import os
-        schedule = timing.full_rate(lazy=os.environ.get('LAZY', '1') == '1')
+        schedule = timing.full_rate()
         skip, critical = {}, False
         for edge in sized:
             entries, waiting, slack = timing.occupancy(schedule, edge)

@@ -254,10 +254,12 @@ def test_does_not_fit_says_what_is_short_where_and_what_would_fit():
     assert top
     for layer in top:
         assert f"{layer.name} ({layer.resources.as_dict()[key]:,})" in message
-    # the smaller input it names does fit, and so does every board it names
-    size = re.search(r"it fits at (\d+)×(\d+)", message)
+    # the smaller input it names is the largest that fits (the graph takes any size: one pixel larger does
+    # not), and every board it names fits
+    size = re.search(r"it fits at --input (\d+)x(\d+)\)", message)
     assert size and size.group(1) == size.group(2), message
     assert not compile_graph(_graph(int(size.group(1))), board, estimate_only=True).estimate.overflows()
+    assert compile_graph(_graph(int(size.group(1)) + 1), board, estimate_only=True).estimate.overflows()
     boards = re.search(r"a bigger board \(it fits ([\w\-, ]+)\)", message).group(1).split(", ")
     assert "pynq-z2" not in boards and "zcu104" in boards
     for name in boards:

@@ -18,7 +18,7 @@ from hwseg.estimate.dataflow import (PixelCounts, dataflow, transposed_inputs_ne
 from hwseg.hw.transposed import ConvTranspose2dLayer
 from hwseg.hw.upsample import UpsampleLayer
 from hwseg.hw.window import SlidingWindow
-from hwseg.ir import Add, Concat, Conv2d, Graph, Input, Int, MaxPool, MulShift, Node, UInt, Upsample
+from hwseg.ir import Add, AvgPool, Concat, Conv2d, Graph, Input, Int, MaxPool, MulShift, Node, UInt, Upsample
 from hwseg.passes import lanes_for_hardware, set_folding, size_fifos, size_skip_fifos
 from hwseg.passes.size_skip_fifos import _capacities
 from tests.hw.need_probe import needed_inputs, outputs_after_each_input
@@ -91,6 +91,24 @@ def _residual():
         Node("add", Add(0, 255), ("q", "x")),
         Node("pool", MaxPool(2), ("add",)),
         Node("cat", Concat(2), ("pool", "pool")),
+    ])
+
+
+def _folded_pointwise():
+    """A channelwise convolution behind a max-pool and a requantizer behind an average pool: folded to one lane
+    each (their own folding), so a lane converter splits the pools' whole pixels in front of them."""
+    rng = np.random.default_rng(2)
+    c = 4
+    return Graph([
+        Node("x", Input((c, 8, 8), UInt(8))),
+        Node("conv", Conv2d(rng.integers(-9, 10, (c, c, 3, 3)), np.zeros(c), Int(8), padding=(1, 1)), ("x",)),
+        Node("q0", MulShift(np.ones(c, np.int64), 4, 0, 255), ("conv",)),
+        Node("pool", MaxPool(2), ("q0",)),
+        Node("cw", Conv2d(rng.integers(-9, 10, (c, 1, 1, 1)), rng.integers(-50, 50, c), Int(8), groups=c), ("pool",)),
+        Node("q", MulShift(np.full(c, 3, np.int64), 2, 0, 255), ("cw",)),
+        Node("avg", AvgPool(2), ("q",)),
+        Node("q2", MulShift(np.full(c, 5, np.int64), 2, 0, 255), ("avg",)),
+        Node("cat", Concat(2), ("q2", "q2")),
     ])
 
 
@@ -189,10 +207,11 @@ def test_least_skip_fifo_covers_the_rows_the_long_branch_waits_for():
     out, changed = size_skip_fifos.apply(graph, model=dataflow)
     assert changed
     # the 3×1 dilation-2 conv needs 2 input rows ahead (2·8 pixels) before its first output;
-    # the skip waits at the Add for all of them
+    # the skip waits at the Add for all of them (the Add, folded to one lane, takes a pixel in 2 beats)
     assert flow.needed["q"][0] == 2 * 8 + 1
-    assert out["add"].attrs["skip_fifos_min"] == (0, 2 * 8)
-    assert out["add"].attrs["skip_fifos"][1] >= 2 * 8
+    beats = 2 // out["add"].attrs["in_lanes"]                  # FIFO depths count beats of the Add's lanes
+    assert out["add"].attrs["skip_fifos_min"] == (0, 2 * 8 * beats)
+    assert out["add"].attrs["skip_fifos"][1] >= 2 * 8 * beats
     assert out["cat"].attrs["skip_fifos"] == (0, 0)          # both inputs are the same stream
     again, changed = size_skip_fifos.apply(out, model=dataflow)
     assert not changed and again["add"].attrs == out["add"].attrs
@@ -225,11 +244,14 @@ def _run_accelerator(graph, frames=3):
     return np.array(cycles)
 
 
-@pytest.mark.parametrize("make, lanes", [(_residual, 4), (lambda: _pyramid(6, 1), 1000), (lambda: _pyramid(6, 1), 2)])
+@pytest.mark.parametrize("make, lanes", [(_residual, 4), (lambda: _pyramid(6, 1), 1000), (lambda: _pyramid(6, 1), 2),
+                                         (_folded_pointwise, 1)])
 def test_timing_model_is_cycle_exact(make, lanes):
     """With the FIFOs the pass sizes, the hardware's output beats leave exactly when the model's
     earliest schedule (from an input always there) says (the output's lane converter aside)."""
     graph = size_skip_fifos.apply(_prepared(make(), lanes), model=dataflow)[0]
+    if make is _folded_pointwise:
+        assert graph["cw"].attrs["in_lanes"] == 1 and graph["q2"].attrs["in_lanes"] == 1
     timing = dataflow(graph).timing()
     model = timing.forward(np.arange(timing.frames * graph.input_type.pixels))[0][graph.output]
     measured = _run_accelerator(graph, timing.frames)

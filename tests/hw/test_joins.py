@@ -119,6 +119,42 @@ def test_channel_affine_matches_golden_depthwise_conv(in_shape, weights, bias, s
     assert got == want[0, :, :, 0].T.tolist()
 
 
+@pytest.mark.parametrize("in_shape, channels, lanes, stall", [
+    (unsigned(8), 6, 2, 0.5),
+    (signed(6), 4, 1, 0.6),
+    (unsigned(8), 9, 3, 1.0),
+])
+def test_folded_channel_affine_matches_golden_depthwise_conv(in_shape, channels, lanes, stall):
+    """``lanes < channels``: a pixel in ``channels/lanes`` beats, weights and biases cycling with them; several
+    pixels back to back so that the group wraps."""
+    from hwseg.hw.channel_affine import ChannelAffine
+    rng = random.Random(channels * 7 + lanes)
+    weights = [rng.randint(-40, 40) for _ in range(channels)]
+    bias = [rng.randint(-500, 500) for _ in range(channels)]
+    pixels = 30
+    x = _random(rng, in_shape, pixels, channels)
+    beats = [pixel[g * lanes:(g + 1) * lanes] for pixel in x for g in range(channels // lanes)]
+    dut = ChannelAffine(in_shape=in_shape, acc_shape=signed(24), channels=channels, weights=weights, bias=bias,
+                        lanes=lanes)
+    assert dut.groups == channels // lanes
+    (got,) = run_ports_test(dut, {dut.i_stream: beats}, {dut.o_stream: len(beats)}, seed=channels,
+                            valid_prob=stall, ready_prob=stall)
+    frame = np.array(x).T[None, :, :, None]                          # (1, C, pixels, 1)
+    want = golden.conv2d(frame, np.array(weights).reshape(channels, 1, 1, 1), np.array(bias), 1, 0, 1,
+                         groups=channels)[0, :, :, 0].T.tolist()
+    for index, beat in enumerate(got):
+        pixel, group = divmod(index, channels // lanes)
+        expected = want[pixel][group * lanes:(group + 1) * lanes]
+        assert beat == expected, (f"pixel {pixel}, channels {group * lanes}..{(group + 1) * lanes - 1}: "
+                                  f"expected {expected}, got {beat}")
+
+
+def test_channel_affine_lanes_must_divide_the_channels():
+    from hwseg.hw.channel_affine import ChannelAffine
+    with pytest.raises(ValueError, match=r"lanes must divide channels=6, not 4"):
+        ChannelAffine(in_shape=unsigned(8), acc_shape=signed(24), channels=6, weights=[1] * 6, bias=[0] * 6, lanes=4)
+
+
 def test_channel_affine_refuses_a_narrow_accumulator():
     from hwseg.hw.channel_affine import ChannelAffine
     with pytest.raises(ValueError, match=r"acc_shape must hold the results \[-6813, 9507\].*not signed\(8\)"):

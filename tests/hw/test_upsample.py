@@ -204,3 +204,22 @@ def test_random_configurations(mode):
         _, out_cycles, got = measure_full_rate(dut, _pixel_beats(x), 3 * pixels)
         _check(got, y)
         assert out_cycles[2 * pixels] - out_cycles[pixels] == dut.cycles_per_frame, config
+
+
+@pytest.mark.synth
+@pytest.mark.parametrize("factor", [2])
+def test_bilinear_blends_take_no_dsp_on_xc7(factor):
+    """Issue 12: each blend multiplies by its narrow weight in shift-and-add logic, so Yosys puts no
+    multiplier in a DSP48E1 (it would map a ``*`` of these widths to one); the estimate says the same.
+    (``python bench/upsample_synth.py`` does 64 channels: 0 DSP as well.)"""
+    from amaranth.back import verilog
+
+    from hwseg.estimate import resources as R
+    from hwseg.synth import synthesize
+
+    layer = UpsampleLayer(elem_shape=unsigned(8), channels=2, height=2, width=4, factor=factor, mode="bilinear")
+    totals = synthesize(verilog.convert(layer, name="top", emit_src=False), "top", "xc7").totals
+    assert totals["dsp"] == 0 and totals["lut"] > 0, totals
+    estimate = R.upsampler(channels=2, elem_bits=8, bilinear=True, shift=layer.shift, rows=layer.buffer_rows,
+                           factor=layer.factor, height=2, width=4, family="xc7")
+    assert estimate.dsp == 0

@@ -50,6 +50,17 @@ CONFIGS: tuple[dict, ...] = (
     # a deep weight ROM in logic (NF·SF = 48 words)
     _c("conv_folded_3x3_c8_k8_pe1_s12", "conv", cin=8, cout=8, h=6, w=6, kernel=(3, 3), padding=(1, 1), pe=1,
        simd=12),
+    # (added later, named to sort last) issue 12's simd sweeps, the ones quick to synthesize (bench/window_sweep.py
+    # has all ten): the window as the folder chooses it — served from memory (FoldedWindow into a serial MAC array)
+    # where simd divides the channels and that is no slower, else in registers
+    *(_c(f"conv_sweep_1x3_d8_c16_k8_pe1_s{simd}", "conv", cin=16, cout=8, h=4, w=24, kernel=(1, 3), padding=(0, 8),
+         dilation=(1, 8), pe=1, simd=simd, window="auto") for simd in (1, 3, 8, 24, 48)),
+    *(_c(f"conv_sweep_3x3_c64_k8_pe1_s{simd}", "conv", cin=64, cout=8, h=5, w=12, kernel=(3, 3), padding=(1, 1),
+         pe=1, simd=simd, window="auto") for simd in (1, 3, 8)),
+    # a folded window of another geometry (3×3, two PEs, 4 channels per beat), so that the folded window's
+    # constants are not fitted on one configuration
+    _c("conv_sweep_3x3_c16_k8_pe2_s4_folded", "conv", cin=16, cout=8, h=6, w=12, kernel=(3, 3), padding=(1, 1),
+       pe=2, simd=4, window="folded"),
     # binary-weight convolutions on 2-bit activations (bit planes and popcounts)
     _c("bitconv_1x1_c16_k8_pe4_s8", "bitconv", cin=16, cout=8, h=6, w=6, kernel=(1, 1), pe=4, simd=8),
     _c("bitconv_3x3_c4_k8_pe8_s36", "bitconv", cin=4, cout=8, h=6, w=6, kernel=(3, 3), padding=(1, 1), pe=8,
@@ -69,6 +80,8 @@ CONFIGS: tuple[dict, ...] = (
     # channelwise 1×1 convolutions
     _c("affine_c8", "affine", cin=8, h=8, w=8),
     _c("affine_c16", "affine", cin=16, h=8, w=8),
+    # (added later, named to sort last) folded: 4 channels per beat, weights and biases cycling in registers
+    _c("affine_folded_c16_l4", "affine", cin=16, h=8, w=8, lanes=4),
     # requantizers: channels, lanes (< channels: behind a 1×1 convolution folded to that pe), accumulator bits
     _c("mulshift_c8_l8_acc16", "mulshift", channels=8, lanes=8, acc_bits=16),
     _c("mulshift_c16_l4", "mulshift", channels=16, lanes=4, cin=16),
@@ -101,6 +114,9 @@ CONFIGS: tuple[dict, ...] = (
     _c("upsample_x2_bilinear_c4_12", "upsample", channels=4, h=12, w=12, factor=2, mode="bilinear"),
     _c("upsample_x4_nearest_c4_w64", "upsample", channels=4, h=4, w=64, factor=4, mode="nearest"),
     _c("upsample_x2_bilinear_c8_w32", "upsample", channels=8, h=4, w=32, factor=2, mode="bilinear"),
+    # (added later, named to sort last) an FPL-style ×8 bilinear head: blend weights of 4 bits in logic
+    _c("upsample_x8_bilinear_c4_h4_w8", "upsample", channels=4, h=4, w=8, factor=8, mode="bilinear"),
+    _c("upsample_x8_bilinear_c8_h2_w4", "upsample", channels=8, h=2, w=4, factor=8, mode="bilinear"),
     # joins
     _c("add_c8_b8", "add", channels=8, in_bits=8),
     _c("add_c16_b8_relu", "add", channels=16, in_bits=8, relu=True),
@@ -182,7 +198,8 @@ def layer_graph(spec: dict) -> tuple[Graph, str]:
     elif kind == "affine":
         c = spec["cin"]
         op = Conv2d(_narrow(rng, 8, (c, 1, 1, 1)), rng.integers(-99, 100, c), Int(8), groups=c)
-        nodes = [Node("x", Input((c, spec["h"], spec["w"]), UInt(8))), Node("layer", op, ("x",))]
+        nodes = [Node("x", Input((c, spec["h"], spec["w"]), UInt(8))),
+                 Node("layer", op, ("x",), {"pe": spec["lanes"], "simd": 1} if "lanes" in spec else {})]
     elif kind in ("mulshift", "threshold"):
         channels, lanes = spec["channels"], spec["lanes"]
         if lanes < channels:
