@@ -83,3 +83,11 @@ def test_full_erfnet_fully_folded_keeps_its_windows_in_memory(erfnet_checkpoint)
           f"{heaviest[1].resources.ff:,} FF")
     assert estimate.total.ff <= 120_000
     assert heaviest[1].resources.ff <= 1_500
+
+
+def test_erfnet_tiny_fits_zcu104_at_288x576():
+    """Issue 12: the bundled erfnet_tiny at --input 288x576 fits zcu104 (it was refused as needing 3,514 of
+    1,728 DSP "even fully folded", although 256x512 fitted)."""
+    design = build("examples/erfnet_tiny.pt", "zcu104", input_size=(288, 576), estimate_only=True)
+    assert not design.estimate.overflows(), design.estimate.limit
+    assert design.estimate.fps > 100
