@@ -76,8 +76,8 @@ def _folding_cycles(graph: Graph):
     layer's times :data:`POINTWISE_HEADROOM`, the pace it must keep)."""
     def cycles(node, pe, simd):
         frame = layer_cycles(graph, node.with_attrs(pe=pe, simd=simd))
-        pointwise = not (isinstance(node.op, ConvTranspose2d) or isinstance(node.op, Conv2d) and not node.op.channelwise)
-        return frame * POINTWISE_HEADROOM if pointwise and pe < graph.types[node.name].channels else frame
+        folded_pointwise = set_folding.pointwise(graph, node) and pe < graph.types[node.name].channels
+        return frame * POINTWISE_HEADROOM if folded_pointwise else frame
     return cycles
 
 

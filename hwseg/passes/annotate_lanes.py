@@ -20,18 +20,19 @@ from ..errors import UnsupportedError
 from ..ir import (Add, ArgMax, AvgPool, Concat, Conv2d, ConvTranspose2d, Fork, Graph, Input, MaxPool, MulShift, Threshold,
                   Upsample)
 from .choose_windows import KINDS, has_window
-from .set_folding import standalone_requantizer
+from .set_folding import foldable, standalone_requantizer
 
 __all__ = ["apply"]
 
 
 def apply(graph: Graph) -> tuple[Graph, bool]:
     lanes: dict[str, tuple[int, int]] = {}
+    folded = {n.name for n in foldable(graph)}
     for node in graph:
         op, channels = node.op, graph.types[node.name].channels
         if isinstance(op, Input):
             lanes[node.name] = (0, channels)
-        elif isinstance(op, (Conv2d, ConvTranspose2d)) and "pe" not in node.attrs:
+        elif node.name in folded and "pe" not in node.attrs:
             raise UnsupportedError(f"layer {node.name!r} has no folding; run set_folding first")
         elif isinstance(op, Conv2d) and op.channelwise:
             lanes[node.name] = (node.attrs["pe"], node.attrs["pe"])
@@ -41,8 +42,6 @@ def apply(graph: Graph) -> tuple[Graph, bool]:
             taken = node.attrs["simd"] if node.attrs.get("window") == "folded" else graph.input_types(node.name)[0].channels
             lanes[node.name] = (taken, node.attrs["pe"])
         elif isinstance(op, (MulShift, Threshold)) and standalone_requantizer(graph, node):
-            if "pe" not in node.attrs:
-                raise UnsupportedError(f"layer {node.name!r} has no folding; run set_folding first")
             lanes[node.name] = (node.attrs["pe"], node.attrs["pe"])
         elif isinstance(op, (MulShift, Threshold)):
             produced = lanes[node.inputs[0]][1]
@@ -50,8 +49,6 @@ def apply(graph: Graph) -> tuple[Graph, bool]:
         elif isinstance(op, (MaxPool, AvgPool, Upsample)):
             lanes[node.name] = (channels, channels)
         elif isinstance(op, Add):
-            if "pe" not in node.attrs:
-                raise UnsupportedError(f"layer {node.name!r} has no folding; run set_folding first")
             lanes[node.name] = (node.attrs["pe"], node.attrs["pe"])
         elif isinstance(op, Concat):
             lanes[node.name] = (channels, channels)  # each input its own whole pixels

@@ -33,7 +33,8 @@ from typing import Callable, Mapping
 from ..errors import FoldingError, UnsupportedError
 from ..ir import Add, AvgPool, Bipolar, Conv2d, ConvTranspose2d, Graph, MaxPool, MulShift, Threshold
 
-__all__ = ["apply", "divisors", "window_size", "pixel_cycles", "foldable", "floor_cycles", "with_manual", "Choice",
+__all__ = ["apply", "divisors", "window_size", "pixel_cycles", "foldable", "pointwise", "standalone_requantizer",
+           "floor_cycles", "with_manual", "Choice",
            "Folder"]
 
 Cost = Callable[[object, int, int], Mapping[str, float]]
@@ -80,6 +81,13 @@ def foldable(graph: Graph) -> list:
     and the requantizers that do not follow a convolution (after a pool, an upsampler, a join or the input:
     ``pe`` channels per beat; a requantizer after a convolution works on that convolution's ``pe`` lanes)."""
     return [n for n in graph if isinstance(n.op, (Conv2d, ConvTranspose2d, Add)) or standalone_requantizer(graph, n)]
+
+
+def pointwise(graph: Graph, node) -> bool:
+    """A foldable layer without a window: a channelwise convolution, an Add, a requantizer with its own folding
+    (``pe`` channels per beat)."""
+    op = node.op
+    return isinstance(op, Add) or isinstance(op, Conv2d) and op.channelwise or standalone_requantizer(graph, node)
 
 
 def standalone_requantizer(graph: Graph, node) -> bool:
