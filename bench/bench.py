@@ -6,7 +6,7 @@ Defaults: every ``examples/*.pt`` × pynq-z2, ultra96-v2, zcu104. Progress goes 
 line holds:
 
 * ``fps`` and ``cycles_per_frame``: ``estimated`` (hwseg's cycle model) and, with ``--sim``,
-  ``measured`` in RTL simulation (Verilator through cocotb: two frames back to back without
+  ``measured`` in RTL simulation (Verilator in the generated harness: two frames back to back without
   stalls, the interval between their last output beats; every output beat is also checked
   against the golden model, ``sim.passed``).
 * ``efficiency``: ideal cycles ÷ cycles per frame, where the *ideal cycles* are the cycles per
@@ -27,7 +27,7 @@ line holds:
   ``--estimate-only`` no Verilog, and ``--sim``/``--synth`` do nothing).
 * ``sim``: cycles simulated, wall seconds (Verilator's build is cached by the Verilog's hash,
   so a first run includes its C++ build) and ``cycles_per_second`` of the simulation proper
-  (cocotb's own timing of the test when its log has it, else the wall time).
+  (the simulator process alone; ``bench/sim_speed.py`` times the simulation in more detail).
 * ``golden_seconds_per_frame``: :func:`hwseg.golden.run_graph` on a batch of random frames,
   the wall time divided by the frames.
 
@@ -39,7 +39,6 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
-import re
 import sys
 import threading
 import time
@@ -133,19 +132,6 @@ def _resources_of(totals: dict) -> dict:
     return figures
 
 
-def _cocotb_seconds(log) -> float | None:
-    """The REAL TIME cocotb reports for the test, from its log (None if the log lacks it)."""
-    try:
-        text = Path(log).read_text(errors="replace")
-    except (OSError, TypeError):
-        return None
-    found = re.search(r"stream_frames\s+PASS|stream_frames\s+FAIL", text)
-    if not found:
-        return None
-    numbers = re.findall(r"[\d.]+", text[found.end():].splitlines()[0])
-    return float(numbers[1]) if len(numbers) >= 3 else None
-
-
 def golden_seconds_per_frame(graph, frames: int, seed: int = 0) -> float:
     batch = random_frames(graph.input_type, frames, seed)
     started = time.perf_counter()
@@ -174,17 +160,15 @@ def bench_one(path: Path, board_name: str, args, synth) -> dict:
     if args.sim and design.verilog is not None:
         expected_cycles = 2 * estimated
         progress(f"{path.stem} on {board.name}: simulating ~{expected_cycles:,} cycles in Verilator "
-                 f"(2–4 k cycles/s, after a C++ build of minutes unless cached)")
+                 f"(after a C++ build of up to a minute unless cached)")
         started = time.monotonic()
         with Heartbeat(f"{path.stem} on {board.name} simulating"):
             report = simulate_design(design, frames=0, simulator="verilator", seed=1)
         wall = time.monotonic() - started
         measured = report.measured_cycles_per_frame
-        own = _cocotb_seconds(report.log)
         sim = {"simulator": "verilator", "passed": report.passed, "frames": report.frames,
                "cycles": report.cycles, "seconds": round(wall, 2),
-               "cycles_per_second": round(report.cycles / (own or wall), 1),
-               "timed_by": "cocotb" if own else "wall clock"}
+               "cycles_per_second": round(report.cycles_per_second or report.cycles / wall, 1)}
         progress(f"{path.stem} on {board.name}: {report.summary().splitlines()[-1]}")
     cycles = measured or estimated
     roof = estimate.roofline

@@ -21,13 +21,14 @@ def _size(text: str) -> tuple[int, int]:
     return height, width
 
 
-def _probability(text: str) -> float:
+def _stall(text: str) -> float:
+    """A stall probability: 0 runs without stalls; 1 would never move a beat."""
     try:
         value = float(text)
     except ValueError:
         value = -1.0
-    if not 0.0 < value <= 1.0:
-        raise argparse.ArgumentTypeError(f"expected a probability in (0, 1], not {text!r}")
+    if not 0.0 <= value < 1.0:
+        raise argparse.ArgumentTypeError(f"expected a stall probability in [0, 1) (0: no stalls), not {text!r}")
     return value
 
 
@@ -38,6 +39,16 @@ def _frame_rate(text: str) -> float:
         value = -1.0
     if not 0.0 < value < float("inf"):
         raise argparse.ArgumentTypeError(f"expected a positive number of frames per second, not {text!r}")
+    return value
+
+
+def _count(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected a whole number ≥ 0, not {text!r}")
     return value
 
 
@@ -78,15 +89,21 @@ def _cmd_build(args) -> int:
 
 def _cmd_sim(args) -> int:
     from .cosim import simulate_design
+    from .errors import SimulationError
     from .flow import build
 
     _progress(f"compiling {args.model} for {args.board}")
     design = build(args.model, args.board, input_size=args.input)
-    _progress(f"simulating {2 + args.frames} frames with {args.simulator} (2 without stalls to measure "
-              f"cycles, {args.frames} with tvalid gaps and tready backpressure at p={args.stall})")
+    driver = "the generated harness" if args.harness == "native" else "cocotb"
+    _progress(f"simulating {2 + args.frames} frames with {args.simulator} through {driver} (2 without stalls to "
+              f"measure cycles, {args.frames} with tvalid gaps and tready backpressure at p={args.stall})")
     report = simulate_design(design, frames=args.frames, simulator=args.simulator, seed=args.seed,
-                             valid_prob=1 - args.stall, ready_prob=1 - args.stall, work_dir=args.work)
+                             valid_prob=1 - args.stall, ready_prob=1 - args.stall, work_dir=args.work,
+                             harness=args.harness, progress=_progress)
     print(report.summary())
+    if report.status != "ok":   # a hung design or undefined output: one line naming the log
+        raise SimulationError(f"the design {report.status}" if report.status.startswith("stalled")
+                              else report.status)
     return 0 if report.passed else 1
 
 
@@ -181,13 +198,19 @@ def _parser() -> argparse.ArgumentParser:
                     "backpressure. Every output beat is compared with the NumPy golden model. Exit status 0 "
                     "when every beat matched.")
     model_options(sim)
-    sim.add_argument("--frames", type=_positive, default=2, metavar="N",
-                     help="frames to run under random stalls, after the 2 measured ones (default: 2)")
+    sim.add_argument("--frames", type=_count, default=2, metavar="N",
+                     help="frames to run under random stalls, after the 2 measured ones (default: 2; 0 runs only "
+                          "the measured ones)")
     sim.add_argument("--simulator", choices=("verilator", "icarus"), default="verilator",
                      help="Verilog simulator (default: verilator)")
-    sim.add_argument("--stall", type=_probability, default=0.3, metavar="P",
-                     help="probability of a tvalid gap and of tready low in each cycle (default: 0.3)")
+    sim.add_argument("--stall", type=_stall, default=0.3, metavar="P",
+                     help="probability of a tvalid gap and of tready low in each cycle, in [0, 1) (default: 0.3; "
+                          "0: no stalls)")
     sim.add_argument("--seed", type=int, default=1, help="seed of the random frames and stalls (default: 1)")
+    sim.add_argument("--harness", choices=("native", "cocotb"), default="native",
+                     help="how the design is driven: native = a generated harness with no Python in the cycle loop "
+                          "(default, about a million cycles/s under verilator); cocotb = from Python every cycle "
+                          "(about a thousand times slower)")
     sim.add_argument("--work", metavar="DIR", help="keep the simulation files (stimulus, logs) in DIR")
     sim.set_defaults(run=_cmd_sim)
 

