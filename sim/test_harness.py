@@ -3,6 +3,7 @@ cached, and failing with one line that names a log."""
 
 import dataclasses
 import os
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -110,6 +111,18 @@ def test_builds_are_cached_by_the_verilog(design, tmp_path, monkeypatch):
     assert os.stat(first[-1]).st_mtime_ns == built                 # not built again
     changed = design.verilog + "\n// another design\n"
     assert build_harness(changed, harness, "icarus") != first
+
+
+def test_verilators_run_time_library_is_compiled_once(design, tmp_path, monkeypatch):
+    monkeypatch.setenv("HWSEG_CACHE", str(tmp_path / "cache"))
+    harness = Harness(design.name, design.ports)
+    first = Path(build_harness(design.verilog, harness, "verilator")[0]).parent
+    second = Path(build_harness(design.verilog + "\n// another design\n", harness, "verilator")[0]).parent
+    assert first != second
+    assert "verilated.cpp" in (first / "build.log").read_text()
+    assert "verilated.cpp" not in (second / "build.log").read_text()      # taken from the first build
+    runtime = [p for p in (tmp_path / "cache" / "harness").iterdir() if p.name.startswith("verilator-runtime-")]
+    assert len(runtime) == 1 and (runtime[0] / "verilated.o").exists()
 
 
 def test_every_port_needs_a_model(design):

@@ -61,6 +61,14 @@ def _jobs() -> int:
     return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
 
 
+def _compiler_version() -> str:
+    compiler = os.environ.get("CXX") or "c++"
+    try:
+        return subprocess.run([compiler, "--version"], capture_output=True, text=True).stdout.split("\n")[0]
+    except OSError:
+        return compiler
+
+
 def build_harness(verilog: str, harness: Harness, simulator: str, *, threads: int = 1, progress=None) -> list[str]:
     """Build (or find in the cache) the harness around ``verilog``; the command that runs it.
     ``progress`` (a callable taking a line) hears when a build starts."""
@@ -74,7 +82,8 @@ def build_harness(verilog: str, harness: Harness, simulator: str, *, threads: in
         verilator = _verilator()
         _compiler_check()
         extra = harness.verilator_main()
-        recipe = ["verilator", _verilator_version(verilator), *VERILATOR_FLAGS, CXX_OPT, f"threads={threads}"]
+        recipe = ["verilator", _verilator_version(verilator), *VERILATOR_FLAGS, CXX_OPT, f"threads={threads}",
+                  _compiler_version()]
     else:
         extra = harness.icarus_clock()
         version = subprocess.run(["iverilog", "-V"], capture_output=True, text=True).stdout.splitlines()[:1]
@@ -94,35 +103,58 @@ def build_harness(verilog: str, harness: Harness, simulator: str, *, threads: in
     log = scratch / "build.log"
     if simulator == "verilator":
         (scratch / "main.cpp").write_text(extra)
-        command = [verilator, "--cc", "--exe", "--build", "-j", str(_jobs()), *VERILATOR_FLAGS,
-                   *(["--threads", str(threads)] if threads > 1 else []),
-                   "--top-module", TOP, "-Mdir", "obj", "-o", "../sim",
-                   "design.v", "harness.v", "main.cpp"]
-        # Large designs overflow Verilator's precompiled-header flow (toolchain.md).
-        env = {**os.environ, "MAKEFLAGS": f"CFG_CXXFLAGS_PCH_I=-include OPT_FAST={CXX_OPT} OPT_GLOBAL={CXX_OPT}"}
+        runtime = root / ("verilator-runtime-" + hashlib.sha256("\0".join(recipe).encode()).hexdigest()[:20])
+        ok = _build_verilator(verilator, scratch, log, threads, runtime)
     else:
         (scratch / "clock.v").write_text(extra)
         # -g2005: under -g2012 Icarus applies declaration initializers without an event, and Yosys's
         # Verilog then never evaluates an `always @*` reading registers that keep their initial value.
-        command = ["iverilog", "-g2005", "-o", "sim.vvp", "-s", f"{TOP}_clock", "design.v", "harness.v", "clock.v"]
-        env = dict(os.environ)
-    with open(log, "w") as out:
-        out.write(" ".join(command) + "\n")
-        out.flush()
-        code = subprocess.run(command, cwd=scratch, stdout=out, stderr=subprocess.STDOUT, env=env).returncode
-    built = scratch / program.name
-    if code != 0 or not built.exists():
+        ok = _run_logged(["iverilog", "-g2005", "-o", "sim.vvp", "-s", f"{TOP}_clock", "design.v", "harness.v",
+                          "clock.v"], scratch, log)
+    if not ok or not (scratch / program.name).exists():
         failed = root / f"{simulator}-{digest}.failed"
         shutil.rmtree(failed, ignore_errors=True)
         scratch.rename(failed)
         raise SimulationError(f"the {simulator} build of the harness failed; see {failed / 'build.log'}")
-    if simulator == "verilator":
-        shutil.rmtree(scratch / "obj", ignore_errors=True)   # the object files are not needed to run
+    shutil.rmtree(scratch / "obj", ignore_errors=True)   # the object files are not needed to run
     try:
         scratch.rename(final)
     except OSError:   # another run built the same thing meanwhile
         shutil.rmtree(scratch, ignore_errors=True)
     return _command(simulator, program)
+
+
+def _run_logged(command: list[str], cwd: Path, log: Path, env: dict | None = None) -> bool:
+    with open(log, "a") as out:
+        out.write("$ " + " ".join(command) + "\n")
+        out.flush()
+        return subprocess.run(command, cwd=cwd, stdout=out, stderr=subprocess.STDOUT, env=env).returncode == 0
+
+
+def _build_verilator(verilator: str, scratch: Path, log: Path, threads: int, runtime: Path) -> bool:
+    """Verilate, then compile with every core. Verilator's run-time library (``verilated*.o``, about
+    5 s of compiling) is the same for every design: it is compiled once and kept in ``runtime``."""
+    verilate = [verilator, "--cc", "--exe", *VERILATOR_FLAGS, *(["--threads", str(threads)] if threads > 1 else []),
+                "--top-module", TOP, "-Mdir", "obj", "-o", "../sim", "design.v", "harness.v", "main.cpp"]
+    if not _run_logged(verilate, scratch, log):
+        return False
+    obj = scratch / "obj"
+    kept = sorted(runtime.glob("verilated*.o")) if runtime.is_dir() else []
+    for object_file in kept:   # a fresh copy is newer than the makefile, so make takes it as built
+        shutil.copyfile(object_file, obj / object_file.name)
+    # Large designs overflow Verilator's precompiled-header flow (toolchain.md).
+    env = {**os.environ, "MAKEFLAGS": f"CFG_CXXFLAGS_PCH_I=-include OPT_FAST={CXX_OPT} OPT_GLOBAL={CXX_OPT}"}
+    if not _run_logged(["make", "-j", str(_jobs()), "-f", f"V{TOP}.mk"], obj, log, env):
+        return False
+    if not kept:
+        fresh = Path(tempfile.mkdtemp(prefix=runtime.name + ".", dir=runtime.parent))
+        for object_file in obj.glob("verilated*.o"):
+            shutil.copyfile(object_file, fresh / object_file.name)
+        try:
+            fresh.rename(runtime)
+        except OSError:   # kept by another build meanwhile
+            shutil.rmtree(fresh, ignore_errors=True)
+    return True
 
 
 def _command(simulator: str, program: Path) -> list[str]:
