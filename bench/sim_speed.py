@@ -2,11 +2,13 @@
 and for real-resolution designs, every output beat checked against golden.
 
     python bench/sim_speed.py [--networks a,b] [--real NAME,...] [--simulator verilator|icarus]
-                              [--frames N] [--min-cycles C] [--stall P] [--threads 1,2] [--cocotb]
+                              [--frames N] [--min-cycles C] [--stall P] [--threads 1,2] [--repeat R] [--cocotb]
 
 Each design runs its 2 measured frames and ``--frames`` stalled ones, and more stalled frames where
 that is needed to simulate ``--min-cycles`` (default 500,000), so that the simulator's start-up
 (loading the model, opening files) does not dominate the figure of a small design.
+``--repeat R`` runs each simulation R times and reports the median seconds (and the range): the
+machines this runs on share their host, and a single run can be 20 % off either way.
 For each design it prints one line (and a JSON object with ``--json``): the build (cold: the
 harness compiled now; cached: found by its hash), the cycles simulated, the simulator's own wall
 time (``seconds``, without the build, the stimulus packing and the comparison with golden), the
@@ -60,14 +62,20 @@ def measure(name, design, args, threads: int) -> dict:
                   progress=progress)
     build_seconds = time.monotonic() - started
     frames = max(args.frames, -(-args.min_cycles // design.estimate.cycles_per_frame) - 2)
-    started = time.monotonic()
-    report = simulate_design(design, frames=frames, simulator=args.simulator, seed=1,
-                             valid_prob=1 - args.stall, ready_prob=1 - args.stall, threads=threads)
-    wall = time.monotonic() - started
+    runs = []
+    for _ in range(args.repeat):
+        started = time.monotonic()
+        report = simulate_design(design, frames=frames, simulator=args.simulator, seed=1,
+                                 valid_prob=1 - args.stall, ready_prob=1 - args.stall, threads=threads)
+        runs.append((report.seconds, time.monotonic() - started, report))
+    runs.sort(key=lambda run: run[0])
+    seconds, wall, report = runs[len(runs) // 2]
     record = {"design": name, "simulator": args.simulator, "threads": threads,
               "build_seconds": round(build_seconds, 1), "passed": report.passed, "frames": report.frames,
-              "cycles": report.cycles, "seconds": round(report.seconds, 3),
-              "cycles_per_second": round(report.cycles_per_second), "wall_seconds_after_build": round(wall, 2),
+              "cycles": report.cycles, "seconds": round(seconds, 3),
+              "cycles_per_second": round(report.cycles / seconds),
+              "cycles_per_second_range": [round(report.cycles / runs[-1][0]), round(report.cycles / runs[0][0])],
+              "wall_seconds_after_build": round(wall, 2),
               "cycles_per_frame": {"measured": report.measured_cycles_per_frame,
                                    "estimated": report.estimated_cycles_per_frame},
               "longest_silence": report.longest_silence, "silence_limit": report.silence_limit}
@@ -98,6 +106,7 @@ def main() -> int:
                         help="run more stalled frames where needed to simulate at least this many cycles")
     parser.add_argument("--stall", type=float, default=0.3)
     parser.add_argument("--threads", default="1", help="Verilator thread counts to try, e.g. 1,2")
+    parser.add_argument("--repeat", type=int, default=1, help="runs per design; the median is reported")
     parser.add_argument("--cocotb", action="store_true", help="also time the cocotb path for one frame")
     parser.add_argument("--json", action="store_true", help="print JSON objects instead of a table")
     args = parser.parse_args()
@@ -124,7 +133,10 @@ def main() -> int:
             else:
                 print(f"{name:22s} threads {count}  build {record['build_seconds']:6.1f} s  "
                       f"{record['cycles']:>10,} cycles in {record['seconds']:7.3f} s = "
-                      f"{record['cycles_per_second']:>10,} cycles/s  (run after build {record['wall_seconds_after_build']:.1f} s)  "
+                      f"{record['cycles_per_second']:>10,} cycles/s"
+                      + (f" (range {record['cycles_per_second_range'][0]:,}–{record['cycles_per_second_range'][1]:,})"
+                         if args.repeat > 1 else "")
+                      + f"  (run after build {record['wall_seconds_after_build']:.1f} s)  "
                       f"cycles/frame {record['cycles_per_frame']['measured']:,} measured, "
                       f"{record['cycles_per_frame']['estimated']:,} estimated  "
                       f"{'every beat matched' if record['passed'] else 'FAILED'}", flush=True)

@@ -1,8 +1,12 @@
-"""Co-simulation of emitted Verilog with cocotb (Verilator or Icarus), checked against golden."""
+"""Simulation of emitted Verilog against golden: a generated harness under Verilator or Icarus (no Python
+in the cycle loop, the default), or cocotb driving the design from Python each cycle."""
 
 from .runner import CosimResult, available_simulators, run_cosim
 from .check import compare_beats, pack_frames, unpack_beats
-from .network import SimReport, random_frames, simulate_design
+from .harness import Harness, HarnessModel, StreamSink, StreamSource
+from .native import build_harness, run_harness
+from .network import HARNESSES, SimReport, random_frames, simulate_design, watchdog_limit
 
 __all__ = ["CosimResult", "available_simulators", "run_cosim", "compare_beats", "pack_frames", "unpack_beats",
-           "SimReport", "random_frames", "simulate_design"]
+           "Harness", "HarnessModel", "StreamSink", "StreamSource", "build_harness", "run_harness",
+           "HARNESSES", "SimReport", "random_frames", "simulate_design", "watchdog_limit"]

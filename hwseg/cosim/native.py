@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import platform
 import shutil
 import subprocess
 import tempfile
@@ -28,6 +29,22 @@ __all__ = ["run_harness", "build_harness", "VERILATOR_FLAGS", "beats_to_bytes", 
 VERILATOR_FLAGS = ("-O3", "--x-assign", "fast", "--x-initial", "fast", "-Wno-WIDTH", "-Wno-fatal", "--no-timing")
 #: the C++ optimization of the Verilated model (Verilator's default -Os builds faster but runs slower)
 CXX_OPT = "-O2"
+
+
+def _cpu_tuning() -> tuple[list[str], str]:
+    """``-march=native`` on x86-64 (about 8 % faster on int8_tiny, measured interleaved), and what identifies
+    the CPU for the cache key, so a cache shared between machines never runs a build another CPU lacks
+    instructions for."""
+    if platform.machine().lower() not in ("x86_64", "amd64"):
+        return [], platform.machine()
+    try:
+        cpuinfo = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return [], "unknown x86-64"
+    fields = {key.strip(): value.strip() for key, value in
+              (line.split(":", 1) for line in cpuinfo.splitlines() if ":" in line)}
+    fingerprint = " ".join(fields.get(key, "") for key in ("model name", "flags"))
+    return ["-march=native"], hashlib.sha256(fingerprint.encode()).hexdigest()[:16]
 
 
 def _verilator() -> str:
@@ -82,8 +99,9 @@ def build_harness(verilog: str, harness: Harness, simulator: str, *, threads: in
         verilator = _verilator()
         _compiler_check()
         extra = harness.verilator_main()
+        tuning, cpu = _cpu_tuning()
         recipe = ["verilator", _verilator_version(verilator), *VERILATOR_FLAGS, CXX_OPT, f"threads={threads}",
-                  _compiler_version()]
+                  _compiler_version(), *tuning, cpu]
     else:
         extra = harness.icarus_clock()
         version = subprocess.run(["iverilog", "-V"], capture_output=True, text=True).stdout.splitlines()[:1]
@@ -104,7 +122,7 @@ def build_harness(verilog: str, harness: Harness, simulator: str, *, threads: in
     if simulator == "verilator":
         (scratch / "main.cpp").write_text(extra)
         runtime = root / ("verilator-runtime-" + hashlib.sha256("\0".join(recipe).encode()).hexdigest()[:20])
-        ok = _build_verilator(verilator, scratch, log, threads, runtime)
+        ok = _build_verilator(verilator, scratch, log, threads, runtime, tuning)
     else:
         (scratch / "clock.v").write_text(extra)
         # -g2005: under -g2012 Icarus applies declaration initializers without an event, and Yosys's
@@ -131,10 +149,11 @@ def _run_logged(command: list[str], cwd: Path, log: Path, env: dict | None = Non
         return subprocess.run(command, cwd=cwd, stdout=out, stderr=subprocess.STDOUT, env=env).returncode == 0
 
 
-def _build_verilator(verilator: str, scratch: Path, log: Path, threads: int, runtime: Path) -> bool:
+def _build_verilator(verilator: str, scratch: Path, log: Path, threads: int, runtime: Path, tuning: list[str]) -> bool:
     """Verilate, then compile with every core. Verilator's run-time library (``verilated*.o``, about
     5 s of compiling) is the same for every design: it is compiled once and kept in ``runtime``."""
     verilate = [verilator, "--cc", "--exe", *VERILATOR_FLAGS, *(["--threads", str(threads)] if threads > 1 else []),
+                *(["-CFLAGS", " ".join(tuning)] if tuning else []),
                 "--top-module", TOP, "-Mdir", "obj", "-o", "../sim", "design.v", "harness.v", "main.cpp"]
     if not _run_logged(verilate, scratch, log):
         return False

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import SimulationError
+from ..errors import SimulationError, UnsupportedError
 from ..estimate.dataflow import StreamTiming
 from ..golden import run_graph
 from .check import compare_beats, pack_frames, unpack_beats
@@ -54,7 +54,7 @@ def longest_output_gap(design) -> int:
         emitted, _, _ = timing.forward(np.arange(frames * pixels, dtype=np.int64), takes=False)
         out = emitted[graph.output]
         gap = int(np.diff(np.concatenate([[0], out])).max())
-    except Exception:   # a layer without a timing model: a frame's latency is at most a few frame periods
+    except UnsupportedError:   # a layer without a timing model: a frame's latency is at most a few frame periods
         gap = 2 * design.estimate.cycles_per_frame
     return gap + design.estimate.cycles_per_frame
 
