@@ -22,10 +22,10 @@ model's counters. Files are named relative to the simulator's working directory.
 parameters (beat counts, probabilities as 32-bit thresholds, seeds, the watchdog limit) are
 plusargs, so one build serves every run of the same design.
 
-A memory-mapped model (an AXI4 slave with a latency, an AXI DMA) plugs in the same way: a
-:class:`HarnessModel` whose ``connections`` claim the design's memory port, whose ``body``
-holds its clocked logic (its contents loaded from and dumped to files of its own), and whose
-``progress``/``done`` join the watchdog and the end condition.
+A memory-mapped model plugs in the same way: :class:`~.axi_memory.AxiMemory`, an AXI4 slave memory
+with random latency and ready, claims the design's ``m_axi`` port, holds its clocked logic and its
+contents (loaded from and written to files of its own, the latter in its ``finish``), and joins
+the watchdog and the end condition with its ``progress`` and ``done``.
 """
 
 from __future__ import annotations
@@ -82,6 +82,10 @@ class HarnessModel:
     def counters(self) -> list[str]:
         """Signals written (in order, decimal) to ``status.txt`` after the cycle count."""
         return []
+
+    def finish(self) -> str:
+        """Statements run as the run ends (a memory model writes its contents out)."""
+        return ""
 
 
 _XORSHIFT = """\
@@ -264,6 +268,7 @@ class Harness:
         progress = " || ".join(model.progress for model in self.models) or "1'b0"
         done = " && ".join(model.done for model in self.models) or "1'b1"
         counters = [c for model in self.models for c in model.counters()]
+        finish = [f"        {model.finish()}" for model in self.models if model.finish()]
         formats = " ".join(["%0d"] * (len(counters) + 1))
         status_args = ", ".join(["cycle", *counters])
         return "\n".join([
@@ -286,14 +291,11 @@ class Harness:
             "    end else begin",
             "      cycle <= cycle + 1;",
             f"      silent <= ({progress}) ? 0 : silent + 1;",
-            f"      if ({done}) begin",
+            f"      if ({done} || silent >= silence_limit) begin",
+            *finish,
             "        status_fd = $fopen(\"status.txt\", \"w\");",
-            f"        $fdisplay(status_fd, \"ok {formats}\", {status_args});",
-            "        $fclose(status_fd);",
-            "        $finish;",
-            "      end else if (silent >= silence_limit) begin",
-            "        status_fd = $fopen(\"status.txt\", \"w\");",
-            f"        $fdisplay(status_fd, \"stalled {formats}\", {status_args});",
+            f"        if ({done}) $fdisplay(status_fd, \"ok {formats}\", {status_args});",
+            f"        else $fdisplay(status_fd, \"stalled {formats}\", {status_args});",
             "        $fclose(status_fd);",
             "        $finish;",
             "      end",

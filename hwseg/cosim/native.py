@@ -202,6 +202,24 @@ def read_beats(path: Path, out_bytes: int) -> tuple[np.ndarray, np.ndarray, np.n
     return got, last, when, undefined
 
 
+def run_program(command: list[str], work: Path, plusargs: dict, simulator: str) -> tuple[list[str], float, Path]:
+    """Run a built harness in ``work`` with ``plusargs``: the words of ``status.txt`` (verdict, cycles,
+    the models' counters), the simulator's wall seconds, and its log. Writes ``run.sh``, the exact command."""
+    arguments = [*command, *(f"+{key}={value}" for key, value in plusargs.items())]
+    (work / "run.sh").write_text("#!/bin/sh\n# how this simulation ran (from this directory)\n"
+                                 + " ".join(arguments) + "\n")
+    (work / "status.txt").unlink(missing_ok=True)
+    log = work / "sim.log"
+    started = time.perf_counter()
+    with open(log, "w") as out:
+        code = subprocess.run(arguments, cwd=work, stdout=out, stderr=subprocess.STDOUT).returncode
+    seconds = time.perf_counter() - started
+    status_file = work / "status.txt"
+    if code != 0 or not status_file.exists():
+        raise SimulationError(f"the {simulator} simulation stopped without a result (exit code {code}); see {log}")
+    return status_file.read_text().split(), seconds, log
+
+
 def run_harness(verilog: str, ports: list[dict], top: str, stimulus: np.ndarray, *, in_beats_per_frame: int,
                 out_beats_per_frame: int, out_beats: int, out_bytes: int, simulator: str = "verilator",
                 valid_prob: float = 0.7, ready_prob: float = 0.7, unstalled_frames: int = 0, seed: int = 1,
@@ -221,18 +239,8 @@ def run_harness(verilog: str, ports: list[dict], top: str, stimulus: np.ndarray,
         "out_ready": threshold(ready_prob), "out_seed": seed_state(seed, 1),
         "silence_limit": silence_limit,
     }
-    (work / "run.sh").write_text("#!/bin/sh\n# how this simulation ran (from this directory)\n"
-                                 + " ".join([*command, *(f"+{k}={v}" for k, v in plusargs.items())]) + "\n")
-    log = work / "sim.log"
-    started = time.perf_counter()
-    with open(log, "w") as out:
-        code = subprocess.run([*command, *(f"+{k}={v}" for k, v in plusargs.items())], cwd=work, stdout=out,
-                              stderr=subprocess.STDOUT).returncode
-    seconds = time.perf_counter() - started
-    status_file = work / "status.txt"
-    if code != 0 or not status_file.exists():
-        raise SimulationError(f"the {simulator} simulation stopped without a result (exit code {code}); see {log}")
-    verdict, cycles, sent, received = status_file.read_text().split()[:4]
+    status, seconds, log = run_program(command, work, plusargs, simulator)
+    verdict, cycles, sent, received = status[:4]
     got, last, when, undefined = read_beats(work / "beats.txt", out_bytes)
     if len(got) != int(received):
         raise SimulationError(f"the harness counted {received} output beats but logged {len(got)}; see {log}")
