@@ -183,6 +183,10 @@ def _not_hwseg(path: Path, obj) -> str:
             f"{_SAVE_HINT}")
 
 
+#: the largest checkpoint file read (8-bit weights of networks many times ERFNet's size fit well below)
+MAX_CHECKPOINT_BYTES = 2 << 30
+
+
 def load_checkpoint(path) -> Checkpoint:
     """Load the hwseg checkpoint at ``path`` safely; build its model in eval mode with its weights.
 
@@ -196,6 +200,13 @@ def load_checkpoint(path) -> Checkpoint:
         raise CheckpointError(f"{path}: no such file; give the path of an hwseg checkpoint (.pt)")
     if path.is_dir():
         raise CheckpointError(f"{path}: is a directory, not a checkpoint file; give the path of the .pt file")
+    if not path.is_file():   # a device such as /dev/zero, a pipe or a socket would be read without end
+        raise CheckpointError(f"{path}: is not a regular file (a device, pipe or socket); give the path of the "
+                              f".pt file")
+    size = path.stat().st_size
+    if size > MAX_CHECKPOINT_BYTES:
+        raise CheckpointError(f"{path}: is {size:,} bytes, more than the {MAX_CHECKPOINT_BYTES:,} an hwseg checkpoint "
+                              f"may have; give the .pt file written by hwseg.frontend.save_checkpoint")
     try:
         data = path.read_bytes()
     except OSError as error:

@@ -8,6 +8,7 @@ import zipfile
 
 import numpy as np
 import pytest
+from pathlib import Path
 import torch
 from torch import nn
 
@@ -104,6 +105,16 @@ def test_missing_file_and_directory(tmp_path):
         load_checkpoint(tmp_path / "nope.pt")
     with refuses(tmp_path, "is a directory, not a checkpoint file; give the path of the .pt file"):
         load_checkpoint(tmp_path)
+
+
+def test_devices_and_huge_files_are_refused_before_reading(tmp_path):
+    with refuses(Path("/dev/zero"), r"is not a regular file \(a device, pipe or socket\); give the path of the .pt file"):
+        load_checkpoint("/dev/zero")
+    huge = tmp_path / "huge.pt"
+    with open(huge, "wb") as sparse:       # 3 GiB without using the disk
+        sparse.truncate(3 << 30)
+    with refuses(huge, r"is 3,221,225,472 bytes, more than the 2,147,483,648 an hwseg checkpoint may have"):
+        load_checkpoint(huge)
 
 
 def test_files_that_are_not_pytorch_files(saved, tmp_path):
