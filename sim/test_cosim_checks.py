@@ -9,6 +9,8 @@ from hwseg.cosim import simulate_design
 from hwseg.flow import compile_graph
 from hwseg.ir import Conv2d, Graph, Input, Int, MulShift, Node, UInt
 
+from .wrappers import never_valid
+
 
 def _graph(multiplier):
     weight = np.arange(2 * 2 * 3 * 3).reshape(2, 2, 3, 3) % 7 - 3
@@ -32,23 +34,10 @@ def test_a_wrong_beat_is_reported_with_frame_pixel_channel(work_dir):
     assert "FAIL" in report.summary()
 
 
-def _never_valid(design):
-    """The design's Verilog behind a wrapper with the same ports whose output never becomes valid."""
-    inner = design.verilog.replace(f"module {design.name}(", f"module {design.name}_inner(")
-    names = [p["name"] for p in design.ports]
-    declarations = [f"  {'input' if p['direction'] == 'in' else 'output'} [{p['width'] - 1}:0] {p['name']};"
-                    for p in design.ports]
-    connections = ", ".join(f".{n}({n})" if n != "m_axis_tvalid" else ".m_axis_tvalid()" for n in names)
-    wrapper = "\n".join([f"module {design.name}({', '.join(names)});", *declarations,
-                         f"  {design.name}_inner inner({connections});", "  assign m_axis_tvalid = 1'b0;",
-                         "endmodule", ""])
-    return inner + "\n" + wrapper
-
-
 @pytest.mark.parametrize("harness", ["native", "cocotb"])
 def test_a_silent_accelerator_is_detected_not_waited_for(work_dir, harness):
     design = compile_graph(_graph(7), "pynq-z2")
-    hung = dataclasses.replace(design, verilog=_never_valid(design))
+    hung = dataclasses.replace(design, verilog=never_valid(design))
     report = simulate_design(hung, frames=1, simulator="icarus", seed=2, work_dir=work_dir, silence_limit=500,
                              harness=harness)
     assert not report.passed

@@ -15,6 +15,8 @@ from hwseg.errors import SimulationError
 from hwseg.flow import compile_graph
 from hwseg.ir import Conv2d, Graph, Input, Int, MulShift, Node, UInt
 
+from .wrappers import never_valid
+
 
 def _graph():
     weight = np.arange(2 * 3 * 3 * 3).reshape(2, 3, 3, 3) % 7 - 3
@@ -57,20 +59,9 @@ def test_stalls_come_from_the_seed_and_the_probabilities(design, work_dir):
     assert stalled[-1] - stalled[2 * 42 - 1] > 0.9 * 126 / 0.4 > 1.2 * (free[-1] - free[2 * 42 - 1])
 
 
-def _never_valid(design):
-    inner = design.verilog.replace(f"module {design.name}(", f"module {design.name}_inner(")
-    names = [p["name"] for p in design.ports]
-    declarations = [f"  {'input' if p['direction'] == 'in' else 'output'} [{p['width'] - 1}:0] {p['name']};"
-                    for p in design.ports]
-    connections = ", ".join(f".{n}({n})" if n != "m_axis_tvalid" else ".m_axis_tvalid()" for n in names)
-    return inner + "\n" + "\n".join([f"module {design.name}({', '.join(names)});", *declarations,
-                                     f"  {design.name}_inner inner({connections});",
-                                     "  assign m_axis_tvalid = 1'b0;", "endmodule", ""])
-
-
 @pytest.mark.parametrize("simulator", ["verilator", "icarus"])
 def test_a_hung_design_ends_at_the_model_limit_and_names_the_log(design, simulator, work_dir):
-    hung = dataclasses.replace(design, verilog=_never_valid(design))
+    hung = dataclasses.replace(design, verilog=never_valid(design))
     report = simulate_design(hung, frames=1, simulator=simulator, seed=2, work_dir=work_dir)
     assert not report.passed and report.beats == 0
     limit = report.silence_limit

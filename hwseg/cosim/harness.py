@@ -30,6 +30,7 @@ the watchdog and the end condition with its ``progress`` and ``done``.
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from dataclasses import dataclass
 
 __all__ = ["HarnessModel", "StreamSource", "StreamSink", "Harness", "threshold", "seed_state", "TOP", "RESET_CYCLES"]
@@ -55,29 +56,29 @@ def seed_state(seed: int, stream: int) -> int:
     return z or 1
 
 
-class HarnessModel:
+class HarnessModel(ABC):
     """A model attached to some of the accelerator's ports (see the module docstring)."""
 
     #: the identifier its harness signals are prefixed with
     name: str
 
+    @abstractmethod
     def connections(self) -> dict[str, str]:
         """Design port → the harness expression connected to it."""
-        raise NotImplementedError
 
+    @abstractmethod
     def body(self) -> str:
         """Declarations and clocked logic (``clk``, ``rst``, ``cycle`` are in scope)."""
-        raise NotImplementedError
 
     @property
+    @abstractmethod
     def progress(self) -> str:
         """An expression, true in a cycle in which the model transferred something."""
-        raise NotImplementedError
 
     @property
+    @abstractmethod
     def done(self) -> str:
         """An expression, true once the model has all it waits for."""
-        raise NotImplementedError
 
     def counters(self) -> list[str]:
         """Signals written (in order, decimal) to ``status.txt`` after the cycle count."""
@@ -102,24 +103,32 @@ _XORSHIFT = """\
 
 
 @dataclass(frozen=True)
-class StreamSource(HarnessModel):
+class _StreamModel(HarnessModel):
+    """What both stream models share: the four AXI4-Stream signals of ``port`` and a transfer as progress."""
+    port: str
+    width: int
+    name: str
+
+    def connections(self) -> dict[str, str]:
+        return {f"{self.port}_{signal}": f"{self.name}_{signal}" for signal in ("tdata", "tvalid", "tready", "tlast")}
+
+    @property
+    def progress(self) -> str:
+        return f"({self.name}_tvalid && {self.name}_tready)"
+
+
+@dataclass(frozen=True)
+class StreamSource(_StreamModel):
     """Drives the design's slave AXI4-Stream ``port`` (``tdata`` of ``width`` bits) from ``stimulus.bin``.
 
     Plusargs: ``in_beats`` (total), ``in_frame`` (beats per frame, for ``tlast``), ``in_free`` (leading
     beats sent without gaps), ``in_valid`` (threshold of the ``tvalid`` draw), ``in_seed``.
     """
-    port: str
-    width: int
     name: str = "src"
 
     def __post_init__(self):
         if self.width % 8:
             raise ValueError(f"AXI4-Stream tdata is whole bytes, not {self.width!r} bits")
-
-    def connections(self) -> dict[str, str]:
-        n = self.name
-        return {f"{self.port}_tdata": f"{n}_tdata", f"{self.port}_tvalid": f"{n}_tvalid",
-                f"{self.port}_tready": f"{n}_tready", f"{self.port}_tlast": f"{n}_tlast"}
 
     def body(self) -> str:
         n, w = self.name, self.width
@@ -164,10 +173,6 @@ class StreamSource(HarnessModel):
 """
 
     @property
-    def progress(self) -> str:
-        return f"({self.name}_tvalid && {self.name}_tready)"
-
-    @property
     def done(self) -> str:
         return "1'b1"   # the sink decides when the run is over; input may legitimately remain unsent
 
@@ -176,18 +181,11 @@ class StreamSource(HarnessModel):
 
 
 @dataclass(frozen=True)
-class StreamSink(HarnessModel):
+class StreamSink(_StreamModel):
     """Takes the design's master AXI4-Stream ``port`` with a random ``tready`` and logs every beat to
     ``beats.txt``. Plusargs: ``out_beats`` (total; the run is done when all arrived), ``out_free``
     (leading beats taken without backpressure), ``out_ready`` (threshold), ``out_seed``."""
-    port: str
-    width: int
     name: str = "snk"
-
-    def connections(self) -> dict[str, str]:
-        n = self.name
-        return {f"{self.port}_tdata": f"{n}_tdata", f"{self.port}_tvalid": f"{n}_tvalid",
-                f"{self.port}_tready": f"{n}_tready", f"{self.port}_tlast": f"{n}_tlast"}
 
     def body(self) -> str:
         n, w = self.name, self.width
@@ -216,10 +214,6 @@ class StreamSink(HarnessModel):
     {n}_tready <= {n}_received < {n}_free || {{1'b0, {n}_state[63:32]}} < {n}_ready;
   end
 """
-
-    @property
-    def progress(self) -> str:
-        return f"({self.name}_tvalid && {self.name}_tready)"
 
     @property
     def done(self) -> str:

@@ -229,8 +229,7 @@ def run_harness(verilog: str, ports: list[dict], top: str, stimulus: np.ndarray,
     command = build_harness(verilog, harness, simulator, threads=threads, progress=progress)
     work = Path(work_dir).resolve()
     work.mkdir(parents=True, exist_ok=True)
-    for stale in ("beats.txt", "status.txt"):
-        (work / stale).unlink(missing_ok=True)
+    (work / "beats.txt").unlink(missing_ok=True)   # run_program clears status.txt
     (work / "stimulus.bin").write_bytes(beats_to_bytes(stimulus))
     plusargs = {
         "in_beats": len(stimulus), "in_frame": in_beats_per_frame, "in_free": unstalled_frames * in_beats_per_frame,

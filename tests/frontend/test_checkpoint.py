@@ -5,10 +5,10 @@ import os
 import pickle
 import re
 import zipfile
+from pathlib import Path
 
 import numpy as np
 import pytest
-from pathlib import Path
 import torch
 from torch import nn
 
