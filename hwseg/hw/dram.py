@@ -1,0 +1,445 @@
+"""Buffers in DRAM: the memory port, the burst engines, the arbiter, and a DRAM-backed FIFO.
+
+The memory port is AXI4 written as Amaranth streams (:func:`memory_port_signature`): five channels
+``ar``, ``r``, ``aw``, ``w``, ``b``, each a ``stream.Signature`` (AXI's valid/ready rules are the stream
+rules). Addresses are byte addresses; every burst is INCR of full-width beats, aligned to a beat, and
+never crosses a ``burst``-beat boundary (at most 4 KiB), so never AXI's 4 KiB boundary either.
+
+Deadlock freedom on the memory side comes from credits, not from the memory's good will: a
+:class:`BurstReader` asks for a burst only when its buffer has room for every beat of it, so read data is
+always taken the cycle it arrives and one slow buffer cannot hold up another's data behind it on the shared
+``r`` channel; a :class:`BurstWriter` announces a burst only when all its beats are staged, so ``w`` never
+waits on the buffer that owns it.
+"""
+
+from amaranth.hdl import Module, Mux, Signal, Value
+from amaranth.lib import data, fifo, stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from ._checks import cast_shape, check_int
+from .lanes import LaneConverter
+
+__all__ = ["MAX_BURST", "burst_request", "memory_port_signature", "BurstWriter", "BurstReader",
+           "MemoryArbiter", "DramFifo", "words_per_beat", "check_memory_geometry"]
+
+#: the longest AXI4 INCR burst, in beats
+MAX_BURST = 256
+#: AXI4 bursts must not cross a 4 KiB boundary; ours never cross a burst-sized boundary, at most this
+_BOUNDARY_BYTES = 4096
+
+
+def burst_request(address_bits):
+    """The payload of ``ar``/``aw``: a byte address and ``len`` (beats − 1, as AXI4 counts)."""
+    return data.StructLayout({"addr": address_bits, "len": 8})
+
+
+def _beat(data_bits):
+    return data.StructLayout({"data": data_bits, "last": 1})
+
+
+def memory_port_signature(*, address_bits, data_bits):
+    """An AXI4 master port as five streams (seen from the master): ``ar``, ``aw`` and ``w`` out,
+    ``r`` (data and ``last``) and ``b`` (the 2-bit response) in."""
+    return wiring.Signature({
+        "ar": Out(stream.Signature(burst_request(address_bits))),
+        "r": In(stream.Signature(_beat(data_bits))),
+        "aw": Out(stream.Signature(burst_request(address_bits))),
+        "w": Out(stream.Signature(_beat(data_bits))),
+        "b": In(stream.Signature(2)),
+    })
+
+
+def check_memory_geometry(*, address_bits, data_bits, burst):
+    """Validates the memory port's widths and the burst length (beats), naming the bad value."""
+    check_int("address_bits", address_bits, minimum=12)
+    if address_bits > 64:
+        raise ValueError(f"address_bits must be at most 64, not {address_bits!r}")
+    if data_bits not in (32, 64, 128, 256, 512, 1024):
+        raise ValueError(f"data_bits must be a power of two from 32 to 1024, not {data_bits!r}")
+    check_int("burst", burst)
+    if burst & (burst - 1) or burst > MAX_BURST or burst * data_bits // 8 > _BOUNDARY_BYTES:
+        raise ValueError(f"burst must be a power of two of at most {MAX_BURST} beats and "
+                         f"{_BOUNDARY_BYTES} bytes, not {burst!r}")
+
+
+def words_per_beat(beat_bits, data_bits):
+    """Memory words one stream beat of ``beat_bits`` takes (a beat starts a new word)."""
+    return -(-beat_bits // data_bits)
+
+
+def _no_reads(m, port):
+    m.d.comb += [port.ar.valid.eq(0), port.r.ready.eq(1)]
+
+
+class BurstWriter(wiring.Component):
+    """Writes the words of ``words`` to memory in the bursts its owner asks for on ``burst``.
+
+    The owner offers a burst (address, ``len`` = beats − 1) only while :attr:`can_start`; it is taken
+    in that cycle if :attr:`staged` (the words waiting, all of them unclaimed while ``can_start``)
+    holds all its beats, and then goes out: the address on ``aw`` while the staged words go out on ``w``,
+    one a cycle, ``last`` on the burst's last. When the burst's response comes back on ``b``,
+    ``committed`` carries its beat count for one cycle: from then on a read sees the data.
+
+    Storage: a FIFO of ``staging`` words (at least two bursts, so the input keeps flowing while a burst
+    drains) and the beat counts of up to ``outstanding`` bursts awaiting their response.
+    Throughput: one word a cycle within a burst; a new burst one cycle after the last one's address and
+    data went out.
+    """
+
+    def __init__(self, *, address_bits, data_bits, staging, outstanding):
+        check_int("staging", staging, minimum=2)
+        check_int("outstanding", outstanding)
+        self.address_bits, self.data_bits = address_bits, data_bits
+        self.staging, self.outstanding = staging, outstanding
+        super().__init__({
+            "words": In(stream.Signature(data_bits)),
+            "burst": In(stream.Signature(burst_request(address_bits))),
+            "can_start": Out(1),
+            "staged": Out(range(staging + 1)),
+            "committed": Out(stream.Signature(range(MAX_BURST + 1), always_ready=True)),
+            "aw": Out(stream.Signature(burst_request(address_bits))),
+            "w": Out(stream.Signature(_beat(data_bits))),
+            "b": In(stream.Signature(2)),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.staging = staging = fifo.SyncFIFOBuffered(width=self.data_bits, depth=self.staging)
+        m.submodules.pending = pending = fifo.SyncFIFO(width=range(MAX_BURST + 1).stop.bit_length(),
+                                                        depth=self.outstanding)
+        m.d.comb += [staging.w_data.eq(self.words.payload), staging.w_en.eq(self.words.valid),
+                     self.words.ready.eq(staging.w_rdy)]
+
+        address_pending = Signal()
+        remaining = Signal(range(MAX_BURST + 1))        # beats of the current burst still to go out on w
+        address = Signal.like(self.aw.payload)
+        beats = self.burst.payload.len + 1
+        m.d.comb += [
+            self.can_start.eq(~address_pending & (remaining == 0) & pending.w_rdy),
+            self.staged.eq(staging.level),
+            self.burst.ready.eq(self.can_start & (staging.level >= beats)),
+            pending.w_data.eq(beats),
+            pending.w_en.eq(self.burst.valid & self.burst.ready),
+        ]
+        with m.If(self.burst.valid & self.burst.ready):
+            m.d.sync += [address_pending.eq(1), address.eq(self.burst.payload), remaining.eq(beats)]
+
+        m.d.comb += [self.aw.valid.eq(address_pending), self.aw.payload.eq(address)]
+        with m.If(self.aw.valid & self.aw.ready):
+            m.d.sync += address_pending.eq(0)
+
+        sending = remaining != 0
+        m.d.comb += [
+            self.w.valid.eq(sending & staging.r_rdy),
+            self.w.payload.data.eq(staging.r_data),
+            self.w.payload.last.eq(remaining == 1),
+            staging.r_en.eq(sending & self.w.ready),
+        ]
+        with m.If(self.w.valid & self.w.ready):
+            m.d.sync += remaining.eq(remaining - 1)
+
+        m.d.comb += [
+            self.b.ready.eq(1),
+            pending.r_en.eq(self.b.valid),
+            self.committed.valid.eq(self.b.valid),
+            self.committed.payload.eq(pending.r_data),
+        ]
+        return m
+
+
+class BurstReader(wiring.Component):
+    """Reads the bursts its owner asks for on ``burst`` into ``destinations`` buffers, one per reader of
+    the data; ``words[k]`` streams buffer ``k`` in the order its bursts were asked for.
+
+    A burst (address, ``len``, ``dest``) is taken only when buffer ``dest`` has room for all its beats
+    besides every beat already promised to it (credit), and fewer than ``outstanding`` bursts are in
+    flight: so ``r`` is always ready, and no buffer ever waits on another's data. ``arrived`` is high in
+    each cycle a word arrives. Each buffer holds ``buffer_words``; :attr:`reserved` ``[k]`` counts the
+    words promised to it and not yet read out (zero: nothing in flight and nothing held).
+    """
+
+    def __init__(self, *, address_bits, data_bits, buffer_words, outstanding, destinations=1):
+        check_int("buffer_words", buffer_words, minimum=2)
+        check_int("outstanding", outstanding)
+        check_int("destinations", destinations)
+        if buffer_words > 4 * MAX_BURST * outstanding:
+            raise ValueError(f"buffer_words must be at most {4 * MAX_BURST * outstanding}, not {buffer_words!r}")
+        self.address_bits, self.data_bits = address_bits, data_bits
+        self.buffer_words, self.outstanding, self.destinations = buffer_words, outstanding, destinations
+        request = data.StructLayout({"addr": address_bits, "len": 8, "dest": range(destinations)})
+        super().__init__({
+            "burst": In(stream.Signature(request)),
+            "can_start": Out(1),
+            "reserved": Out(range(buffer_words + 1)).array(destinations),
+            "words": Out(stream.Signature(data_bits)).array(destinations),
+            "arrived": Out(1),
+            "ar": Out(stream.Signature(burst_request(address_bits))),
+            "r": In(stream.Signature(_beat(data_bits))),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        n = self.destinations
+        dest_bits = max(1, (n - 1).bit_length())
+        m.submodules.owners = owners = fifo.SyncFIFO(width=dest_bits, depth=self.outstanding)
+        buffers = []
+        for k in range(n):
+            buffers.append(buf := fifo.SyncFIFOBuffered(width=self.data_bits, depth=self.buffer_words))
+            m.submodules[f"buffer{k}"] = buf
+
+        address_pending = Signal()
+        address = Signal.like(self.ar.payload)
+        request = self.burst.payload
+        beats = request.len + 1
+        credit = Signal()
+        for k in range(n):
+            with m.If(request.dest == k):
+                m.d.comb += credit.eq(self.reserved[k] + beats <= self.buffer_words)
+        m.d.comb += [
+            self.can_start.eq(~address_pending & owners.w_rdy),
+            self.burst.ready.eq(self.can_start & credit),
+            owners.w_data.eq(request.dest),
+            owners.w_en.eq(self.burst.valid & self.burst.ready),
+        ]
+        start = self.burst.valid & self.burst.ready
+        with m.If(start):
+            m.d.sync += [address_pending.eq(1), address.addr.eq(request.addr), address.len.eq(request.len)]
+        m.d.comb += [self.ar.valid.eq(address_pending), self.ar.payload.eq(address)]
+        with m.If(self.ar.valid & self.ar.ready):
+            m.d.sync += address_pending.eq(0)
+
+        # read data goes to the buffer of the oldest burst in flight; credit guarantees room
+        owner = owners.r_data
+        m.d.comb += [self.r.ready.eq(1), self.arrived.eq(self.r.valid),
+                     owners.r_en.eq(self.r.valid & self.r.payload.last)]
+        for k, buf in enumerate(buffers):
+            out = self.words[k]
+            m.d.comb += [
+                buf.w_data.eq(self.r.payload.data),
+                buf.w_en.eq(self.r.valid & (owner == k)),
+                out.payload.eq(buf.r_data),
+                out.valid.eq(buf.r_rdy),
+                buf.r_en.eq(out.ready),
+            ]
+            taken = out.valid & out.ready
+            promised = Mux(start & (request.dest == k), beats, 0)
+            m.d.sync += self.reserved[k].eq(self.reserved[k] + promised - taken)
+        return m
+
+
+class MemoryArbiter(wiring.Component):
+    """Shares one memory port among ``ports`` buffers' memory ports (``ports[k]``, seen as their slave).
+
+    Reads: the requests on the ``ar`` channels take turns (round robin); each accepted request's port
+    is remembered in order (up to ``outstanding``), and the read data, which the memory returns in
+    request order, goes back to the port of the oldest. Writes: one burst at a time, its address and its
+    data from the same port (a write burst is announced only when all of its data is staged, so the
+    data never waits); the responses return to the ports in order. Each granted request costs one cycle
+    besides its transfer; data beats pass at one a cycle.
+    """
+
+    def __init__(self, *, address_bits, data_bits, ports, outstanding=8):
+        check_int("ports", ports)
+        check_int("outstanding", outstanding)
+        self.address_bits, self.data_bits, self.ports_count, self.outstanding = \
+            address_bits, data_bits, ports, outstanding
+        signature = memory_port_signature(address_bits=address_bits, data_bits=data_bits)
+        super().__init__({
+            "ports": In(signature).array(ports),
+            "mem": Out(signature),
+        })
+
+    def _grant(self, m, name, requests):
+        """A registered round-robin choice among ``requests``: ``(busy, chosen)``; ``release`` frees it."""
+        n = self.ports_count
+        busy = Signal(name=f"{name}_busy")
+        chosen = Signal(range(n), name=f"{name}_chosen")
+        with m.If(~busy):
+            # the first requesting port after the last one chosen
+            for offset in reversed(range(1, n + 1)):
+                for k in range(n):
+                    with m.If((chosen == k) & requests[(k + offset) % n]):
+                        m.d.sync += [busy.eq(1), chosen.eq((k + offset) % n)]
+        return busy, chosen
+
+    def elaborate(self, platform):
+        m = Module()
+        n, mem = self.ports_count, self.mem
+        owner_bits = max(1, (n - 1).bit_length())
+
+        # reads
+        m.submodules.read_owners = read_owners = fifo.SyncFIFO(width=owner_bits, depth=self.outstanding)
+        reading, reader = self._grant(m, "read", [p.ar.valid for p in self.ports])
+        for k, port in enumerate(self.ports):
+            with m.If(reading & (reader == k)):
+                m.d.comb += [mem.ar.valid.eq(port.ar.valid & read_owners.w_rdy), mem.ar.payload.eq(port.ar.payload),
+                             port.ar.ready.eq(mem.ar.ready & read_owners.w_rdy)]
+            m.d.comb += [port.r.payload.eq(mem.r.payload),
+                         port.r.valid.eq(mem.r.valid & read_owners.r_rdy & (read_owners.r_data == k))]
+            with m.If(read_owners.r_data == k):
+                m.d.comb += mem.r.ready.eq(port.r.ready & read_owners.r_rdy)
+        m.d.comb += [read_owners.w_data.eq(reader), read_owners.w_en.eq(mem.ar.valid & mem.ar.ready),
+                     read_owners.r_en.eq(mem.r.valid & mem.r.ready & mem.r.payload.last)]
+        with m.If(mem.ar.valid & mem.ar.ready):
+            m.d.sync += reading.eq(0)
+
+        # writes: address and data of one burst, then the next
+        m.submodules.write_owners = write_owners = fifo.SyncFIFO(width=owner_bits, depth=self.outstanding)
+        writing, writer = self._grant(m, "write", [p.aw.valid for p in self.ports])
+        address_sent, data_sent = Signal(), Signal()
+        for k, port in enumerate(self.ports):
+            with m.If(writing & (writer == k)):
+                m.d.comb += [
+                    mem.aw.valid.eq(port.aw.valid & ~address_sent & write_owners.w_rdy),
+                    mem.aw.payload.eq(port.aw.payload),
+                    port.aw.ready.eq(mem.aw.ready & ~address_sent & write_owners.w_rdy),
+                    mem.w.valid.eq(port.w.valid & ~data_sent),
+                    mem.w.payload.eq(port.w.payload),
+                    port.w.ready.eq(mem.w.ready & ~data_sent),
+                ]
+            m.d.comb += [port.b.payload.eq(mem.b.payload),
+                         port.b.valid.eq(mem.b.valid & write_owners.r_rdy & (write_owners.r_data == k))]
+            with m.If(write_owners.r_data == k):
+                m.d.comb += mem.b.ready.eq(port.b.ready & write_owners.r_rdy)
+        address_now = mem.aw.valid & mem.aw.ready
+        data_done_now = mem.w.valid & mem.w.ready & mem.w.payload.last
+        m.d.comb += [write_owners.w_data.eq(writer), write_owners.w_en.eq(address_now),
+                     write_owners.r_en.eq(mem.b.valid & mem.b.ready)]
+        with m.If(writing):
+            with m.If((address_sent | address_now) & (data_sent | data_done_now)):
+                m.d.sync += [writing.eq(0), address_sent.eq(0), data_sent.eq(0)]
+            with m.Else():
+                with m.If(address_now):
+                    m.d.sync += address_sent.eq(1)
+                with m.If(data_done_now):
+                    m.d.sync += data_sent.eq(1)
+        return m
+
+
+class DramFifo(wiring.Component):
+    """A FIFO of ``payload_shape`` beats whose storage is a region of DRAM: the skip connection of a
+    join that is too long for block RAM.
+
+    Computes: the output beats are the input beats, in order (the stream rules on both sides).
+
+    Each beat takes :attr:`words_per_beat` memory words (the beat padded to whole words, split by a
+    :class:`LaneConverter`). The region is a ring of :attr:`region_words` words (a power of two, at least
+    ``depth`` beats' worth) at byte address ``base`` (an input, constant while running). Words are staged
+    on chip and written in bursts of up to ``burst`` words that never cross a ``burst`` boundary; a burst
+    waits until its words are staged, except that when the read side has nothing left to read (nothing
+    committed unread, nothing in flight, nothing buffered) whatever is staged goes out at once, so every
+    beat reaches the output within the memory's round trip. Reads run ahead of the output by up to
+    ``read_buffer`` words (bursts up to ``burst``), as far as the written data allows.
+
+    Capacity: at least :attr:`capacity` beats (the region's) are taken with the output held; the staging
+    adds ``2 · burst`` words on the way in and ``read_buffer`` on the way out. Throughput: one beat per
+    ``words_per_beat`` cycles, when the memory keeps up. DRAM traffic: every word written once and
+    read once (:attr:`traffic_words_per_beat` ``= 2 · words_per_beat``).
+    """
+
+    def __init__(self, *, payload_shape, depth, data_bits, address_bits, burst=16, outstanding=4,
+                 read_buffer=None):
+        self.payload_width = cast_shape("payload_shape", payload_shape).width
+        check_int("depth", depth)
+        check_memory_geometry(address_bits=address_bits, data_bits=data_bits, burst=burst)
+        check_int("outstanding", outstanding)
+        self.payload_shape, self.depth = payload_shape, depth
+        self.data_bits, self.address_bits, self.burst, self.outstanding = data_bits, address_bits, burst, outstanding
+        self.words_per_beat = words_per_beat(self.payload_width, data_bits)
+        region = max(burst, depth * self.words_per_beat)
+        self.region_words = 1 << (region - 1).bit_length()
+        if self.region_bytes > 1 << address_bits:
+            raise ValueError(f"a region of {self.region_bytes} bytes does not fit {address_bits}-bit addresses")
+        self.read_buffer = 2 * burst if read_buffer is None else check_int("read_buffer", read_buffer, minimum=burst)
+        self.staging = 2 * burst
+        self.traffic_words_per_beat = 2 * self.words_per_beat
+        super().__init__({
+            "i_stream": In(stream.Signature(payload_shape)),
+            "o_stream": Out(stream.Signature(payload_shape)),
+            "base": In(address_bits),
+            "mem": Out(memory_port_signature(address_bits=address_bits, data_bits=data_bits)),
+        })
+
+    @property
+    def region_bytes(self):
+        return self.region_words * self.data_bits // 8
+
+    @property
+    def capacity(self):
+        """Beats the region alone holds: what the deadlock analysis may count on."""
+        return self.region_words // self.words_per_beat
+
+    def elaborate(self, platform):
+        m = Module()
+        d, k, burst = self.data_bits, self.words_per_beat, self.burst
+        m.submodules.split = split = LaneConverter(elem_shape=d, in_lanes=k, out_lanes=1)
+        m.submodules.join = join = LaneConverter(elem_shape=d, in_lanes=1, out_lanes=k)
+        m.submodules.writer = writer = BurstWriter(address_bits=self.address_bits, data_bits=d,
+                                                   staging=self.staging, outstanding=self.outstanding)
+        m.submodules.reader = reader = BurstReader(address_bits=self.address_bits, data_bits=d,
+                                                   buffer_words=self.read_buffer, outstanding=self.outstanding)
+        m.d.comb += [
+            split.i_stream.payload.as_value().eq(Value.cast(self.i_stream.payload)),
+            split.i_stream.valid.eq(self.i_stream.valid),
+            self.i_stream.ready.eq(split.i_stream.ready),
+            writer.words.payload.eq(split.o_stream.payload.as_value()),
+            writer.words.valid.eq(split.o_stream.valid),
+            split.o_stream.ready.eq(writer.words.ready),
+            join.i_stream.payload.as_value().eq(reader.words[0].payload),
+            join.i_stream.valid.eq(reader.words[0].valid),
+            reader.words[0].ready.eq(join.i_stream.ready),
+            self.o_stream.payload.eq(join.o_stream.payload.as_value()[:self.payload_width]),
+            self.o_stream.valid.eq(join.o_stream.valid),
+            join.o_stream.ready.eq(self.o_stream.ready),
+        ]
+        wiring.connect(m, wiring.flipped(self.mem.aw), writer.aw)
+        wiring.connect(m, wiring.flipped(self.mem.w), writer.w)
+        wiring.connect(m, writer.b, wiring.flipped(self.mem.b))
+        wiring.connect(m, wiring.flipped(self.mem.ar), reader.ar)
+        wiring.connect(m, reader.r, wiring.flipped(self.mem.r))
+
+        # pointers into the ring, in words, modulo twice its size: written (asked), committed, read
+        # (asked), read back; the ring holds what is written and not yet read back
+        ring = self.region_words
+        pointer = range(2 * ring)
+        written, committed, asked, read_back = (Signal(pointer, name=n)
+                                                for n in ("written", "committed", "asked", "read_back"))
+        shift = (d // 8 - 1).bit_length()
+
+        def address(pointer_):
+            return self.base + (pointer_[:(ring - 1).bit_length()] << shift)
+
+        def to_boundary(pointer_):
+            return burst - pointer_[:(burst - 1).bit_length()] if burst > 1 else 1
+
+        # write: a whole run to the next burst boundary, or what is staged when the reader starves
+        room = Signal(range(2 * ring + 1))
+        m.d.comb += room.eq(ring - (written - read_back)[:len(written)])
+        starving = (committed == asked) & (reader.reserved[0] == 0)
+        full_run = Signal(range(burst + 1))
+        run = Signal(range(burst + 1))
+        m.d.comb += [full_run.eq(to_boundary(written)),
+                     run.eq(Mux(writer.staged >= full_run, full_run, writer.staged))]
+        wanted = (writer.staged >= full_run) | (starving & (writer.staged != 0))
+        m.d.comb += [writer.burst.valid.eq(writer.can_start & wanted & (room >= run)),
+                     writer.burst.payload.addr.eq(address(written)),
+                     writer.burst.payload.len.eq(run - 1)]
+        with m.If(writer.burst.valid & writer.burst.ready):
+            m.d.sync += written.eq(written + run)
+        with m.If(writer.committed.valid):
+            m.d.sync += committed.eq(committed + writer.committed.payload)
+
+        # read: committed words, up to the next burst boundary
+        unread = Signal(range(2 * ring))
+        m.d.comb += unread.eq((committed - asked)[:len(asked)])
+        read_run = Signal(range(burst + 1))
+        m.d.comb += read_run.eq(Mux(unread >= to_boundary(asked), to_boundary(asked), unread))
+        m.d.comb += [reader.burst.valid.eq(reader.can_start & (unread != 0)),
+                     reader.burst.payload.addr.eq(address(asked)),
+                     reader.burst.payload.len.eq(read_run - 1),
+                     reader.burst.payload.dest.eq(0)]
+        with m.If(reader.burst.valid & reader.burst.ready):
+            m.d.sync += asked.eq(asked + read_run)
+        with m.If(reader.arrived):
+            m.d.sync += read_back.eq(read_back + 1)
+        return m
