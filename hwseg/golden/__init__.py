@@ -5,8 +5,8 @@ expected values that the hardware and the torch integer path are checked against
 """
 
 from .graph import run_graph, run_op
-from .ops import (add, argmax, avg_pool, concat, conv2d, conv_transpose2d, max_pool, mul_shift, sliding_windows,
-                  threshold, upsample)
+from .ops import (add, argmax, avg_pool, concat, conv2d, conv_transpose2d, max_pool, mul_shift, row_taps,
+                  sliding_windows, threshold, upsample)
 
 __all__ = ["sliding_windows", "conv2d", "mul_shift", "max_pool", "argmax", "threshold", "add", "concat", "avg_pool",
-           "conv_transpose2d", "upsample", "run_op", "run_graph"]
+           "conv_transpose2d", "upsample", "row_taps", "run_op", "run_graph"]

@@ -18,7 +18,7 @@ import numpy as np
 from hwseg.ir import IRError, conv_output_size
 
 __all__ = ["sliding_windows", "conv2d", "mul_shift", "max_pool", "argmax", "threshold", "add", "concat",
-           "avg_pool", "conv_transpose2d", "upsample"]
+           "avg_pool", "conv_transpose2d", "upsample", "row_taps"]
 
 #: Target size in bytes of the temporaries of one chunk (a chunk is a group of whole
 #: frames or a band of output rows of one frame). Tests lower it to exercise chunking.
@@ -148,6 +148,20 @@ def sliding_windows(x, kernel, stride, padding, dilation, pad_value=0) -> np.nda
         nhwc, shape=(n, ho, wo, kh, kw, c),
         strides=(s_n, s_y * sh, s_x * sw, s_y * dh, s_x * dw, s_c), writeable=False)
     return windows
+
+
+def row_taps(x, taps, stride=1, padding=0, dilation=1) -> np.ndarray:
+    """The rows a ``taps × 1`` window reads, stacked as channels: ``(N, taps·C, Ho, W)`` with
+    ``[n, ky·C + c, oy, x] = x[n, c, oy·stride − padding + ky·dilation, x]``, 0 outside the frame
+    (``Ho`` by torch's formula). A ``taps × kw`` convolution equals this followed by a ``1 × kw`` one
+    whose weight for input channel ``ky·C + c`` is the original's ``[:, c, ky, :]``."""
+    x = _tensor(x, "row_taps input")
+    n, c, h, w = x.shape
+    ho, _ = _output_size(h, w, (taps, 1), (stride, 1), (padding, 0), (dilation, 1), "row window")
+    padded = np.zeros((n, c, h + 2 * padding, w), dtype=np.int64)
+    padded[:, :, padding:padding + h] = x
+    rows = [padded[:, :, ky * dilation:ky * dilation + (ho - 1) * stride + 1:stride] for ky in range(taps)]
+    return np.concatenate(rows, axis=1)
 
 
 def conv2d(x, weight, bias, stride, padding, dilation, groups=1) -> np.ndarray:

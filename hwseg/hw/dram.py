@@ -20,7 +20,7 @@ from ._checks import cast_shape, check_int
 from .lanes import LaneConverter
 
 __all__ = ["MAX_BURST", "burst_request", "memory_port_signature", "BurstWriter", "BurstReader",
-           "MemoryArbiter", "DramFifo", "words_per_beat", "check_memory_geometry"]
+           "MemoryArbiter", "DramFifo", "DramRowTaps", "words_per_beat", "check_memory_geometry"]
 
 #: the longest AXI4 INCR burst, in beats
 MAX_BURST = 256
@@ -442,4 +442,259 @@ class DramFifo(wiring.Component):
             m.d.sync += asked.eq(asked + read_run)
         with m.If(reader.arrived):
             m.d.sync += read_back.eq(read_back + 1)
+        return m
+
+
+class DramRowTaps(wiring.Component):
+    """The rows a vertical window needs, kept in DRAM: a line buffer of ``(taps − 1)·dilation`` rows
+    for a frame far too wide for block RAM.
+
+    Computes, for a ``height × width`` frame of ``channels``-element pixels (whole pixels a beat), one
+    output pixel of ``taps · channels`` elements for every output row ``oy`` (``0 ≤ oy < out_height``) and
+    column ``x``: element ``ky·channels + c`` is input ``(oy·stride − padding + ky·dilation, x)``, channel
+    ``c``, and 0 outside the frame. A ``taps × kw`` convolution is this followed by a ``1 × kw`` one over
+    ``taps · channels`` channels, whose line buffer is a few pixels.
+
+    The newest tap of each output row is the input row arriving; the older ones are read back from a ring
+    of :attr:`ring_rows` row slots in DRAM (a power of two, at least ``(taps − 1)·dilation``), each
+    :attr:`row_words` words long (a pixel takes :attr:`words_per_beat` words; rows start on burst
+    boundaries). Row times run ``0 … frame_rows − 1``: in row time ``t`` input row ``t`` (if ``t <
+    height``) is taken and written, and the output row whose newest tap is row ``t`` (if any) goes out,
+    pixel by pixel with the input. Rows past the frame's end (bottom padding) go out without input.
+
+    A row slot is overwritten only by a row taken after every output pixel reading it went out, and reads
+    wait for the writes they depend on to be acknowledged (the ``b`` response), so the ring is never read
+    stale or overwritten early, however the memory reorders reads and writes. Reads run ahead of the
+    output by up to ``tap_buffer`` words per older tap, ``burst`` words a request.
+
+    Throughput: the read channel carries every older tap's words, so a pixel takes :attr:`words_per_beat`
+    cycles per older tap in the frame (at least one tap's worth) when the memory keeps up
+    (:meth:`row_time_cycles`, :attr:`cycles_per_frame`). DRAM traffic per frame: :attr:`traffic_words`
+    (each input row written once, each older tap read once per output row).
+    """
+
+    def __init__(self, *, elem_shape, channels, height, width, taps, dilation=1, stride=1, padding=0,
+                 data_bits, address_bits, burst=16, outstanding=4, tap_buffer=None):
+        self.elem_width = cast_shape("elem_shape", elem_shape).width
+        for name, value, minimum in (("channels", channels, 1), ("height", height, 1), ("width", width, 1),
+                                     ("taps", taps, 2), ("dilation", dilation, 1), ("stride", stride, 1),
+                                     ("padding", padding, 0)):
+            check_int(name, value, minimum=minimum)
+        check_memory_geometry(address_bits=address_bits, data_bits=data_bits, burst=burst)
+        check_int("outstanding", outstanding)
+        span = (taps - 1) * dilation
+        if padding > span:
+            raise ValueError(f"padding must be at most (taps - 1)·dilation = {span}, not {padding!r}")
+        if height + 2 * padding <= span:
+            raise ValueError(f"a frame of height {height} with padding {padding} is shorter than the window "
+                             f"({span + 1} rows)")
+        self.elem_shape, self.channels, self.height, self.width = elem_shape, channels, height, width
+        self.taps, self.dilation, self.stride, self.padding = taps, dilation, stride, padding
+        self.data_bits, self.address_bits, self.burst, self.outstanding = data_bits, address_bits, burst, outstanding
+        self.out_height = (height + 2 * padding - span - 1) // stride + 1
+        self.first_output_row = span - padding                  # row time of output row 0
+        last_row_time = self.first_output_row + (self.out_height - 1) * stride
+        self.frame_rows = max(height, last_row_time + 1)         # row times per frame
+        self.words_per_beat = words_per_beat(channels * self.elem_width, data_bits)
+        self.row_words = width * self.words_per_beat
+        self.row_stride = -(-self.row_words // burst) * burst
+        self.ring_rows = 1 << (span - 1).bit_length()
+        if self.region_bytes > 1 << address_bits:
+            raise ValueError(f"a region of {self.region_bytes} bytes does not fit {address_bits}-bit addresses")
+        self.tap_buffer = 2 * burst if tap_buffer is None else check_int("tap_buffer", tap_buffer, minimum=burst)
+        super().__init__({
+            "i_stream": In(stream.Signature(data.ArrayLayout(elem_shape, channels))),
+            "o_stream": Out(stream.Signature(data.ArrayLayout(elem_shape, taps * channels))),
+            "base": In(address_bits),
+            "mem": Out(memory_port_signature(address_bits=address_bits, data_bits=data_bits)),
+        })
+
+    @property
+    def region_bytes(self):
+        return self.ring_rows * self.row_stride * self.data_bits // 8
+
+    def output_row(self, row_time):
+        """The output row whose newest tap is row ``row_time``, or None."""
+        offset = row_time - self.first_output_row
+        if offset < 0 or offset % self.stride or offset // self.stride >= self.out_height:
+            return None
+        return offset // self.stride
+
+    def tap_row(self, row_time, tap):
+        """The input row tap ``tap`` reads in row time ``row_time`` (out of the frame: padding)."""
+        return row_time - (self.taps - 1 - tap) * self.dilation
+
+    @property
+    def write_words(self):
+        """Words written per frame: every input row."""
+        return self.height * self.row_words
+
+    @property
+    def read_words(self):
+        """Words read per frame: each older tap in the frame, once per output row."""
+        return self.row_words * sum(1 for t in range(self.frame_rows) if self.output_row(t) is not None
+                                    for k in range(self.taps - 1) if 0 <= self.tap_row(t, k) < self.height)
+
+    @property
+    def traffic_words(self):
+        """Words written and read per frame."""
+        return self.write_words + self.read_words
+
+    def row_time_cycles(self, row_time):
+        """Cycles of a row time when the memory answers at once and both neighbours keep up: a pixel takes
+        :attr:`words_per_beat` cycles on the write channel (if the row is taken) and that many per older tap
+        in the frame on the read channel (if the row gives an output); a row that does neither, a cycle."""
+        reads = 0
+        if self.output_row(row_time) is not None:
+            reads = sum(1 for k in range(self.taps - 1) if 0 <= self.tap_row(row_time, k) < self.height)
+        writes = 1 if row_time < self.height else 0
+        if not writes and self.output_row(row_time) is None:
+            return 1
+        return self.width * self.words_per_beat * max(writes, reads, 1)
+
+    @property
+    def cycles_per_frame(self):
+        return sum(self.row_time_cycles(t) for t in range(self.frame_rows))
+
+    def elaborate(self, platform):
+        m = Module()
+        d, k_words, burst = self.data_bits, self.words_per_beat, self.burst
+        taps, older = self.taps, self.taps - 1
+        pixel_bits = self.channels * self.elem_width
+
+        m.submodules.split = split = LaneConverter(elem_shape=d, in_lanes=k_words, out_lanes=1)
+        m.submodules.writer = writer = BurstWriter(address_bits=self.address_bits, data_bits=d,
+                                                   staging=2 * burst, outstanding=self.outstanding)
+        m.submodules.reader = reader = BurstReader(address_bits=self.address_bits, data_bits=d,
+                                                   buffer_words=self.tap_buffer, outstanding=self.outstanding,
+                                                   destinations=older)
+        collectors = []
+        for k in range(older):
+            collectors.append(gather := LaneConverter(elem_shape=d, in_lanes=1, out_lanes=k_words))
+            m.submodules[f"tap{k}"] = gather
+            m.d.comb += [gather.i_stream.payload.as_value().eq(reader.words[k].payload),
+                         gather.i_stream.valid.eq(reader.words[k].valid),
+                         reader.words[k].ready.eq(gather.i_stream.ready)]
+        m.d.comb += [writer.words.payload.eq(split.o_stream.payload.as_value()),
+                     writer.words.valid.eq(split.o_stream.valid),
+                     split.o_stream.ready.eq(writer.words.ready)]
+        wiring.connect(m, wiring.flipped(self.mem.aw), writer.aw)
+        wiring.connect(m, wiring.flipped(self.mem.w), writer.w)
+        wiring.connect(m, writer.b, wiring.flipped(self.mem.b))
+        wiring.connect(m, wiring.flipped(self.mem.ar), reader.ar)
+        wiring.connect(m, reader.r, wiring.flipped(self.mem.r))
+
+        # absolute row numbers (input rows counted across frames) modulo 2^row_bits: the ring slot is
+        # their low bits, and comparisons are modular (rows in use are never far apart)
+        row_bits = (self.ring_rows - 1).bit_length() + 4
+        shift = (d // 8 - 1).bit_length()
+
+        def address(absolute_row, offset):
+            slot = absolute_row[:(self.ring_rows - 1).bit_length()]
+            return self.base + ((slot * self.row_stride + offset) << shift)
+
+        def run(offset):
+            """Words of the burst starting at ``offset`` of a row: to the next burst boundary or the row's end."""
+            return Mux(self.row_words - offset >= burst, burst, self.row_words - offset)
+
+        def row_time_flags(t):
+            takes = Signal(name="takes")
+            gives = Signal(name="gives")
+            m.d.comb += takes.eq(t < self.height)
+            for row_time in range(self.frame_rows):
+                if self.output_row(row_time) is not None:
+                    with m.If(t == row_time):
+                        m.d.comb += gives.eq(1)
+            return takes, gives
+
+        def tap_in_frame(t, k):
+            row = t - (older - k) * self.dilation
+            return (row >= 0) & (row < self.height)
+
+        # --- writes: every input row, in bursts; committed rows and words as their responses come back
+        w_row, w_offset = Signal(row_bits), Signal(range(self.row_words))
+        c_row, c_offset = Signal(row_bits), Signal(range(self.row_words + 1))
+        w_run = Signal(range(burst + 1))
+        m.d.comb += [w_run.eq(run(w_offset)),
+                     writer.burst.valid.eq(writer.can_start),
+                     writer.burst.payload.addr.eq(address(w_row, w_offset)),
+                     writer.burst.payload.len.eq(w_run - 1)]
+        with m.If(writer.burst.valid & writer.burst.ready):
+            with m.If(w_offset + w_run == self.row_words):
+                m.d.sync += [w_offset.eq(0), w_row.eq(w_row + 1)]
+            with m.Else():
+                m.d.sync += w_offset.eq(w_offset + w_run)
+        with m.If(writer.committed.valid):
+            with m.If(c_offset + writer.committed.payload == self.row_words):
+                m.d.sync += [c_offset.eq(0), c_row.eq(c_row + 1)]
+            with m.Else():
+                m.d.sync += c_offset.eq(c_offset + writer.committed.payload)
+
+        # --- reads, running ahead: row times, then bursts along the row, then older taps
+        r_time, r_offset = Signal(range(self.frame_rows)), Signal(range(self.row_words))
+        r_tap = Signal(range(max(older, 2)))
+        r_frame = Signal(row_bits)                          # absolute row of this frame's row 0
+        _, r_gives = row_time_flags(r_time)
+        r_row = Signal(row_bits)
+        r_run = Signal(range(burst + 1))
+        needed = Signal()
+        for k in range(older):
+            with m.If(r_tap == k):
+                m.d.comb += [needed.eq(tap_in_frame(r_time, k)),
+                             r_row.eq(r_frame + r_time - (older - k) * self.dilation)]
+        m.d.comb += r_run.eq(run(r_offset))
+        behind = Signal(row_bits)                           # committed rows past the one wanted
+        m.d.comb += behind.eq(c_row - r_row)
+        written = ~behind[-1] & ((behind != 0) | (c_offset >= r_offset + r_run))
+        m.d.comb += [reader.burst.valid.eq(reader.can_start & r_gives & needed & written),
+                     reader.burst.payload.addr.eq(address(r_row, r_offset)),
+                     reader.burst.payload.len.eq(r_run - 1),
+                     reader.burst.payload.dest.eq(r_tap)]
+        advance = (reader.burst.valid & reader.burst.ready) | (r_gives & ~needed) | ~r_gives
+        with m.If(advance):
+            last_tap = (r_tap == older - 1) | ~r_gives
+            last_burst = (r_offset + r_run == self.row_words) | ~r_gives
+            m.d.sync += r_tap.eq(Mux(last_tap, 0, r_tap + 1))
+            with m.If(last_tap):
+                m.d.sync += r_offset.eq(Mux(last_burst, 0, r_offset + r_run))
+                with m.If(last_burst):
+                    with m.If(r_time == self.frame_rows - 1):
+                        m.d.sync += [r_time.eq(0), r_frame.eq(r_frame + self.height)]
+                    with m.Else():
+                        m.d.sync += r_time.eq(r_time + 1)
+
+        # --- the pixels: take the input (if this row time has one) and give the output (if it has one),
+        # together, when everything either needs is there
+        t, x = Signal(range(self.frame_rows)), Signal(range(self.width))
+        takes, gives = row_time_flags(t)
+        wanted = [Signal(name=f"wanted{k}") for k in range(older)]
+        for k in range(older):
+            m.d.comb += wanted[k].eq(gives & tap_in_frame(t, k))
+        taps_ready = Signal()
+        m.d.comb += taps_ready.eq(1)
+        for k in range(older):
+            with m.If(wanted[k] & ~collectors[k].o_stream.valid):
+                m.d.comb += taps_ready.eq(0)
+        input_ready = ~takes | (self.i_stream.valid & split.i_stream.ready)
+        m.d.comb += [
+            self.o_stream.valid.eq(gives & taps_ready & input_ready),
+            split.i_stream.payload.as_value().eq(self.i_stream.payload.as_value()),
+        ]
+        for k in range(older):
+            m.d.comb += self.o_stream.payload.as_value()[k * pixel_bits:(k + 1) * pixel_bits].eq(
+                Mux(wanted[k], collectors[k].o_stream.payload.as_value()[:pixel_bits], 0))
+        m.d.comb += self.o_stream.payload.as_value()[older * pixel_bits:].eq(
+            Mux(takes, self.i_stream.payload.as_value(), 0))
+        step = Signal()
+        m.d.comb += step.eq(Mux(gives, self.o_stream.valid & self.o_stream.ready,
+                                Mux(takes, self.i_stream.valid & split.i_stream.ready, 1)))
+        m.d.comb += [self.i_stream.ready.eq(takes & split.i_stream.ready & (~gives | (taps_ready & self.o_stream.ready))),
+                     split.i_stream.valid.eq(takes & self.i_stream.valid & (~gives | (taps_ready & self.o_stream.ready)))]
+        for k in range(older):
+            m.d.comb += collectors[k].o_stream.ready.eq(wanted[k] & step)
+        with m.If(step):
+            with m.If((x == self.width - 1) | (~takes & ~gives)):
+                m.d.sync += [x.eq(0), t.eq(Mux(t == self.frame_rows - 1, 0, t + 1))]
+            with m.Else():
+                m.d.sync += x.eq(x + 1)
         return m
