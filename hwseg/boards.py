@@ -16,12 +16,43 @@ from typing import Mapping
 
 from .errors import BoardError
 
-__all__ = ["Board", "BOARDS_DIR", "load_board", "known_boards", "RESOURCES", "FAMILIES"]
+__all__ = ["Board", "Dram", "BOARDS_DIR", "load_board", "known_boards", "RESOURCES", "FAMILIES"]
 
 BOARDS_DIR = Path(__file__).resolve().parent.parent / "boards"
 RESOURCES = ("lut", "ff", "dsp", "bram")
 #: Device families hwseg models: Xilinx 7-series, Xilinx UltraScale+, Lattice ECP5, Lattice iCE40.
 FAMILIES = ("xc7", "xcup", "ecp5", "ice40")
+
+
+@dataclass(frozen=True)
+class Dram:
+    """The DRAM the accelerator's AXI4 master reaches (a board file's ``[dram]`` table, with its source).
+
+    ``data_bits`` and ``burst`` (beats) are the port's, ``address_bits`` its addresses'; ``peak_mbs`` is the
+    memory's peak (MB/s, bus width × transfer rate) and ``efficiency`` the share of it a controller delivers
+    (reads and writes together); ``port_efficiency`` the share of its cycles the port carries a beat in each
+    direction (1 unless the board file says otherwise); ``latency_ns`` is a planning figure that sizes the
+    on-chip staging."""
+    data_bits: int
+    address_bits: int
+    burst: int
+    peak_mbs: float
+    efficiency: float
+    latency_ns: float
+    source: str
+    port_efficiency: float = 1.0
+
+    def port_mbs(self, clock_mhz: float) -> float:
+        """What the port carries per direction at ``clock_mhz``, MB/s."""
+        return self.data_bits / 8 * clock_mhz * self.port_efficiency
+
+    @property
+    def usable_mbs(self) -> float:
+        """What the memory delivers, reads and writes together, MB/s."""
+        return self.peak_mbs * self.efficiency
+
+    def latency_cycles(self, clock_mhz: float) -> int:
+        return max(1, round(self.latency_ns * clock_mhz / 1000))
 
 
 @dataclass(frozen=True)
@@ -40,11 +71,28 @@ class Board:
     bram_kbits: int = 18  # the size of one block RAM
     bram_name: str = "BRAM18"  # what reports call one block RAM
     nextpnr: tuple[str, ...] = ()  # nextpnr device options (Lattice parts only)
+    dram: Dram | None = None  # the DRAM for activations, if the flow can reach one
+    no_dram: str = ""  # why not, where it cannot
 
     @property
     def lattice(self) -> bool:
         """Whether the part has an open place and route (nextpnr)."""
         return self.family in ("ecp5", "ice40")
+
+
+def _dram(raw: dict) -> Dram | None:
+    table = raw.get("dram")
+    if table is None:
+        raise ValueError("no [dram] table (give the DRAM the fabric reaches, or none = \"why\")")
+    if "none" in table:
+        return None
+    dram = Dram(data_bits=int(table["data_bits"]), address_bits=int(table["address_bits"]), burst=int(table["burst"]),
+                peak_mbs=float(table["peak_mbs"]), efficiency=float(table["efficiency"]),
+                latency_ns=float(table["latency_ns"]), source=str(table["source"]),
+                port_efficiency=float(table.get("port_efficiency", 1.0)))
+    if dram.data_bits not in (32, 64, 128, 256, 512, 1024) or not 0 < dram.efficiency <= 1 or dram.peak_mbs <= 0:
+        raise ValueError(f"[dram] is out of range: {table!r}")
+    return dram
 
 
 def _read(path: Path) -> Board:
@@ -61,7 +109,8 @@ def _read(path: Path) -> Board:
                      clock_mhz=float(raw["clock_mhz"]), resources=MappingProxyType(resources),
                      source=raw["source"], uram=uram, spram=int(raw["resources"].get("spram", 0)),
                      bram_kbits=int(raw["bram_kbits"]), bram_name=str(raw["bram_name"]),
-                     nextpnr=tuple(str(option) for option in raw.get("nextpnr", ())))
+                     nextpnr=tuple(str(option) for option in raw.get("nextpnr", ())), dram=_dram(raw),
+                     no_dram=str(raw.get("dram", {}).get("none", "")))
     except (tomllib.TOMLDecodeError, KeyError, TypeError, ValueError) as error:
         raise BoardError(f"board file {path} is malformed ({error!r}); fix it or remove it") from None
 

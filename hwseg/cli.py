@@ -78,7 +78,7 @@ def _cmd_build(args) -> int:
         check_pnr_board(load_board(args.board))
     _progress(f"{'estimating' if args.estimate_only else 'compiling'} {args.model} for {args.board}")
     design = build(args.model, args.board, input_size=args.input, estimate_only=args.estimate_only, fps=args.fps,
-                   folding=args.folding)
+                   folding=args.folding, offchip=args.offchip)
     if args.synth or args.pnr:
         design.synthesize(pnr=args.pnr, progress=_progress)
     target = design.write(args.out)
@@ -93,7 +93,7 @@ def _cmd_sim(args) -> int:
     from .flow import build
 
     _progress(f"compiling {args.model} for {args.board}")
-    design = build(args.model, args.board, input_size=args.input)
+    design = build(args.model, args.board, input_size=args.input, offchip=args.offchip)
     driver = "the generated harness" if args.harness == "native" else "cocotb"
     _progress(f"simulating {2 + args.frames} frames with {args.simulator} through {driver} (2 without stalls to "
               f"measure cycles, {args.frames} with tvalid gaps and tready backpressure at p={args.stall})")
@@ -164,6 +164,10 @@ def _parser() -> argparse.ArgumentParser:
                              help="target board (default: pynq-z2; `hwseg boards` lists them)")
         command.add_argument("--input", type=_size, metavar="HxW",
                              help="input height and width (default: the size stored in the checkpoint)")
+        command.add_argument("--offchip", choices=("auto", "none", "all"), default=None,
+                             help="which line buffers and skip FIFOs may live in DRAM, behind one AXI4 master "
+                                  "port: auto (default on boards with DRAM: on chip if the design fits, else the "
+                                  "biggest buffers first until it does), none, or all (every one that can)")
 
     build = commands.add_parser(
         "build", help="compile a checkpoint to Verilog with a resource and throughput report",

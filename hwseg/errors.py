@@ -5,7 +5,7 @@ without a traceback; everything else is a bug and keeps its traceback.
 """
 
 __all__ = ["HwsegError", "CheckpointError", "UnsupportedError", "InputSizeError", "BoardError",
-           "DoesNotFitError", "FoldingError", "SimulationError", "DatasetError", "SynthesisError"]
+           "DoesNotFitError", "FoldingError", "SimulationError", "DatasetError", "SynthesisError", "OffchipError"]
 
 
 class HwsegError(Exception):
@@ -30,6 +30,10 @@ class BoardError(HwsegError):
 
 class DoesNotFitError(HwsegError):
     """The design exceeds the board's resources."""
+
+
+class OffchipError(HwsegError):
+    """Buffers asked to go to DRAM on a board without DRAM for activations, or an unknown placement mode."""
 
 
 class FoldingError(HwsegError):

@@ -24,12 +24,14 @@ from typing import Callable, Mapping
 
 from . import __version__
 from .backend import Accelerator, emit_verilog, lower_graph, port_list
+from .backend.top import REGION_ALIGN
 from .boards import Board, load_board
-from .errors import HwsegError, InputSizeError
+from .errors import DoesNotFitError, HwsegError, InputSizeError
 from .estimate import NetworkEstimate, report_dict, report_markdown, report_table
 from .estimate.html import report_html
-from .fold_to_board import fold, read_folding
+from .fold_to_board import check_weights_fit, could_fit, fold, read_folding
 from .ir import Graph, IRError
+from .offchip import AUTO_LADDER, check_mode, place
 from .passes import set_folding
 
 __all__ = ["Design", "compile_graph", "build", "load_graph", "read_folding", "module_name", "TOOLS"]
@@ -129,7 +131,7 @@ def _type_dict(tensor_type) -> dict:
 def compile_graph(graph: Graph, board: Board | str, *, name: str | None = None,
                   checkpoint: dict | None = None, estimate_only: bool = False, fps: float | None = None,
                   folding: Mapping | str | os.PathLike | None = None,
-                  resize: Callable[[tuple[int, int]], Graph] | None = None) -> Design:
+                  resize: Callable[[tuple[int, int]], Graph] | None = None, offchip: str | None = None) -> Design:
     """Fold, estimate, check the fit and generate the accelerator for ``graph`` on ``board``
     (``estimate_only``: stop after the estimate, no Verilog).
 
@@ -137,15 +139,18 @@ def compile_graph(graph: Graph, board: Board | str, *, name: str | None = None,
     ``fps`` each takes its cheapest folding that meets that frame rate at the board's clock.
     ``folding`` (``{"layer": {"pe": 4, "simd": 9}}`` or a JSON file of it) fixes some layers; ``pe``/``simd``
     already set on a node count as manual too. ``resize`` (the same network at another input size)
-    lets the error of a design that does not fit say at which input size it would."""
+    lets the error of a design that does not fit say at which input size it would. ``offchip`` (``none``,
+    ``all``, ``auto``; default ``auto`` where the board has DRAM for activations) says which buffers may go to
+    DRAM (:mod:`hwseg.offchip`)."""
     board = load_board(board) if isinstance(board, str) else board
+    mode = check_mode(offchip, board)
     name = module_name(name or graph.name)
     if folding is not None:
         manual = read_folding(folding)
         graph = set_folding.with_manual(graph, manual)
         if resize is not None:
             resize = lambda size, resize=resize: set_folding.with_manual(resize(size), manual)
-    prepared, estimate = fold(graph, board, fps=fps, estimate_only=estimate_only, resize=resize)
+    prepared, estimate = _fold_and_place(graph, board, mode, fps=fps, estimate_only=estimate_only, resize=resize)
     if estimate_only:
         return Design(name, prepared, estimate, None, [], {})
     lowered = lower_graph(prepared)
@@ -168,7 +173,64 @@ def compile_graph(graph: Graph, board: Board | str, *, name: str | None = None,
         "checkpoint": checkpoint or {},
         "tools": _tool_versions(),
     }
+    if top.memory is not None:
+        manifest["dram"] = _dram_manifest(top, board, estimate)
     return Design(name, prepared, estimate, verilog, ports, manifest)
+
+
+def _dram_manifest(top: Accelerator, board: Board, estimate: NetworkEstimate) -> dict:
+    """What the host must know of the design's DRAM region (the ``dram`` entry of manifest.json)."""
+    memory = top.memory
+    traffic = {(b.layer, b.input if b.kind == "skip" else None): b for b in estimate.dram_buffers}
+    regions = []
+    for name, offset, size in top.dram_regions:
+        regions.append({"buffer": name, "offset": offset, "bytes": size})
+    return {
+        "port": "m_axi (AXI4 master: INCR bursts of full-width beats, every byte written, no IDs, responses in order)",
+        "base": "dram_base: the byte address of the region, an input held constant while the design runs "
+                f"(aligned to {REGION_ALIGN} bytes)",
+        "region_bytes": -(-top.dram_bytes // REGION_ALIGN) * REGION_ALIGN,
+        "data_bits": memory["data_bits"], "address_bits": memory["address_bits"], "burst_beats": memory["burst"],
+        "outstanding_bursts": memory["outstanding"],
+        "bytes_per_frame": estimate.dram_bytes_per_frame,
+        "regions": regions,
+        "board": {"port_mbs_each_way": board.dram.port_mbs(board.clock_mhz), "usable_mbs": board.dram.usable_mbs,
+                  "source": board.dram.source},
+    }
+
+
+def _fold_and_place(graph: Graph, board: Board, mode: str, *, fps, estimate_only: bool, resize):
+    """Fold ``graph`` with its buffers placed as ``mode`` says (``auto``: on chip if that fits; else, down
+    :data:`hwseg.offchip.AUTO_LADDER`, the first placement whose cheapest design could fit — a quick estimate
+    without the skip FIFOs, most of which then go to DRAM — folded in full, and the next if that does not fit)."""
+    def placed(threshold):
+        if threshold is None:
+            return graph, resize
+        moved = None if resize is None else (lambda size: place(resize(size), board, threshold))
+        return place(graph, board, threshold), moved
+
+    if mode != "auto":
+        candidate, moved = placed(None if mode == "none" else 1)
+        return fold(candidate, board, fps=fps, estimate_only=estimate_only, resize=moved)
+    try:
+        prepared, estimate = fold(graph, board, fps=fps, estimate_only=True, resize=resize)
+    except DoesNotFitError:      # (an --fps out of reach on chip)
+        estimate = None
+    if estimate is not None and not estimate.overflows():
+        return prepared, estimate
+    if estimate is not None and not estimate_only:
+        check_weights_fit(estimate, board)
+    ladder = [threshold for threshold in AUTO_LADDER if could_fit(placed(threshold)[0], board)] or [AUTO_LADDER[-1]]
+    for threshold in ladder[:-1]:
+        candidate, moved = placed(threshold)
+        try:
+            prepared, estimate = fold(candidate, board, fps=fps, estimate_only=True, resize=moved)
+        except DoesNotFitError:
+            continue
+        if not estimate.overflows():
+            return prepared, estimate
+    candidate, moved = placed(ladder[-1])
+    return fold(candidate, board, fps=fps, estimate_only=estimate_only, resize=moved)
 
 
 def load_graph(path: str | os.PathLike, *, input_size: tuple[int, int] | None = None):
@@ -190,12 +252,14 @@ def load_graph(path: str | os.PathLike, *, input_size: tuple[int, int] | None = 
 
 def build(path: str | os.PathLike, board: str = "pynq-z2", *, input_size: tuple[int, int] | None = None,
           estimate_only: bool = False, fps: float | None = None,
-          folding: Mapping | str | os.PathLike | None = None) -> Design:
+          folding: Mapping | str | os.PathLike | None = None, offchip: str | None = None) -> Design:
     """Compile the checkpoint at ``path`` for ``board`` (nothing is written; see :meth:`Design.write`);
     ``fps`` and ``folding`` as in :func:`compile_graph`."""
     board = load_board(board)  # an unknown board fails before any work
+    check_mode(offchip, board)  # so does --offchip on a board without DRAM
     manual = read_folding(folding) if folding is not None else None   # so does an unreadable folding file
     graph, checkpoint = load_graph(path, input_size=input_size)
     return compile_graph(graph, board, name=graph.name, checkpoint=checkpoint, estimate_only=estimate_only,
-                         fps=fps, folding=manual, resize=lambda size: load_graph(path, input_size=size)[0])
+                         fps=fps, folding=manual, resize=lambda size: load_graph(path, input_size=size)[0],
+                         offchip=offchip)
 

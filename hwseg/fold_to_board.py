@@ -25,6 +25,7 @@ from .estimate.dataflow import dataflow
 from .estimate.network import component_estimate, conv_compute
 from .estimate.report import resource_label
 from .ir import Conv2d, ConvTranspose2d, Graph, MulShift, Threshold
+from .estimate.offchip import uses_dram
 from .passes import lanes_for_hardware, prepare_for_hardware, set_folding, size_fifos
 
 __all__ = ["fold", "read_folding", "FIT_ROUNDS"]
@@ -316,7 +317,8 @@ def _does_not_fit(fit: _Fit, board, resize) -> str:
     worst = max(over, key=lambda key: over[key][0] / over[key][1])
     takers = sorted((layer for layer in estimate.layers if layer.resources.as_dict().get(worst, 0)),
                     key=lambda layer: -layer.resources.as_dict()[worst])[:3]
-    boards = [b.name for b in known_boards() if b.name != board.name
+    in_dram = uses_dram(fit.prepared)
+    boards = [b.name for b in known_boards() if b.name != board.name and (b.dram is not None or not in_dram)
               and not estimate_graph(fit.prepared, b).overflows()]
     bigger = f" (it fits {', '.join(boards)})" if boards else " (none in boards/ is big enough)"
     return (f"the design does not fit {board.name}: it needs {short}; use a smaller input"
@@ -339,6 +341,7 @@ def fold(graph: Graph, board, *, fps: float | None, estimate_only: bool, resize)
         if fit is None or fit.target is None or fit.estimate.cycles_per_frame > target:
             best = _fit(folder, board)
             if best.target is None:
+                check_weights_fit(best.estimate, board)
                 raise DoesNotFitError(_does_not_fit(best, board, resize))
             raise DoesNotFitError(f"--fps {_rate(fps)} is out of reach on {board.name}: the best is "
                                   f"{_rate(best.estimate.fps)} fps (limit: {_limit(folder, best, board)})")
@@ -348,6 +351,7 @@ def fold(graph: Graph, board, *, fps: float | None, estimate_only: bool, resize)
     fit = _fit(folder, board)
     if fit.target is None:
         if not estimate_only:
+            check_weights_fit(fit.estimate, board)
             raise DoesNotFitError(_does_not_fit(fit, board, resize))
         over = fit.estimate.overflows()
         limit = "does not fit even fully folded: " + ", ".join(
@@ -373,3 +377,29 @@ def read_folding(folding: Mapping | str | os.PathLike) -> dict:
     except json.JSONDecodeError as error:
         raise FoldingError(f"the folding file {folding} is not JSON (line {error.lineno}: {error.msg}); write "
                            f'{{"conv1": {{"pe": 4, "simd": 9}}, ...}}') from None
+
+
+def could_fit(graph: Graph, board) -> bool:
+    """Whether the cheapest folding of ``graph`` could fit ``board``: its quick estimate (without the FIFOs on
+    the inputs of joins) fits."""
+    folder = _folder(graph, board)
+    cheapest, _ = folder.pick(math.inf, dict(board.resources))
+    return not _quick_estimate(folder, cheapest, board).overflows()
+
+
+def check_weights_fit(estimate, board) -> None:
+    """A :class:`DoesNotFitError` when the weights alone, in the cheapest design (``estimate``), take more block
+    RAM than ``board`` has: weights stay on chip, so no placement of the buffers helps."""
+    split = estimate.split
+    if split is None:
+        return
+    weights, have = split.memory["weights"]["bram"], board.resources["bram"]
+    if weights <= have:
+        return
+    bits = split.memory["weights"]["bits"]
+    others = [b.name for b in known_boards() if b.name != board.name and b.resources["bram"] >= weights]
+    bigger = f"a bigger board ({', '.join(others)})" if others else "a bigger board (none in boards/ is big enough)"
+    raise DoesNotFitError(
+        f"the weights alone do not fit {board.name}: {bits / 1e6:.1f} Mb of weights take {weights:,} of "
+        f"{have:,} {resource_label('bram', board)} even fully folded, and weights stay on chip (buffers can go to "
+        f"DRAM, weights cannot); use fewer weight bits (at 4 bits about {weights // 2:,}) or {bigger}")

@@ -17,6 +17,7 @@ from ..errors import UnsupportedError
 from ..hw.argmax import ArgMax as ArgMaxUnit
 from ..hw.avgpool import AvgPoolLayer
 from ..hw.channel_affine import ChannelAffine
+from ..hw.dram import DramRowTaps
 from ..hw.join import ChannelConcat, ElementwiseAdd
 from ..hw.layers import Conv2dLayer, MaxPoolLayer
 from ..hw.requant import MulShiftRequant
@@ -24,7 +25,7 @@ from ..hw.threshold import MultiThreshold
 from ..hw.transposed import ConvTranspose2dLayer
 from ..hw.upsample import UpsampleLayer
 from ..ir import (Add, ArgMax, AvgPool, Bipolar, Concat, Conv2d, ConvTranspose2d, Fork, Graph, Input, MaxPool, MulShift,
-                  ScalarType, Threshold, Upsample)
+                  RowTaps, ScalarType, Threshold, Upsample)
 
 __all__ = ["LoweredNode", "LOWERINGS", "lower_graph", "amaranth_shape"]
 
@@ -42,7 +43,8 @@ class LoweredNode:
     input and for a Fork (the stitcher copies any stream read by several layers).
 
     Per input ``k`` (the producer ``inputs[k]``): the element shape and lanes the component takes,
-    and the beats of FIFO in front of it (0: none).
+    and the beats of FIFO in front of it (0: none), and whether that FIFO is in DRAM (``fifo_offchip``; its
+    ``memory`` parameters then, as for a component with a memory port of its own, :func:`memory_of`).
     """
 
     name: str
@@ -53,6 +55,9 @@ class LoweredNode:
     out_lanes: int
     inputs: tuple[str, ...]
     fifo_depths: tuple[int, ...] = ()
+    fifo_offchip: tuple[bool, ...] = ()
+    memory: dict | None = None
+    in_channels: tuple[int, ...] = ()
 
 
 def input_ports(component) -> list:
@@ -146,6 +151,16 @@ def _avg_pool(graph: Graph, node) -> Callable:
     return lambda: AvgPoolLayer(**params)
 
 
+def _row_taps(graph: Graph, node) -> Callable:
+    op: RowTaps = node.op
+    x, memory = graph.input_types(node.name)[0], node.attrs["memory"]
+    params = dict(elem_shape=amaranth_shape(x.dtype), channels=x.channels, height=x.height, width=x.width,
+                  taps=op.taps, dilation=op.dilation, stride=op.stride, padding=op.padding,
+                  data_bits=memory["data_bits"], address_bits=memory["address_bits"], burst=memory["burst"],
+                  outstanding=memory["outstanding"], tap_buffer=memory["read_buffer"])
+    return lambda: DramRowTaps(**params)
+
+
 def _argmax(graph: Graph, node) -> Callable:
     x, out = graph.input_types(node.name)[0], graph.types[node.name]
     params = dict(elem_shape=amaranth_shape(x.dtype), channels=x.channels, index_bits=out.dtype.bits)
@@ -163,6 +178,7 @@ LOWERINGS: dict[type, Callable] = {
     Upsample: _upsample,
     Add: _add,
     Concat: _concat,
+    RowTaps: _row_taps,
     Fork: None,      # no component: the stitcher copies every stream read by several layers
 }
 
@@ -193,7 +209,9 @@ def lower_graph(graph: Graph) -> list[LoweredNode]:
             raise UnsupportedError(f"layer {node.name!r} ({node.op.describe()}) has no hardware yet")
         lowering = LOWERINGS[type(node.op)]
         in_shapes = tuple(amaranth_shape(x.dtype) for x in graph.input_types(node.name))
+        offchip = tuple(bool(flag) for flag in node.attrs.get("skip_offchip", ())) or (False,) * len(node.inputs)
         lowered.append(LoweredNode(node.name, lowering(graph, node) if lowering else None, in_shapes,
                                    _input_lanes(graph, node), out_shape, node.attrs["out_lanes"], node.inputs,
-                                   _fifo_depths(node)))
+                                   _fifo_depths(node), offchip, node.attrs.get("memory"),
+                                   tuple(x.channels for x in graph.input_types(node.name))))
     return lowered

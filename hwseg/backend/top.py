@@ -6,12 +6,16 @@ from amaranth import Module, Mux, Shape, Signal
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
+from ..hw.dram import DramFifo, MemoryArbiter
 from ..hw.fifo import StreamFIFO
 from ..hw.fork import StreamFork
 from ..hw.lanes import LaneConverter
 from .lower import LoweredNode, input_ports
 
-__all__ = ["Accelerator", "byte_padded"]
+__all__ = ["Accelerator", "byte_padded", "REGION_ALIGN"]
+
+#: each DRAM buffer's region starts on a 4 KiB boundary of the design's region
+REGION_ALIGN = 4096
 
 
 def byte_padded(bits: int) -> int:
@@ -34,6 +38,14 @@ class Accelerator(wiring.Component):
     layers, and on join inputs: ``hwseg.passes.size_skip_fifos``) — behind the converter, except a
     join's in front of one that splits a forked stream (of the same pixels in wide beats), so that the
     converter never holds up the fork while the FIFO has room.
+
+    Buffers in DRAM (a :class:`~hwseg.hw.dram.DramRowTaps` layer, a :class:`~hwseg.hw.dram.DramFifo` on a join's
+    input, between converters to and from whole pixels) share one AXI4 master, ``m_axi_*`` (through a
+    :class:`~hwseg.hw.dram.MemoryArbiter` when there are several; INCR bursts of full-width beats, every byte
+    written), and each has its region in the design's, which starts at byte address ``dram_base`` (an input,
+    constant while running): in graph order, each on a 4 KiB boundary. :attr:`dram_regions` lists them (name,
+    offset, bytes) once the design is elaborated, :attr:`dram_bytes` their total. A design with nothing in DRAM
+    has neither port.
     """
 
     def __init__(self, lowered: list[LoweredNode], *, in_channels: int, out_channels: int, out_pixels: int):
@@ -52,7 +64,12 @@ class Accelerator(wiring.Component):
         in_shape, out_shape = lowered[0].out_shape, lowered[-1].out_shape
         self.in_width = byte_padded(in_channels * Shape.cast(in_shape).width)
         self.out_width = byte_padded(out_channels * Shape.cast(out_shape).width)
-        super().__init__({
+        memories = [node.memory for node in lowered if node.memory is not None]
+        if any(memory != memories[0] for memory in memories):
+            raise ValueError("every buffer in DRAM must use the same memory port parameters")
+        self.memory = memories[0] if memories else None
+        self.dram_regions: list[tuple[str, int, int]] = []
+        ports = {
             "s_axis_tdata": In(self.in_width),
             "s_axis_tvalid": In(1),
             "s_axis_tready": Out(1),
@@ -61,7 +78,26 @@ class Accelerator(wiring.Component):
             "m_axis_tvalid": Out(1),
             "m_axis_tready": In(1),
             "m_axis_tlast": Out(1),
-        })
+        }
+        if self.memory is not None:
+            a, d = self.memory["address_bits"], self.memory["data_bits"]
+            ports.update({"dram_base": In(a)})
+            for prefix in ("aw", "ar"):
+                ports.update({f"m_axi_{prefix}addr": Out(a), f"m_axi_{prefix}len": Out(8), f"m_axi_{prefix}size": Out(3),
+                              f"m_axi_{prefix}burst": Out(2), f"m_axi_{prefix}valid": Out(1),
+                              f"m_axi_{prefix}ready": In(1)})
+                if prefix == "aw":
+                    ports.update({"m_axi_wdata": Out(d), "m_axi_wstrb": Out(d // 8), "m_axi_wlast": Out(1),
+                                  "m_axi_wvalid": Out(1), "m_axi_wready": In(1), "m_axi_bresp": In(2),
+                                  "m_axi_bvalid": In(1), "m_axi_bready": Out(1)})
+            ports.update({"m_axi_rdata": In(d), "m_axi_rresp": In(2), "m_axi_rlast": In(1), "m_axi_rvalid": In(1),
+                          "m_axi_rready": Out(1)})
+        super().__init__(ports)
+
+    @property
+    def dram_bytes(self) -> int:
+        """The DRAM region the design needs (after elaboration)."""
+        return max((offset + size for _, offset, size in self.dram_regions), default=0)
 
     @staticmethod
     def _adapt(m, name, producer, shape, from_lanes, to_lanes):
@@ -81,6 +117,49 @@ class Accelerator(wiring.Component):
         wiring.connect(m, producer, fifo.i_stream)
         return fifo.o_stream
 
+    def _dram_fifo(self, m, name, producer, shape, from_lanes, to_lanes, channels, depth):
+        """``producer`` through a FIFO in DRAM of ``depth`` beats of ``to_lanes`` lanes, kept as whole pixels."""
+        memory = self.memory
+        stream_ = self._adapt(m, f"{name}_pixels", producer, shape, from_lanes, channels)
+        fifo = DramFifo(payload_shape=data.ArrayLayout(shape, channels), depth=-(-depth * to_lanes // channels),
+                        data_bits=memory["data_bits"], address_bits=memory["address_bits"], burst=memory["burst"],
+                        outstanding=memory["outstanding"], read_buffer=memory["read_buffer"])
+        m.submodules[name] = fifo
+        wiring.connect(m, stream_, fifo.i_stream)
+        self._memory_users.append((name, fifo))
+        return self._adapt(m, f"{name}_lanes", fifo.o_stream, shape, channels, to_lanes)
+
+    def _connect_memory(self, m):
+        """The DRAM buffers' regions and memory ports, through the arbiter, onto ``m_axi_*``."""
+        users, offset = self._memory_users, 0
+        self.dram_regions = []
+        for name, user in users:
+            self.dram_regions.append((name, offset, user.region_bytes))
+            m.d.comb += user.base.eq(self.dram_base + offset)
+            offset += -(-user.region_bytes // REGION_ALIGN) * REGION_ALIGN
+        if len(users) > 1:
+            m.submodules.memory_arbiter = arbiter = MemoryArbiter(
+                address_bits=self.memory["address_bits"], data_bits=self.memory["data_bits"], ports=len(users))
+            for (_, user), port in zip(users, arbiter.ports):
+                wiring.connect(m, user.mem, port)
+            port = arbiter.mem
+        else:
+            port = users[0][1].mem
+        size = (self.memory["data_bits"] // 8 - 1).bit_length()
+        m.d.comb += [
+            self.m_axi_awaddr.eq(port.aw.payload.addr), self.m_axi_awlen.eq(port.aw.payload.len),
+            self.m_axi_awsize.eq(size), self.m_axi_awburst.eq(1), self.m_axi_awvalid.eq(port.aw.valid),
+            port.aw.ready.eq(self.m_axi_awready),
+            self.m_axi_wdata.eq(port.w.payload.data), self.m_axi_wlast.eq(port.w.payload.last),
+            self.m_axi_wstrb.eq(-1), self.m_axi_wvalid.eq(port.w.valid), port.w.ready.eq(self.m_axi_wready),
+            port.b.payload.eq(self.m_axi_bresp), port.b.valid.eq(self.m_axi_bvalid), self.m_axi_bready.eq(port.b.ready),
+            self.m_axi_araddr.eq(port.ar.payload.addr), self.m_axi_arlen.eq(port.ar.payload.len),
+            self.m_axi_arsize.eq(size), self.m_axi_arburst.eq(1), self.m_axi_arvalid.eq(port.ar.valid),
+            port.ar.ready.eq(self.m_axi_arready),
+            port.r.payload.data.eq(self.m_axi_rdata), port.r.payload.last.eq(self.m_axi_rlast),
+            port.r.valid.eq(self.m_axi_rvalid), self.m_axi_rready.eq(port.r.ready),
+        ]
+
     def _readers(self):
         """How many inputs (of all nodes, plus the accelerator's output) read each node's stream."""
         readers = {node.name: 0 for node in self._lowered}
@@ -92,6 +171,7 @@ class Accelerator(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
+        self._memory_users = []
         source = self._lowered[0]
         producer = stream.Signature(data.ArrayLayout(source.out_shape, self._in_channels)).create()
         in_bits = self._in_channels * Shape.cast(source.out_shape).width
@@ -121,9 +201,16 @@ class Accelerator(wiring.Component):
                 publish(node.name, copies[node.inputs[0]].pop(0), lanes[node.inputs[0]])
                 continue
             m.submodules[node.name] = component = node.build()
+            if hasattr(component, "mem"):
+                self._memory_users.append((node.name, component))
             for k, (name, port) in enumerate(zip(node.inputs, input_ports(component))):
                 edge = f"{node.name}_in{k}" if len(node.inputs) > 1 else node.name
                 stream_, depth = copies[name].pop(0), node.fifo_depths[k] if node.fifo_depths else 0
+                if depth and node.fifo_offchip and node.fifo_offchip[k]:
+                    stream_ = self._dram_fifo(m, f"{edge}_dram_fifo", stream_, node.in_shapes[k], lanes[name],
+                                              node.in_lanes[k], node.in_channels[k], depth)
+                    wiring.connect(m, stream_, port)
+                    continue
                 # a join's FIFO in front of a splitting converter behind a fork sits on the converter's wide
                 # side, so that the fork hands over a beat per cycle while the converter sends the pieces of one
                 wide = lanes[name] > node.in_lanes[k] and readers[name] > 1 and len(node.inputs) > 1
@@ -135,6 +222,8 @@ class Accelerator(wiring.Component):
                     stream_ = self._fifo(m, f"{edge}_fifo", stream_, node.in_shapes[k], node.in_lanes[k], depth)
                 wiring.connect(m, stream_, port)
             publish(node.name, component.o_stream, node.out_lanes)
+        if self._memory_users:
+            self._connect_memory(m)
         last = self._lowered[-1]
         producer = self._adapt(m, "output_lanes", copies[last.name].pop(0), last.out_shape, lanes[last.name],
                                self._out_channels)

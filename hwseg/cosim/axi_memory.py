@@ -16,7 +16,9 @@ answers the design as DRAM behind an interconnect would, only slower and more er
   INCR), aligned and inside the memory; a design asking for anything else sets the model's error
   flag, which ``status.txt`` reports among the counters.
 
-The memory starts from ``memory_in.hex`` when ``+mem_init=1`` (``$readmemh``, one word per line) and is
+The memory holds byte addresses ``base`` … ``base + size − 1``; with ``base_port`` (the design's ``dram_base``
+input, if it has one) the model also drives that port with ``base``, so that a design which forgets to add its
+base address reads and writes outside the memory (an error). The memory starts from ``memory_in.hex`` when ``+mem_init=1`` (``$readmemh``, one word per line) and is
 written to ``memory_out.hex`` at the end of the run. The run is not done while a write awaits
 its response.
 """
@@ -51,6 +53,8 @@ class AxiMemory(HarnessModel):
     present: frozenset = frozenset(_SIGNALS)
     outstanding: int = 8
     name: str = "mem"
+    base: int = 0
+    base_port: str | None = None
 
     def __post_init__(self):
         if self.data_bits % 8 or self.data_bits & (self.data_bits - 1) or not 8 <= self.data_bits <= 1024:
@@ -58,8 +62,9 @@ class AxiMemory(HarnessModel):
         word = self.data_bits // 8
         if self.size <= 0 or self.size % word:
             raise ValueError(f"the memory size is a positive multiple of {word} bytes, not {self.size!r}")
-        if self.size > 1 << self.address_bits:
-            raise ValueError(f"{self.size} bytes do not fit {self.address_bits}-bit addresses")
+        if self.base < 0 or self.base % 4096 or self.base + self.size > 1 << self.address_bits:
+            raise ValueError(f"{self.size} bytes at {self.base:#x} do not fit {self.address_bits}-bit addresses "
+                             f"(the base must be a multiple of 4096)")
         if self.outstanding < 1 or self.outstanding & (self.outstanding - 1):
             raise ValueError(f"outstanding bursts are a power of two, not {self.outstanding!r}")
         missing = [s for s, optional in _SIGNALS.items() if not optional and s not in self.present]
@@ -72,11 +77,15 @@ class AxiMemory(HarnessModel):
         widths = {p["name"][len(port) + 1:]: p["width"] for p in ports if p["name"].startswith(port + "_")}
         if "rdata" not in widths or "araddr" not in widths:
             raise ValueError(f"the design has no AXI4 master port {port!r}")
+        base_port = "dram_base" if any(p["name"] == "dram_base" for p in ports) else None
         return cls(port, widths["rdata"], widths["araddr"], size, frozenset(s for s in widths if s in _SIGNALS),
-                   **options)
+                   base_port=base_port, **options)
 
     def connections(self) -> dict[str, str]:
-        return {f"{self.port}_{signal}": f"{self.name}_{signal}" for signal in _SIGNALS if signal in self.present}
+        connections = {f"{self.port}_{signal}": f"{self.name}_{signal}" for signal in _SIGNALS if signal in self.present}
+        if self.base_port is not None:
+            connections[self.base_port] = f"{self.address_bits}'d{self.base}"
+        return connections
 
     @property
     def _words(self) -> int:
@@ -97,6 +106,9 @@ class AxiMemory(HarnessModel):
             else:
                 optional_inputs.append(f"  wire [{width - 1}:0] {n}_{signal} = {width}'d{default};")
         optional_inputs = "\n".join(optional_inputs)
+
+        def below(signal):       # an address under the base (no compare at all for base 0: it is constant)
+            return f"{n}_{signal} < {self.base} || " if self.base else ""
         return f"""\
   // {self.port}: an AXI4 slave memory of {self.size} bytes, random latency and ready (hwseg.cosim.axi_memory)
   reg [{d - 1}:0] {n}_memory [0:{self._words - 1}];
@@ -113,6 +125,7 @@ class AxiMemory(HarnessModel):
   reg [32:0] {n}_ready;
   reg [63:0] {n}_draw;
   reg {n}_error = 0;
+  reg [63:0] {n}_words_read = 0, {n}_words_written = 0;
   integer {n}_byte;
   // bursts accepted, oldest first: read addresses (word index, beats, due cycle), write addresses, responses
   reg [63:0] {n}_ar_word [0:{q - 1}];
@@ -154,8 +167,9 @@ class AxiMemory(HarnessModel):
     // read addresses
     if ({n}_ar_take) begin
       if ({n}_arsize != {size_code} || {n}_arburst != 2'b01 || ({n}_araddr & {b - 1}) != 0
-          || ({n}_araddr >> {shift}) + {n}_arlen >= {self._words}) {n}_error <= 1'b1;
-      {n}_ar_word[{n}_ar_tail] <= {n}_araddr >> {shift};
+          || {below('araddr')}(({n}_araddr - {self.base}) >> {shift}) + {n}_arlen >= {self._words})
+        {n}_error <= 1'b1;
+      {n}_ar_word[{n}_ar_tail] <= ({n}_araddr - {self.base}) >> {shift};
       {n}_ar_beats[{n}_ar_tail] <= {n}_arlen + 1;
       {n}_ar_due[{n}_ar_tail] <= cycle + {n}_delay;
       {n}_ar_tail <= {n}_ar_tail + 1;
@@ -163,6 +177,8 @@ class AxiMemory(HarnessModel):
     {n}_arready <= {n}_allow && {n}_ar_count + {n}_ar_take - ({n}_r_take && {n}_rlast) < {q};
     {n}_ar_count <= {n}_ar_count + {n}_ar_take - ({n}_r_take && {n}_rlast);
     // read data: the oldest burst, once due, a beat whenever a draw allows it
+    if ({n}_r_take) {n}_words_read <= {n}_words_read + 1;
+    if ({n}_w_take) {n}_words_written <= {n}_words_written + 1;
     if ({n}_r_take) begin
       {n}_r_beat <= {n}_rlast ? 0 : {n}_r_beat + 1;
       if ({n}_rlast) {n}_ar_head <= {n}_ar_head + 1;
@@ -188,8 +204,9 @@ class AxiMemory(HarnessModel):
     // write addresses and data
     if ({n}_aw_take) begin
       if ({n}_awsize != {size_code} || {n}_awburst != 2'b01 || ({n}_awaddr & {b - 1}) != 0
-          || ({n}_awaddr >> {shift}) + {n}_awlen >= {self._words}) {n}_error <= 1'b1;
-      {n}_aw_word[{n}_aw_tail] <= {n}_awaddr >> {shift};
+          || {below('awaddr')}(({n}_awaddr - {self.base}) >> {shift}) + {n}_awlen >= {self._words})
+        {n}_error <= 1'b1;
+      {n}_aw_word[{n}_aw_tail] <= ({n}_awaddr - {self.base}) >> {shift};
       {n}_aw_tail <= {n}_aw_tail + 1;
     end
     // every burst in flight holds a place until its response is taken
@@ -229,4 +246,4 @@ class AxiMemory(HarnessModel):
         return f'$writememh("memory_out.hex", {self.name}_memory);'
 
     def counters(self) -> list[str]:
-        return [f"{self.name}_error"]
+        return [f"{self.name}_error", f"{self.name}_words_read", f"{self.name}_words_written"]

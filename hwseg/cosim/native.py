@@ -20,7 +20,8 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import SimulationError
-from .harness import TOP, Harness, seed_state, threshold
+from .axi_memory import AxiMemory
+from .harness import TOP, Harness, StreamSink, StreamSource, seed_state, threshold
 from .runner import CosimResult, _cache_root, _verilator_bin, available_simulators
 
 __all__ = ["run_harness", "build_harness", "VERILATOR_FLAGS", "beats_to_bytes", "read_beats"]
@@ -223,9 +224,19 @@ def run_program(command: list[str], work: Path, plusargs: dict, simulator: str) 
 def run_harness(verilog: str, ports: list[dict], top: str, stimulus: np.ndarray, *, in_beats_per_frame: int,
                 out_beats_per_frame: int, out_beats: int, out_bytes: int, simulator: str = "verilator",
                 valid_prob: float = 0.7, ready_prob: float = 0.7, unstalled_frames: int = 0, seed: int = 1,
-                silence_limit: int, work_dir: str | os.PathLike, threads: int = 1, progress=None) -> CosimResult:
-    """Simulate ``verilog`` (module ``top``) on ``stimulus`` beats in the generated harness."""
-    harness = Harness(top, ports)
+                silence_limit: int, work_dir: str | os.PathLike, threads: int = 1, progress=None,
+                memory: dict | None = None) -> CosimResult:
+    """Simulate ``verilog`` (module ``top``) on ``stimulus`` beats in the generated harness; a design with an
+    AXI4 master port gets an :class:`~.axi_memory.AxiMemory` of ``memory["bytes"]`` at ``memory["base"]`` with
+    ``memory["latency"]`` (min, max) cycles and ``memory["ready"]`` (a probability)."""
+    models = None
+    if any(p["name"].startswith("m_axi_") for p in ports):
+        if memory is None:
+            raise SimulationError(f"{top} has a memory port; give the memory model's size")
+        source = StreamSource("s_axis", next(p["width"] for p in ports if p["name"] == "s_axis_tdata"))
+        sink = StreamSink("m_axis", next(p["width"] for p in ports if p["name"] == "m_axis_tdata"))
+        models = [source, sink, AxiMemory.for_ports(ports, memory["bytes"], base=memory["base"])]
+    harness = Harness(top, ports, models)
     command = build_harness(verilog, harness, simulator, threads=threads, progress=progress)
     work = Path(work_dir).resolve()
     work.mkdir(parents=True, exist_ok=True)
@@ -238,8 +249,12 @@ def run_harness(verilog: str, ports: list[dict], top: str, stimulus: np.ndarray,
         "out_ready": threshold(ready_prob), "out_seed": seed_state(seed, 1),
         "silence_limit": silence_limit,
     }
-    status, seconds, log = run_program(command, work, plusargs, simulator)
-    verdict, cycles, sent, received = status[:4]
+    if models is not None:
+        low, high = memory["latency"]
+        plusargs.update({"mem_latency_min": low, "mem_latency_max": high, "mem_ready": threshold(memory["ready"]),
+                         "mem_seed": seed_state(seed, 2)})
+    status_line, seconds, log = run_program(command, work, plusargs, simulator)
+    verdict, cycles, sent, received = status_line[:4]
     got, last, when, undefined = read_beats(work / "beats.txt", out_bytes)
     if len(got) != int(received):
         raise SimulationError(f"the harness counted {received} output beats but logged {len(got)}; see {log}")
@@ -250,4 +265,9 @@ def run_harness(verilog: str, ports: list[dict], top: str, stimulus: np.ndarray,
                   f"{len(stimulus)} input and {int(received)} of {out_beats} output beats (log: {log})")
     if undefined:
         status = f"{undefined} output beat(s) had undefined (x) bits" if status == "ok" else status
-    return CosimResult(got=got, last=last, when=when, cycles=int(cycles), status=status, log=log, seconds=seconds)
+    words = (int(status_line[5]), int(status_line[6])) if models is not None else None
+    if models is not None and status == "ok" and int(status_line[4]) != 0:
+        status = (f"the design's memory port asked for a burst the memory cannot serve (misaligned, not INCR of "
+                  f"full-width beats, or outside the region of {memory['bytes']} bytes at {memory['base']:#x})")
+    return CosimResult(got=got, last=last, when=when, cycles=int(cycles), status=status, log=log, seconds=seconds,
+                       memory_words=words)

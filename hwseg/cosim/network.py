@@ -96,6 +96,8 @@ class SimReport:
     silence_limit: int | None = None
     #: the cycle at which each output beat was taken
     output_cycles: np.ndarray | None = field(default=None, repr=False)
+    #: memory words read and written over the whole run (designs with buffers in DRAM)
+    memory_words: tuple[int, int] | None = None
 
     @property
     def longest_silence(self) -> int | None:
@@ -137,18 +139,28 @@ class SimReport:
         return "\n".join(lines)
 
 
+#: where the simulated memory puts the design's DRAM region (not 0, so that a missing base add shows)
+MEMORY_BASE = 0x10000
+
+
 def simulate_design(design, *, frames: int = 2, simulator: str = "verilator", seed: int = 1,
                     valid_prob: float = 0.7, ready_prob: float = 0.7, work_dir: str | os.PathLike | None = None,
                     input_frames: np.ndarray | None = None, silence_limit: int | None = None,
-                    harness: str = "native", threads: int = 1, progress=None) -> SimReport:
+                    harness: str = "native", threads: int = 1, progress=None,
+                    memory_latency: tuple[int, int] = (20, 200), memory_ready: float = 0.9) -> SimReport:
     """Run ``MEASURED_FRAMES`` unstalled then ``frames`` stalled frames of the design's Verilog.
 
     ``silence_limit``: the watchdog's limit in cycles (default: from the cycle model,
     :func:`watchdog_limit`). ``work_dir``: where the stimulus, the beats and the logs go (default: a
     temporary directory, removed when the run passed). ``threads``: Verilator's ``--threads``.
-    ``progress``: a callable that hears the steps as lines."""
+    ``progress``: a callable that hears the steps as lines. A design with buffers in DRAM runs against
+    :class:`~.axi_memory.AxiMemory` (its region at :data:`MEMORY_BASE`), each burst answered a random
+    ``memory_latency`` (min, max) cycles later, its channels ready with probability ``memory_ready``."""
     if harness not in HARNESSES:
         raise SimulationError(f"unknown harness {harness!r}; choose one of {', '.join(HARNESSES)}")
+    if harness == "cocotb" and "dram" in design.manifest:
+        raise SimulationError(f"{design.name} keeps buffers in DRAM, and the cocotb harness has no memory model; "
+                              f"use the native harness (--harness native)")
     graph = design.graph
     in_type, out_type = graph.input_type, graph.output_type
     total = MEASURED_FRAMES + frames
@@ -168,8 +180,12 @@ def simulate_design(design, *, frames: int = 2, simulator: str = "verilator", se
                    valid_prob=valid_prob, ready_prob=ready_prob, unstalled_frames=MEASURED_FRAMES, seed=seed,
                    work_dir=work, silence_limit=silence_limit)
     if harness == "native":
+        memory = None
+        if "dram" in design.manifest:
+            memory = {"bytes": design.manifest["dram"]["region_bytes"], "base": MEMORY_BASE,
+                      "latency": memory_latency, "ready": memory_ready}
         result = run_harness(design.verilog, design.ports, design.name, stimulus, threads=threads,
-                             progress=progress, **options)
+                             progress=progress, memory=memory, **options)
     else:
         result = run_cosim(design.verilog, design.name, stimulus, **options)
         if result.status != "ok":
@@ -186,7 +202,7 @@ def simulate_design(design, *, frames: int = 2, simulator: str = "verilator", se
         measured = int(ends[1] - ends[0])
     report = SimReport(simulator, total, len(got), len(want), mismatches, tlast_errors, result.status, measured,
                        design.estimate.cycles_per_frame, result.cycles, result.log, result.seconds,
-                       silence_limit, result.when)
+                       silence_limit, result.when, result.memory_words)
     if temporary and report.passed:
         shutil.rmtree(work, ignore_errors=True)
         report.log = None

@@ -65,6 +65,8 @@ class CosimResult:
     log: Path | None
     #: wall-clock seconds the simulator ran (without its build)
     seconds: float | None = None
+    #: memory words the design read and wrote (designs with buffers in DRAM)
+    memory_words: tuple[int, int] | None = None
 
 
 def _environment() -> dict[str, str]:

@@ -23,7 +23,8 @@ from math import ceil, log2
 import numpy as np
 
 from ..errors import UnsupportedError
-from ..ir import (Add, ArgMax, AvgPool, Bipolar, Concat, Conv2d, ConvTranspose2d, Fork, Graph, Input, MaxPool, MulShift, Threshold,
+from .offchip import row_taps_of
+from ..ir import (Add, ArgMax, AvgPool, Bipolar, Concat, Conv2d, ConvTranspose2d, Fork, Graph, Input, MaxPool, MulShift, RowTaps, Threshold,
                   Upsample)
 
 __all__ = ["window_layer_cycles", "folded_window_cycles", "folded_window_steps", "folded_window_geometry",
@@ -214,6 +215,8 @@ def layer_cycles(graph: Graph, node) -> int:
         return out.pixels + (op.mode == "bilinear")
     if isinstance(op, Add):                          # pe channels of a pixel per beat
         return out.pixels * (out.channels // node.attrs.get("pe", node.attrs.get("in_lanes", out.channels)))
+    if isinstance(op, RowTaps):
+        return row_taps_of(graph, node).cycles_per_frame
     if isinstance(op, (Input, ArgMax, Concat, Fork)):
         return out.pixels
     raise UnsupportedError(f"layer {node.name!r} ({op.describe()}) has no cycle model")
@@ -268,7 +271,7 @@ def layer_latency(graph: Graph, node) -> int:
         return front + 2 + ceil(log2(op.thresholds.shape[1] + 1))
     if isinstance(op, (ArgMax, Add)):
         return front + 1
-    if isinstance(op, (Concat, Fork)):
+    if isinstance(op, (Concat, Fork, RowTaps)):      # (RowTaps: its output beat is its input beat and the taps)
         return front
     raise UnsupportedError(f"layer {node.name!r} ({op.describe()}) has no latency model")
 

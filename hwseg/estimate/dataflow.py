@@ -35,7 +35,8 @@ import numpy as np
 
 from ..errors import UnsupportedError
 from ..ir import (Add, ArgMax, AvgPool, Concat, Conv2d, ConvTranspose2d, Fork, Graph, Input, MaxPool, MulShift, Threshold,
-                  Upsample)
+                  Upsample, RowTaps)
+from .offchip import row_taps_of
 from .cycles import (_phase_taps, folded_window_geometry, folded_window_steps, layer_cycles, layer_latency,
                      transposed_buffer_rows, upsample_buffer_rows, window_geometry)
 
@@ -125,6 +126,16 @@ def inputs_needed(graph: Graph, node) -> np.ndarray:
     if isinstance(op, Upsample):
         x = graph.input_types(node.name)[0]
         return upsample_inputs_needed(height=x.height, width=x.width, factor=op.factor, mode=op.mode)
+    if isinstance(op, RowTaps):
+        # its newest tap's pixel, read back once the burst holding it is written
+        x = graph.input_types(node.name)[0]
+        needed = window_inputs_needed(height=x.height, width=x.width, kernel=(op.taps, 1), stride=(op.stride, 1),
+                                      padding=(op.padding, 0), dilation=(op.dilation, 1))
+        geometry, burst = row_taps_of(graph, node), node.attrs["memory"]["burst"]
+        words = geometry.words_per_beat
+        column = (needed - 1) % x.width
+        burst_end = np.minimum(((column + 1) * words - 1) // burst * burst + burst, geometry.row_words)
+        return needed - 1 - column + np.minimum(-(-burst_end // words), x.width)
     if isinstance(op, (Conv2d, MulShift, Threshold, ArgMax, Add, Concat, Fork)):
         return np.arange(1, out.pixels + 1, dtype=np.int64)
     raise UnsupportedError(f"layer {node.name!r} ({op.describe()}) has no dataflow model")
@@ -466,7 +477,20 @@ class StreamTiming:
             # bilinear: each frame starts with an extra step (after the previous frame's last)
             return ("stepper", 1 if op.mode == "nearest" else 3,
                     self._steps(node, steps, ring * x.width, out.pixels if op.mode == "bilinear" else 0))
+        if isinstance(op, RowTaps):
+            geometry, memory = row_taps_of(self.graph, node), node.attrs["memory"]
+            # out a round trip after the data is taken: the write's response, then the read
+            latency = 2 * memory.get("latency", 0) + 4
+            return ("stepper", latency, self._steps(node, self._row_taps_steps(node), geometry.ring_rows * x.width))
         raise UnsupportedError(f"layer {node.name!r} ({op.describe()}) has no timing model")
+
+    def _row_taps_steps(self, node) -> np.ndarray:
+        """A DramRowTaps' output pixels as steps: each pixel of row time ``t`` takes its share of
+        ``row_time_cycles(t)`` (the intake runs on its own, as far as the ring allows)."""
+        geometry = row_taps_of(self.graph, node)
+        rows = [geometry.row_time_cycles(t) // geometry.width for t in range(geometry.frame_rows)
+                if geometry.output_row(t) is not None]
+        return np.tile(np.repeat(np.array(rows, dtype=np.int64), geometry.width), self.frames)
 
     def _steps(self, node, steps: np.ndarray, ring: int, frame_start_step: int = 0) -> dict:
         """A stepper's index arrays: its steps' cycles, the input each waits for, the step that frees

@@ -7,14 +7,16 @@ carries ``in_lanes``/``out_lanes`` and every convolution its ``pe``/``simd``.
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
+from math import ceil
 
 from ..boards import Board
 from ..errors import UnsupportedError
 from ..ir import (Add, ArgMax, AvgPool, Bipolar, Concat, Conv2d, ConvTranspose2d, Fork, Graph, Input, MaxPool, MulShift,
-                  Threshold, Upsample)
+                  RowTaps, Threshold, Upsample)
 from . import resources as R
 from .cycles import (folded_window_geometry, layer_cycles, transposed_buffer_rows, upsample_buffer_rows,
                      window_geometry, window_kind)
+from .offchip import REGION_ALIGN, DramBuffer, dram_buffers, offchip_skips, row_taps_of, skip_fifo_of
 from .roofline import Roofline, roofline
 
 __all__ = ["LayerEstimate", "NetworkEstimate", "estimate_graph", "conv_compute", "component_estimate"]
@@ -40,6 +42,8 @@ class LayerEstimate:
     #: where the layer's resources go (:class:`.resources.Split`): memory by what it holds, logic by datapath and
     #: control; set by :func:`estimate_graph`, its parts sum to ``resources``
     split: R.Split | None = None
+    #: the buffers the layer keeps in DRAM (its rows, the FIFOs on its inputs), with their traffic per frame
+    dram: tuple[DramBuffer, ...] = ()
 
     @property
     def line_buffer_bits(self) -> int:
@@ -60,6 +64,7 @@ class LayerEstimate:
                            "memory": _memory_dict(memory)}
                           for (name, depth, width), memory in zip(self.fifos, self.fifo_memories)],
                 "cycles": self.cycles, "folding": dict(self.folding),
+                **({"dram": [buffer.as_dict() for buffer in self.dram]} if self.dram else {}),
                 **({"split": self.split.as_dict()} if self.split is not None else {})}
 
 
@@ -94,16 +99,51 @@ class NetworkEstimate:
         return total
 
     @property
-    def cycles_per_frame(self) -> int:
+    def dram_buffers(self) -> list[DramBuffer]:
+        return [buffer for layer in self.layers for buffer in layer.dram]
+
+    @property
+    def dram_bytes_per_frame(self) -> int:
+        return sum(buffer.traffic_bytes for buffer in self.dram_buffers)
+
+    @property
+    def dram_region_bytes(self) -> int:
+        """The DRAM region the design needs (each buffer's region on a 4 KiB boundary)."""
+        return sum(-(-buffer.region_bytes // REGION_ALIGN) * REGION_ALIGN for buffer in self.dram_buffers)
+
+    @property
+    def compute_cycles_per_frame(self) -> int:
+        """The slowest layer's cycles per frame, with a memory that keeps up."""
         return max(layer.cycles for layer in self.layers)
 
     @property
+    def bandwidth_cycles_per_frame(self) -> float:
+        """The cycles a frame's DRAM traffic takes at the board's bandwidth (0: nothing in DRAM)."""
+        return self.roofline.bandwidth_cycles if self.roofline is not None else 0.0
+
+    @property
+    def cycles_per_frame(self) -> int:
+        """The slowest layer's cycles per frame, or the DRAM traffic's if the memory is slower."""
+        return max(self.compute_cycles_per_frame, ceil(self.bandwidth_cycles_per_frame))
+
+    @property
+    def bound(self) -> str:
+        """What sets the frame rate: ``"compute"`` (the slowest layer) or ``"bandwidth"`` (the DRAM)."""
+        return "bandwidth" if self.bandwidth_cycles_per_frame > self.compute_cycles_per_frame else "compute"
+
+    @property
     def bottleneck(self) -> str:
+        """The slowest layer (the frame rate's limit unless :attr:`bound` is ``"bandwidth"``)."""
         return max(self.layers, key=lambda layer: layer.cycles).name
 
     @property
     def fps(self) -> float:
         return self.board.clock_mhz * 1e6 / self.cycles_per_frame
+
+    @property
+    def dram_mbs(self) -> float:
+        """The DRAM bandwidth the design uses at its frame rate, MB/s."""
+        return self.dram_bytes_per_frame * self.fps / 1e6
 
     @property
     def utilization(self) -> dict[str, float]:
@@ -133,7 +173,10 @@ def _fifos(graph: Graph, node) -> tuple[tuple[str, int, int], ...]:
     lane converter that splits a forked stream, of the producer's wider beats."""
     depths = node.attrs.get("skip_fifos") or (node.attrs.get("fifo_depth", 0),) * len(node.inputs)
     fifos = []
-    for name, depth, lanes, x in zip(node.inputs, depths, _input_lanes(graph, node), graph.input_types(node.name)):
+    for name, depth, lanes, x, offchip in zip(node.inputs, depths, _input_lanes(graph, node),
+                                              graph.input_types(node.name), offchip_skips(node)):
+        if offchip:                       # in DRAM: see _dram_fifos
+            continue
         produced = graph[name].attrs.get("out_lanes", lanes)
         if (depth and produced > lanes and len(node.inputs) > 1
                 and sum(reader.inputs.count(name) for reader in graph.consumers(name)) > 1):
@@ -163,10 +206,29 @@ def _stitching(graph: Graph, node, family: str = "xc7", uram: bool = False) -> R
                                          elem_bits=x.dtype.bits, family=family)
     for _, depth, width in _fifos(graph, node):
         total = total + R.fifo(depth=depth, width=width, family=family, uram=uram)
+    total = total + _dram_fifos(graph, node, family, uram)
     readers = len(graph.consumers(node.name))
     if readers > 1:
         total = total + R.stream_fork(outputs=readers, width=graph.types[node.name].channels
                                       * graph.types[node.name].dtype.bits, family=family)
+    return total
+
+
+def _dram_fifos(graph: Graph, node, family: str, uram: bool) -> R.Resources:
+    """The DRAM FIFOs on a join's inputs, with the lane converters to and from whole pixels around each."""
+    total = R.Resources()
+    for k, offchip in enumerate(offchip_skips(node)):
+        if not offchip:
+            continue
+        geometry, _ = skip_fifo_of(graph, node, k)
+        memory, x = node.attrs["memory"], graph.input_types(node.name)[k]
+        lanes = _input_lanes(graph, node)[k]
+        total = (total + R.dram_fifo(beat_bits=x.channels * x.dtype.bits, words_per_beat=geometry.words_per_beat,
+                                     region_words=geometry.region_words, data_bits=memory["data_bits"],
+                                     address_bits=memory["address_bits"], burst=memory["burst"],
+                                     outstanding=memory["outstanding"], read_buffer=memory["read_buffer"],
+                                     family=family, uram=uram)
+                 + R.lane_converter(in_lanes=lanes, out_lanes=x.channels, elem_bits=x.dtype.bits, family=family))
     return total
 
 
@@ -234,13 +296,15 @@ def _estimate_node(graph: Graph, node, family: str = "xc7", uram: bool = False) 
     if isinstance(node.op, Input):
         return layer
     return replace(layer, line_buffer_memory=_line_buffer_memory(graph, node, family, uram),
-                   fifo_memories=_fifo_memories(graph, node, family, uram))
+                   fifo_memories=_fifo_memories(graph, node, family, uram), dram=tuple(dram_buffers(graph, node)))
 
 
 def _line_buffer_memory(graph: Graph, node, family: str, uram: bool) -> tuple[str, int] | None:
     """Where a layer's row memory goes, for the memories :func:`_estimate_resources` counts."""
     op, x, out = node.op, graph.input_types(node.name)[0], graph.types[node.name]
     pixel = x.channels * x.dtype.bits
+    if isinstance(op, RowTaps):
+        return None
     if isinstance(op, ConvTranspose2d):
         rows = transposed_buffer_rows(height=x.height, out_height=out.height, kernel=op.kernel[0],
                                       stride=op.stride[0], padding=op.padding[0])
@@ -322,6 +386,16 @@ def _estimate_resources(graph: Graph, node, family: str = "xc7", uram: bool = Fa
             rows=rows, factor=op.factor, height=x.height, width=x.width, family=family)
         return LayerEstimate(node.name, "Upsample", op.describe(), convert + res, layer_cycles(graph, node),
                              {"buffer_rows": rows}, (rows, x.width, x.channels, x.dtype.bits), fifos)
+    if isinstance(op, RowTaps):
+        geometry, memory = row_taps_of(graph, node), node.attrs["memory"]
+        res = R.dram_row_taps(taps=op.taps, pixel_bits=x.channels * x.dtype.bits,
+                              words_per_beat=geometry.words_per_beat, width=x.width, frame_rows=geometry.frame_rows,
+                              row_words=geometry.row_words, ring_rows=geometry.ring_rows,
+                              data_bits=memory["data_bits"], address_bits=memory["address_bits"],
+                              burst=memory["burst"], outstanding=memory["outstanding"],
+                              read_buffer=memory["read_buffer"], family=family, uram=uram)
+        return LayerEstimate(node.name, "RowTaps", op.describe(), convert + res, layer_cycles(graph, node),
+                             {"offchip": True, "ring_rows": geometry.ring_rows}, fifos=fifos)
     if isinstance(op, MulShift):
         lanes = node.attrs["in_lanes"]
         res = R.mul_shift(lanes=lanes, channels=x.channels, acc_bits=x.dtype.bits, out_bits=out.dtype.bits,
@@ -362,8 +436,13 @@ def estimate_graph(graph: Graph, board: Board) -> NetworkEstimate:
         layers.append(replace(layer, split=R.Split.of(entries)))
     # The output adapter counts beats for tlast.
     out = graph.output_type
+    ports = sum(len(layer.dram) for layer in layers)
     with R.splitting() as entries:
         tail = R.axis_adapter(beats_per_frame=out.pixels, family=family)
+        if ports > 1:        # the arbiter in front of the memory port
+            memory = next(node.attrs["memory"] for node in graph if "memory" in node.attrs)
+            tail = tail + R.memory_arbiter(ports=ports, data_bits=memory["data_bits"],
+                                           address_bits=memory["address_bits"], family=family)
     last = layers[-1]
     layers[-1] = replace(last, resources=last.resources + tail, split=last.split + R.Split.of(entries))
-    return NetworkEstimate(layers, board, roofline(graph, board))
+    return NetworkEstimate(layers, board, roofline(graph, board, dram=[b for layer in layers for b in layer.dram]))

@@ -44,7 +44,7 @@ PARTS = ("window", "window_gap", "folded_window", "mac", "mac_tree", "mac_soft",
          "threshold_const", "threshold_encode", "threshold_table", "threshold_search", "mulshift", "mulshift_wide",
          "mulshift_split", "mulshift_soft", "mulshift_table", "pool", "mean", "argmax", "lanes", "fifo", "fork",
          "upsample", "upsample_blend", "upsample_control", "affine", "affine_soft", "affine_table", "add", "add_clamp", "concat",
-         "transposed", "memory", "rom", "emulation", "axis")
+         "transposed", "memory", "rom", "emulation", "axis", "dram", "dram_select", "arbiter")
 
 _CONSTANTS_FILE = Path(__file__).resolve().parent / "calibration" / "constants.json"
 
@@ -102,6 +102,9 @@ LOGIC_ROLES = {
     "rom": "datapath",               # a ROM in LUTs and its read register
     "emulation": "datapath",         # the old-data read emulated around a Lattice block RAM
     "axis": "control",               # (counters only: the adapters' tlast)
+    "dram": "control",               # DRAM buffers' burst engines: address registers and adds, credits, pointers
+    "dram_select": "datapath",       # a DRAM row delay line's tap select (zero for padding rows)
+    "arbiter": "control",            # the memory port's arbiter: grants, request and write-data selects
 }
 
 #: What a memory holds, for the breakdown (the ``role`` of :func:`memory`): ``window`` — a sliding window's
@@ -828,3 +831,66 @@ def transposed_control(*, height: int, width: int, kernel, stride, family: str =
 
 def axis_adapter(*, beats_per_frame: int, family: str = "xc7") -> Resources:
     return _counter(family, "axis", beats_per_frame)
+
+
+# --- DRAM buffers (hwseg.hw.dram) --------------------------------------------------------------------------
+
+def _burst_engines(*, data_bits: int, address_bits: int, burst: int, outstanding: int, read_buffer: int,
+                   reads: int, family: str, uram: bool, role: str) -> Resources:
+    """A BurstWriter (staging of two bursts, the address register, the beats left, the responses awaited) and a
+    BurstReader feeding ``reads`` buffers of ``read_buffer`` words (each with its credit counter)."""
+    total = memory(2 * burst - 1, data_bits, family, uram=uram, read_first=True, role=role)
+    for _ in range(reads):
+        total = total + memory(read_buffer - 1, data_bits, family, uram=uram, read_first=True, role=role)
+    request = address_bits + 8
+    credit = _bits(read_buffer + 1)
+    total = total + _part(family, "dram", lut=2 * request + reads * 3 * credit + 4 * outstanding,
+                          ff=2 * request + reads * credit + 2 * _bits(outstanding) + 2 * 9)
+    return total + _counter(family, "dram", MAX_BURST_BEATS, outstanding, outstanding)
+
+
+#: the longest AXI4 burst (hwseg.hw.dram.MAX_BURST)
+MAX_BURST_BEATS = 256
+
+
+def dram_row_taps(*, taps: int, pixel_bits: int, words_per_beat: int, width: int, frame_rows: int, row_words: int,
+                  ring_rows: int, data_bits: int, address_bits: int, burst: int, outstanding: int, read_buffer: int,
+                  family: str = "xc7", uram: bool = False) -> Resources:
+    """A :class:`~hwseg.hw.dram.DramRowTaps`: the burst engines (a read buffer per older tap), the word split of the
+    input and the word gathers of the taps, the output's tap select, the row-time, column, write, commit and read
+    pointers and the two address computations."""
+    older = taps - 1
+    total = _burst_engines(data_bits=data_bits, address_bits=address_bits, burst=burst, outstanding=outstanding,
+                           read_buffer=read_buffer, reads=older, family=family, uram=uram, role="window")
+    total = total + lane_converter(in_lanes=words_per_beat, out_lanes=1, elem_bits=data_bits, family=family)
+    for _ in range(older):
+        total = total + lane_converter(in_lanes=1, out_lanes=words_per_beat, elem_bits=data_bits, family=family)
+    total = total + _part(family, "dram_select", lut=taps * pixel_bits)
+    row_bits = _bits(ring_rows) + 4
+    total = total + _part(family, "dram", lut=2 * address_bits + 4 * row_bits + 2 * frame_rows,
+                          ff=3 * row_bits)
+    return total + _counter(family, "dram", frame_rows, width, frame_rows, row_words, row_words, row_words,
+                            max(older, 2))
+
+
+def dram_fifo(*, beat_bits: int, words_per_beat: int, region_words: int, data_bits: int, address_bits: int,
+              burst: int, outstanding: int, read_buffer: int, family: str = "xc7", uram: bool = False) -> Resources:
+    """A :class:`~hwseg.hw.dram.DramFifo`: the burst engines, the word split and gather, four ring pointers and the
+    run-length and address computations."""
+    total = _burst_engines(data_bits=data_bits, address_bits=address_bits, burst=burst, outstanding=outstanding,
+                           read_buffer=read_buffer, reads=1, family=family, uram=uram, role="fifos")
+    total = total + lane_converter(in_lanes=words_per_beat, out_lanes=1, elem_bits=data_bits, family=family)
+    total = total + lane_converter(in_lanes=1, out_lanes=words_per_beat, elem_bits=data_bits, family=family)
+    pointer = _bits(2 * region_words)
+    return total + _part(family, "dram", lut=2 * address_bits + 6 * pointer + 4 * _bits(burst), ff=4 * pointer)
+
+
+def memory_arbiter(*, ports: int, data_bits: int, address_bits: int, outstanding: int = 8,
+                   family: str = "xc7") -> Resources:
+    """A :class:`~hwseg.hw.dram.MemoryArbiter` for ``ports`` buffers: the two grants, the request and write-data
+    selects (a ``ports``:1 mux each), the owners of the bursts in flight."""
+    if ports <= 1:
+        return Resources()
+    request = address_bits + 8
+    lut = _mux(ports, 2 * request + data_bits + 1, family) + 4 * ports * ports
+    return _part(family, "arbiter", lut=lut, ff=2 * _bits(ports) + 2 * outstanding * _bits(ports) + 2)

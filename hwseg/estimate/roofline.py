@@ -17,7 +17,12 @@ but the MAC lanes (line buffers, requantizers, FIFOs) and the integer constraint
 
 A second bound is architectural: every stream moves at most one beat per cycle, so a layer
 that walks a padded frame of ``P`` positions (or emits ``P`` pixels) needs ``P`` cycles; the
-*stream bound* is ``clock / max P``. The achievable frame rate is below both.
+*stream bound* is ``clock / max P``.
+
+A third bound is the memory's, for a design that keeps buffers in DRAM: a frame reads ``R`` and writes
+``W`` bytes. The accelerator's port carries ``port`` MB/s each way (its data width at the clock) and the
+memory delivers ``usable`` MB/s for both together (the board's ``[dram]``), so the *bandwidth bound* is
+``min(port / R, port / W, usable / (R + W))`` frames per second. The achievable frame rate is below all three.
 """
 
 from __future__ import annotations
@@ -28,7 +33,7 @@ from ..boards import Board
 from ..ir import AvgPool, Conv2d, ConvTranspose2d, Graph, MaxPool
 from .work import layer_macs
 
-__all__ = ["Roofline", "roofline", "lane_cost", "stream_bound_cycles"]
+__all__ = ["Roofline", "roofline", "lane_cost", "stream_bound_cycles", "bandwidth_bound"]
 
 #: The resources MAC lanes are made of.
 COMPUTE_RESOURCES = ("dsp", "lut")
@@ -43,17 +48,34 @@ class Roofline:
     stream_cycles: int
     stream_layer: str             # the layer with the longest stream
     demand: dict                  # resource → Σ MACs · cost per frame
+    bandwidth_fps: float = float("inf")   # the DRAM's bound (inf: nothing in DRAM)
+    bandwidth_cycles: float = 0.0         # clock / bandwidth_fps
+    dram_read_bytes: int = 0              # per frame
+    dram_write_bytes: int = 0
+    dram_mbs: float = 0.0                 # the usable bandwidth: min(the port's both ways, the memory's)
 
     @property
     def fps(self) -> float:
-        """The lower of the two bounds."""
-        return min(self.compute_fps, self.stream_fps)
+        """The lowest of the bounds."""
+        return min(self.compute_fps, self.stream_fps, self.bandwidth_fps)
+
+    @property
+    def binding_bound(self) -> str:
+        """Which bound is lowest: ``"compute"``, ``"stream"`` or ``"bandwidth"``."""
+        bounds = {"compute": self.compute_fps, "stream": self.stream_fps, "bandwidth": self.bandwidth_fps}
+        return min(bounds, key=lambda key: bounds[key])
 
     def as_dict(self) -> dict:
-        return {"compute_fps": round(self.compute_fps, 3), "compute_cycles": round(self.compute_cycles, 3),
-                "binding_resource": self.binding, "stream_fps": round(self.stream_fps, 3),
-                "stream_cycles": self.stream_cycles, "stream_layer": self.stream_layer,
-                "mac_lane_demand": {key: round(value, 3) for key, value in self.demand.items()}}
+        out = {"compute_fps": round(self.compute_fps, 3), "compute_cycles": round(self.compute_cycles, 3),
+               "binding_resource": self.binding, "stream_fps": round(self.stream_fps, 3),
+               "stream_cycles": self.stream_cycles, "stream_layer": self.stream_layer,
+               "mac_lane_demand": {key: round(value, 3) for key, value in self.demand.items()},
+               "binding_bound": self.binding_bound}
+        if self.dram_read_bytes or self.dram_write_bytes:
+            out.update(bandwidth_fps=round(self.bandwidth_fps, 3), bandwidth_cycles=round(self.bandwidth_cycles, 1),
+                       dram_read_bytes_per_frame=self.dram_read_bytes, dram_write_bytes_per_frame=self.dram_write_bytes,
+                       dram_usable_mbs=round(self.dram_mbs, 1))
+        return out
 
 
 def _is_conv(node) -> bool:
@@ -90,8 +112,22 @@ def stream_bound_cycles(graph: Graph) -> tuple[int, str]:
     return best
 
 
-def roofline(graph: Graph, board: Board) -> Roofline:
-    """The compute roofline and the stream bound of ``graph`` on ``board``."""
+def bandwidth_bound(board: Board, read_bytes: int, write_bytes: int) -> tuple[float, float]:
+    """``(fps, cycles per frame)`` that DRAM traffic of ``read_bytes`` and ``write_bytes`` a frame allows on
+    ``board`` (``(inf, 0)`` without traffic)."""
+    if not read_bytes and not write_bytes:
+        return float("inf"), 0.0
+    dram = board.dram
+    port = dram.port_mbs(board.clock_mhz) * 1e6
+    limits = [dram.usable_mbs * 1e6 / (read_bytes + write_bytes)]
+    limits += [port / traffic for traffic in (read_bytes, write_bytes) if traffic]
+    fps = min(limits)
+    return fps, board.clock_mhz * 1e6 / fps
+
+
+def roofline(graph: Graph, board: Board, dram=()) -> Roofline:
+    """The compute roofline, the stream bound and (for the ``dram`` buffers, :class:`.offchip.DramBuffer`) the
+    bandwidth bound of ``graph`` on ``board``."""
     demand = {key: 0.0 for key in COMPUTE_RESOURCES}
     for node in graph:
         if _is_conv(node):
@@ -104,4 +140,8 @@ def roofline(graph: Graph, board: Board) -> Roofline:
     clock = board.clock_mhz * 1e6
     stream_cycles, stream_layer = stream_bound_cycles(graph)
     compute_fps = clock / compute_cycles if compute_cycles > 0 else float("inf")
-    return Roofline(compute_fps, compute_cycles, binding, clock / stream_cycles, stream_cycles, stream_layer, demand)
+    reads, writes = sum(b.read_bytes for b in dram), sum(b.write_bytes for b in dram)
+    bandwidth_fps, bandwidth_cycles = bandwidth_bound(board, reads, writes)
+    usable = min(board.dram.usable_mbs, 2 * board.dram.port_mbs(board.clock_mhz)) if board.dram else 0.0
+    return Roofline(compute_fps, compute_cycles, binding, clock / stream_cycles, stream_cycles, stream_layer, demand,
+                    bandwidth_fps, bandwidth_cycles, reads, writes, usable)

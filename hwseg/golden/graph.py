@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 
 from hwseg.ir import (Add, ArgMax, AvgPool, Concat, Conv2d, ConvTranspose2d, Fork, Graph, Input, IRError, MaxPool,
-                      MulShift, Op, Threshold, Upsample)
+                      MulShift, Op, RowTaps, Threshold, Upsample)
 
-from .ops import (_tensor, add, argmax, avg_pool, concat, conv2d, conv_transpose2d, max_pool, mul_shift, threshold,
-                  upsample)
+from .ops import (_tensor, add, argmax, avg_pool, concat, conv2d, conv_transpose2d, max_pool, mul_shift, row_taps,
+                  threshold, upsample)
 
 __all__ = ["run_op", "run_graph"]
 
@@ -63,6 +63,8 @@ def run_op(op: Op, inputs: list) -> np.ndarray:
                                 op.dilation, op.groups)
     if isinstance(op, Upsample):
         return upsample(inputs[0], op.factor, op.mode)
+    if isinstance(op, RowTaps):
+        return row_taps(inputs[0], op.taps, op.stride, op.padding, op.dilation)
     if isinstance(op, Fork):
         return _tensor(inputs[0], "Fork input")
     raise NotImplementedError(f"the golden model has no implementation of {type(op).__name__}")

@@ -447,7 +447,7 @@ class DramFifo(wiring.Component):
 
 class DramRowTaps(wiring.Component):
     """The rows a vertical window needs, kept in DRAM: a line buffer of ``(taps − 1)·dilation`` rows
-    for a frame far too wide for block RAM.
+    (and more) for a frame far too wide for block RAM.
 
     Computes, for a ``height × width`` frame of ``channels``-element pixels (whole pixels a beat), one
     output pixel of ``taps · channels`` elements for every output row ``oy`` (``0 ≤ oy < out_height``) and
@@ -455,22 +455,25 @@ class DramRowTaps(wiring.Component):
     ``c``, and 0 outside the frame. A ``taps × kw`` convolution is this followed by a ``1 × kw`` one over
     ``taps · channels`` channels, whose line buffer is a few pixels.
 
-    The newest tap of each output row is the input row arriving; the older ones are read back from a ring
-    of :attr:`ring_rows` row slots in DRAM (a power of two, at least ``(taps − 1)·dilation``), each
-    :attr:`row_words` words long (a pixel takes :attr:`words_per_beat` words; rows start on burst
-    boundaries). Row times run ``0 … frame_rows − 1``: in row time ``t`` input row ``t`` (if ``t <
-    height``) is taken and written, and the output row whose newest tap is row ``t`` (if any) goes out,
-    pixel by pixel with the input. Rows past the frame's end (bottom padding) go out without input.
+    Two sides that meet only in DRAM:
 
-    A row slot is overwritten only by a row taken after every output pixel reading it went out, and reads
-    wait for the writes they depend on to be acknowledged (the ``b`` response), so the ring is never read
-    stale or overwritten early, however the memory reorders reads and writes. Reads run ahead of the
-    output by up to ``tap_buffer`` words per older tap, ``burst`` words a request.
+    * **intake**: every input row goes into a ring of :attr:`ring_rows` row slots (a power of two), each
+      :attr:`row_words` words long (a pixel takes :attr:`words_per_beat` words; rows start on burst
+      boundaries), in bursts that break at burst boundaries and at the row's end. It takes a row while the ring
+      has a slot no output still needs, so it runs ahead of the output by up to :attr:`ahead_rows` rows: the
+      next frame's first rows come in while this frame's last output rows (bottom padding) go out.
+    * **output**: row times ``0 … frame_rows − 1``; in row time ``t`` the output row whose newest tap is row
+      ``t`` (if any) goes out, every tap inside the frame read back from DRAM (a read waits for the write of
+      its data to be acknowledged), the others 0. Reads run ahead of the output by up to ``tap_buffer``
+      words per tap, ``burst`` words a request.
 
-    Throughput: the read channel carries every older tap's words, so a pixel takes :attr:`words_per_beat`
-    cycles per older tap in the frame (at least one tap's worth) when the memory keeps up
-    (:meth:`row_time_cycles`, :attr:`cycles_per_frame`). DRAM traffic per frame: :attr:`traffic_words`
-    (each input row written once, each older tap read once per output row).
+    A slot is written again only once no output row time still to come, nor any read in flight, needs its
+    row, however the memory orders reads and writes.
+
+    Throughput: the read channel carries every tap in the frame: an output row time takes
+    :attr:`words_per_beat` cycles per pixel per tap read (a row time without output, one cycle); the
+    intake a row of words per row on the write channel; the two overlap (:meth:`row_time_cycles`,
+    :attr:`cycles_per_frame`). DRAM traffic per frame: :attr:`traffic_words`.
     """
 
     def __init__(self, *, elem_shape, channels, height, width, taps, dilation=1, stride=1, padding=0,
@@ -498,7 +501,9 @@ class DramRowTaps(wiring.Component):
         self.words_per_beat = words_per_beat(channels * self.elem_width, data_bits)
         self.row_words = width * self.words_per_beat
         self.row_stride = -(-self.row_words // burst) * burst
-        self.ring_rows = 1 << (span - 1).bit_length()
+        # the rows an output needs, and room for the intake to run on over a frame boundary
+        self.ahead_rows = max(self.first_output_row, self.frame_rows - height) + 2
+        self.ring_rows = 1 << (span + self.ahead_rows - 1).bit_length()
         if self.region_bytes > 1 << address_bits:
             raise ValueError(f"a region of {self.region_bytes} bytes does not fit {address_bits}-bit addresses")
         self.tap_buffer = 2 * burst if tap_buffer is None else check_int("tap_buffer", tap_buffer, minimum=burst)
@@ -524,6 +529,12 @@ class DramRowTaps(wiring.Component):
         """The input row tap ``tap`` reads in row time ``row_time`` (out of the frame: padding)."""
         return row_time - (self.taps - 1 - tap) * self.dilation
 
+    def reads(self, row_time):
+        """Taps read back from DRAM in row time ``row_time``: those inside the frame, if it gives an output."""
+        if self.output_row(row_time) is None:
+            return 0
+        return sum(1 for k in range(self.taps) if 0 <= self.tap_row(row_time, k) < self.height)
+
     @property
     def write_words(self):
         """Words written per frame: every input row."""
@@ -531,9 +542,8 @@ class DramRowTaps(wiring.Component):
 
     @property
     def read_words(self):
-        """Words read per frame: each older tap in the frame, once per output row."""
-        return self.row_words * sum(1 for t in range(self.frame_rows) if self.output_row(t) is not None
-                                    for k in range(self.taps - 1) if 0 <= self.tap_row(t, k) < self.height)
+        """Words read per frame: each tap in the frame, once per output row."""
+        return self.row_words * sum(self.reads(t) for t in range(self.frame_rows))
 
     @property
     def traffic_words(self):
@@ -541,25 +551,20 @@ class DramRowTaps(wiring.Component):
         return self.write_words + self.read_words
 
     def row_time_cycles(self, row_time):
-        """Cycles of a row time when the memory answers at once and both neighbours keep up: a pixel takes
-        :attr:`words_per_beat` cycles on the write channel (if the row is taken) and that many per older tap
-        in the frame on the read channel (if the row gives an output); a row that does neither, a cycle."""
-        reads = 0
-        if self.output_row(row_time) is not None:
-            reads = sum(1 for k in range(self.taps - 1) if 0 <= self.tap_row(row_time, k) < self.height)
-        writes = 1 if row_time < self.height else 0
-        if not writes and self.output_row(row_time) is None:
+        """Output cycles of a row time with a memory that answers at once: :attr:`words_per_beat` per pixel
+        per tap read (at least one), or one cycle for a row time without output."""
+        if self.output_row(row_time) is None:
             return 1
-        return self.width * self.words_per_beat * max(writes, reads, 1)
+        return self.width * self.words_per_beat * max(self.reads(row_time), 1)
 
     @property
     def cycles_per_frame(self):
-        return sum(self.row_time_cycles(t) for t in range(self.frame_rows))
+        """The output's row times, or the intake's rows if the write channel is slower."""
+        return max(sum(self.row_time_cycles(t) for t in range(self.frame_rows)), self.write_words)
 
     def elaborate(self, platform):
         m = Module()
-        d, k_words, burst = self.data_bits, self.words_per_beat, self.burst
-        taps, older = self.taps, self.taps - 1
+        d, k_words, burst, taps = self.data_bits, self.words_per_beat, self.burst, self.taps
         pixel_bits = self.channels * self.elem_width
 
         m.submodules.split = split = LaneConverter(elem_shape=d, in_lanes=k_words, out_lanes=1)
@@ -567,9 +572,9 @@ class DramRowTaps(wiring.Component):
                                                    staging=2 * burst, outstanding=self.outstanding)
         m.submodules.reader = reader = BurstReader(address_bits=self.address_bits, data_bits=d,
                                                    buffer_words=self.tap_buffer, outstanding=self.outstanding,
-                                                   destinations=older)
+                                                   destinations=taps)
         collectors = []
-        for k in range(older):
+        for k in range(taps):
             collectors.append(gather := LaneConverter(elem_shape=d, in_lanes=1, out_lanes=k_words))
             m.submodules[f"tap{k}"] = gather
             m.d.comb += [gather.i_stream.payload.as_value().eq(reader.words[k].payload),
@@ -584,9 +589,9 @@ class DramRowTaps(wiring.Component):
         wiring.connect(m, wiring.flipped(self.mem.ar), reader.ar)
         wiring.connect(m, reader.r, wiring.flipped(self.mem.r))
 
-        # absolute row numbers (input rows counted across frames) modulo 2^row_bits: the ring slot is
-        # their low bits, and comparisons are modular (rows in use are never far apart)
-        row_bits = (self.ring_rows - 1).bit_length() + 4
+        # absolute row numbers (input rows counted across frames) modulo 2^row_bits: the ring slot is their
+        # low bits; rows in use are less than a ring apart, so differences are exact
+        row_bits = (self.ring_rows - 1).bit_length() + 2
         shift = (d // 8 - 1).bit_length()
 
         def address(absolute_row, offset):
@@ -597,21 +602,38 @@ class DramRowTaps(wiring.Component):
             """Words of the burst starting at ``offset`` of a row: to the next burst boundary or the row's end."""
             return Mux(self.row_words - offset >= burst, burst, self.row_words - offset)
 
-        def row_time_flags(t):
-            takes = Signal(name="takes")
-            gives = Signal(name="gives")
-            m.d.comb += takes.eq(t < self.height)
+        def gives(t):
+            flag = Signal(name="gives")
             for row_time in range(self.frame_rows):
                 if self.output_row(row_time) is not None:
                     with m.If(t == row_time):
-                        m.d.comb += gives.eq(1)
-            return takes, gives
+                        m.d.comb += flag.eq(1)
+            return flag
 
-        def tap_in_frame(t, k):
-            row = t - (older - k) * self.dilation
+        def in_frame(row):
             return (row >= 0) & (row < self.height)
 
-        # --- writes: every input row, in bursts; committed rows and words as their responses come back
+        def before(a, b):
+            """Modular ``a < b`` for absolute rows less than half the counter apart."""
+            return (a - b)[row_bits - 1]
+
+        # --- the output side's position: row time t, column x of frame base `frame`; the oldest row it needs
+        t, x, frame = Signal(range(self.frame_rows)), Signal(range(self.width)), Signal(row_bits)
+        oldest = Signal(row_bits)
+        m.d.comb += oldest.eq(frame + Mux(t > (taps - 1) * self.dilation, t - (taps - 1) * self.dilation, 0))
+
+        # --- intake: take a row while its slot is free (all of the row's pixels, then the next)
+        in_row, in_x = Signal(row_bits), Signal(range(self.width))
+        room = before(in_row, oldest + self.ring_rows)
+        m.d.comb += [split.i_stream.payload.as_value().eq(self.i_stream.payload.as_value()),
+                     split.i_stream.valid.eq(self.i_stream.valid & room),
+                     self.i_stream.ready.eq(split.i_stream.ready & room)]
+        with m.If(self.i_stream.valid & self.i_stream.ready):
+            m.d.sync += in_x.eq(Mux(in_x == self.width - 1, 0, in_x + 1))
+            with m.If(in_x == self.width - 1):
+                m.d.sync += in_row.eq(in_row + 1)
+
+        # --- writes: every row, in bursts; committed rows and words as their responses come back
         w_row, w_offset = Signal(row_bits), Signal(range(self.row_words))
         c_row, c_offset = Signal(row_bits), Signal(range(self.row_words + 1))
         w_run = Signal(range(burst + 1))
@@ -630,29 +652,26 @@ class DramRowTaps(wiring.Component):
             with m.Else():
                 m.d.sync += c_offset.eq(c_offset + writer.committed.payload)
 
-        # --- reads, running ahead: row times, then bursts along the row, then older taps
+        # --- reads, running ahead of the output: row times, then bursts along the row, then taps
         r_time, r_offset = Signal(range(self.frame_rows)), Signal(range(self.row_words))
-        r_tap = Signal(range(max(older, 2)))
-        r_frame = Signal(row_bits)                          # absolute row of this frame's row 0
-        _, r_gives = row_time_flags(r_time)
-        r_row = Signal(row_bits)
+        r_tap = Signal(range(taps))
+        r_frame = Signal(row_bits)
+        r_gives = gives(r_time)
+        r_row, r_in_frame = Signal(row_bits), Signal()
         r_run = Signal(range(burst + 1))
-        needed = Signal()
-        for k in range(older):
+        for k in range(taps):
             with m.If(r_tap == k):
-                m.d.comb += [needed.eq(tap_in_frame(r_time, k)),
-                             r_row.eq(r_frame + r_time - (older - k) * self.dilation)]
+                row = r_time - (taps - 1 - k) * self.dilation
+                m.d.comb += [r_in_frame.eq(in_frame(row)), r_row.eq(r_frame + row)]
         m.d.comb += r_run.eq(run(r_offset))
-        behind = Signal(row_bits)                           # committed rows past the one wanted
-        m.d.comb += behind.eq(c_row - r_row)
-        written = ~behind[-1] & ((behind != 0) | (c_offset >= r_offset + r_run))
-        m.d.comb += [reader.burst.valid.eq(reader.can_start & r_gives & needed & written),
+        written = before(r_row, c_row) | ((r_row == c_row) & (c_offset >= r_offset + r_run))
+        m.d.comb += [reader.burst.valid.eq(reader.can_start & r_gives & r_in_frame & written),
                      reader.burst.payload.addr.eq(address(r_row, r_offset)),
                      reader.burst.payload.len.eq(r_run - 1),
                      reader.burst.payload.dest.eq(r_tap)]
-        advance = (reader.burst.valid & reader.burst.ready) | (r_gives & ~needed) | ~r_gives
+        advance = (reader.burst.valid & reader.burst.ready) | ~r_in_frame | ~r_gives
         with m.If(advance):
-            last_tap = (r_tap == older - 1) | ~r_gives
+            last_tap = (r_tap == taps - 1) | ~r_gives
             last_burst = (r_offset + r_run == self.row_words) | ~r_gives
             m.d.sync += r_tap.eq(Mux(last_tap, 0, r_tap + 1))
             with m.If(last_tap):
@@ -663,38 +682,28 @@ class DramRowTaps(wiring.Component):
                     with m.Else():
                         m.d.sync += r_time.eq(r_time + 1)
 
-        # --- the pixels: take the input (if this row time has one) and give the output (if it has one),
-        # together, when everything either needs is there
-        t, x = Signal(range(self.frame_rows)), Signal(range(self.width))
-        takes, gives = row_time_flags(t)
-        wanted = [Signal(name=f"wanted{k}") for k in range(older)]
-        for k in range(older):
-            m.d.comb += wanted[k].eq(gives & tap_in_frame(t, k))
+        # --- the output: every tap in the frame from its buffer, the others 0
+        t_gives = gives(t)
+        wanted = [Signal(name=f"wanted{k}") for k in range(taps)]
         taps_ready = Signal()
         m.d.comb += taps_ready.eq(1)
-        for k in range(older):
+        for k in range(taps):
+            m.d.comb += wanted[k].eq(t_gives & in_frame(t - (taps - 1 - k) * self.dilation))
             with m.If(wanted[k] & ~collectors[k].o_stream.valid):
                 m.d.comb += taps_ready.eq(0)
-        input_ready = ~takes | (self.i_stream.valid & split.i_stream.ready)
-        m.d.comb += [
-            self.o_stream.valid.eq(gives & taps_ready & input_ready),
-            split.i_stream.payload.as_value().eq(self.i_stream.payload.as_value()),
-        ]
-        for k in range(older):
             m.d.comb += self.o_stream.payload.as_value()[k * pixel_bits:(k + 1) * pixel_bits].eq(
                 Mux(wanted[k], collectors[k].o_stream.payload.as_value()[:pixel_bits], 0))
-        m.d.comb += self.o_stream.payload.as_value()[older * pixel_bits:].eq(
-            Mux(takes, self.i_stream.payload.as_value(), 0))
-        step = Signal()
-        m.d.comb += step.eq(Mux(gives, self.o_stream.valid & self.o_stream.ready,
-                                Mux(takes, self.i_stream.valid & split.i_stream.ready, 1)))
-        m.d.comb += [self.i_stream.ready.eq(takes & split.i_stream.ready & (~gives | (taps_ready & self.o_stream.ready))),
-                     split.i_stream.valid.eq(takes & self.i_stream.valid & (~gives | (taps_ready & self.o_stream.ready)))]
-        for k in range(older):
-            m.d.comb += collectors[k].o_stream.ready.eq(wanted[k] & step)
+        m.d.comb += self.o_stream.valid.eq(t_gives & taps_ready)
+        step = Mux(t_gives, self.o_stream.valid & self.o_stream.ready, 1)
+        for k in range(taps):
+            m.d.comb += collectors[k].o_stream.ready.eq(wanted[k] & self.o_stream.ready & taps_ready)
         with m.If(step):
-            with m.If((x == self.width - 1) | (~takes & ~gives)):
-                m.d.sync += [x.eq(0), t.eq(Mux(t == self.frame_rows - 1, 0, t + 1))]
+            with m.If((x == self.width - 1) | ~t_gives):
+                m.d.sync += x.eq(0)
+                with m.If(t == self.frame_rows - 1):
+                    m.d.sync += [t.eq(0), frame.eq(frame + self.height)]
+                with m.Else():
+                    m.d.sync += t.eq(t + 1)
             with m.Else():
                 m.d.sync += x.eq(x + 1)
         return m

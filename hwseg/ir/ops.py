@@ -677,3 +677,43 @@ class Fork(Op):
 
     def describe(self):
         return f"Fork ×{self.outputs}"
+
+
+@dataclass(frozen=True, eq=False)
+class RowTaps(Op):
+    """The rows a ``taps × 1`` window reads, stacked as channels (a line buffer made explicit):
+    output ``[ky·C + c, oy, x] = x[c, oy·stride − padding + ky·dilation, x]``, 0 outside the frame;
+    ``taps·C`` channels, ``conv_output_size(H, taps, stride, padding, dilation)`` rows, the input's
+    width and type. A ``taps × kw`` convolution is this followed by a ``1 × kw`` one; the buffer
+    placement pass uses it to move a line buffer to DRAM."""
+
+    taps: int
+    stride: int = 1
+    padding: int = 0
+    dilation: int = 1
+
+    def __post_init__(self):
+        object.__setattr__(self, "taps", _int(self.taps, "RowTaps taps", 2))
+        object.__setattr__(self, "stride", _int(self.stride, "RowTaps stride", 1))
+        object.__setattr__(self, "padding", _int(self.padding, "RowTaps padding", 0))
+        object.__setattr__(self, "dilation", _int(self.dilation, "RowTaps dilation", 1))
+        if self.padding > (self.taps - 1) * self.dilation:
+            raise IRError(f"RowTaps padding must be at most (taps − 1)·dilation = {(self.taps - 1) * self.dilation}, "
+                          f"not {self.padding}")
+
+    def infer(self, inputs):
+        (x,) = inputs
+        rows = conv_output_size(x.height, self.taps, self.stride, self.padding, self.dilation)
+        if rows < 1:
+            raise IRError(f"a frame of {x.height} rows is too short for {self.describe()}")
+        return TensorType((self.taps * x.channels, rows, x.width), x.dtype)
+
+    def describe(self):
+        parts = [f"RowTaps {self.taps}×1"]
+        if self.stride != 1:
+            parts.append(f"s{self.stride}")
+        if self.padding:
+            parts.append(f"p{self.padding}")
+        if self.dilation != 1:
+            parts.append(f"d{self.dilation}")
+        return " ".join(parts)

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from ..errors import UnsupportedError
 from ..ir import (Add, ArgMax, AvgPool, Concat, Conv2d, ConvTranspose2d, Fork, Graph, Input, MaxPool, MulShift, Threshold,
-                  Upsample)
+                  Upsample, RowTaps)
 from .choose_windows import KINDS, has_window
 from .set_folding import foldable, standalone_requantizer
 
@@ -48,6 +48,8 @@ def apply(graph: Graph) -> tuple[Graph, bool]:
             lanes[node.name] = (produced, produced)
         elif isinstance(op, (MaxPool, AvgPool, Upsample)):
             lanes[node.name] = (channels, channels)
+        elif isinstance(op, RowTaps):                # whole pixels in, all the taps of one out
+            lanes[node.name] = (graph.input_types(node.name)[0].channels, channels)
         elif isinstance(op, Add):
             lanes[node.name] = (node.attrs["pe"], node.attrs["pe"])
         elif isinstance(op, Concat):

@@ -9,12 +9,13 @@ is busy, so each layer runs at its own rate and the slowest sets the pace.
 Requires: ``in_lanes`` on every node (``annotate_lanes``).
 Ensures: every Conv2d (but a channelwise one), MaxPool, AvgPool, ConvTranspose2d or Upsample fed by
 another layer carries ``fifo_depth`` (pixels), the others ``fifo_depth = 0``. (Transposed
-convolutions and upsamplers take their input in row bursts too.) A depth set beforehand (a manual choice) is kept.
+convolutions and upsamplers take their input in row bursts too.) A layer fed by a RowTaps (rows kept in DRAM) gets none:
+the RowTaps holds its rows in DRAM as long as need be. A depth set beforehand (a manual choice) is kept.
 """
 
 from __future__ import annotations
 
-from ..ir import AvgPool, Conv2d, ConvTranspose2d, Graph, Input, MaxPool, Upsample
+from ..ir import AvgPool, Conv2d, ConvTranspose2d, Graph, Input, MaxPool, RowTaps, Upsample
 
 __all__ = ["apply"]
 
@@ -28,7 +29,11 @@ def apply(graph: Graph) -> tuple[Graph, bool]:
         depth = 0
         bursty = isinstance(node.op, (Conv2d, MaxPool, AvgPool, ConvTranspose2d, Upsample)) and not (
             isinstance(node.op, Conv2d) and node.op.channelwise)
-        if bursty and not isinstance(graph[node.inputs[0]].op, Input):
+        if bursty and isinstance(graph[node.inputs[0]].op, RowTaps):
+            # behind rows kept in DRAM, which wait there as long as need be: rows of the stacked taps on chip
+            # (beats of taps·C channels) would undo the move
+            depth = 0
+        elif bursty and not isinstance(graph[node.inputs[0]].op, Input):
             depth = 2 * graph.input_types(node.name)[0].width
         nodes.append(node.with_attrs(fifo_depth=depth))
         changed = True

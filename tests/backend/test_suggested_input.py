@@ -39,7 +39,7 @@ def _resize(model):
 
 
 def _fits(model, size, board) -> bool:
-    return not compile_graph(_resize(model)(size), board, estimate_only=True).estimate.overflows()
+    return not compile_graph(_resize(model)(size), board, estimate_only=True, offchip="none").estimate.overflows()
 
 
 def _next_larger(size, full):
@@ -52,7 +52,7 @@ def _next_larger(size, full):
 
 def _error(model, size, board) -> str:
     with pytest.raises(DoesNotFitError) as error:
-        compile_graph(_resize(model)(size), board, resize=_resize(model))
+        compile_graph(_resize(model)(size), board, resize=_resize(model), offchip="none")
     message = str(error.value)
     assert "\n" not in message
     return message

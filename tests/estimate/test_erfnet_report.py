@@ -26,7 +26,7 @@ def erfnet_checkpoint(tmp_path_factory):
 
 @pytest.mark.parametrize("board, size", [("zcu104", (512, 1024)), ("pynq-z2", (256, 512))])
 def test_full_erfnet_report_lists_line_buffers_and_fifos(erfnet_checkpoint, board, size, tmp_path):
-    design = build(erfnet_checkpoint, board, input_size=size, estimate_only=True)
+    design = build(erfnet_checkpoint, board, input_size=size, estimate_only=True, offchip="none")
     assert design.verilog is None and set(design.files()) == {"report.json", "report.md", "report.html"}
     graph, layers = design.graph, {layer.name: layer for layer in design.estimate.layers}
     dilated = 0
@@ -70,7 +70,7 @@ def test_full_erfnet_report_lists_line_buffers_and_fifos(erfnet_checkpoint, boar
 def test_full_erfnet_fully_folded_keeps_its_windows_in_memory(erfnet_checkpoint):
     """Issue 12: on zcu104 at 1024×512 the cheapest design (nothing fits: block RAM is short) is the fully
     folded one, whose windows are served from memory: at most 120,000 FF in all, 1,500 per convolution."""
-    design = build(erfnet_checkpoint, "zcu104", estimate_only=True)
+    design = build(erfnet_checkpoint, "zcu104", estimate_only=True, offchip="none")
     estimate = design.estimate
     assert estimate.limit.startswith("does not fit even fully folded")
     convs = [(node, layer) for node, layer in zip(design.graph, estimate.layers)

@@ -111,8 +111,8 @@ def test_slow_memory_and_long_rows():
 
 
 def test_full_rate_with_a_fast_memory():
-    """With a memory that answers at once, the read channel sets the pace: a pixel per older tap's word
-    (cycles_per_frame), the flush rows included."""
+    """With a memory that answers at once, the read channel sets the pace: a pixel per word of each tap in the
+    frame (cycles_per_frame), the bottom padding rows included."""
     dut = DramRowTaps(elem_shape=unsigned(8), channels=4, height=8, width=32, taps=3, dilation=1, padding=1,
                       data_bits=32, address_bits=32, burst=8)
     frames = np.random.default_rng(2).integers(0, 256, (3, 4, 8, 32))
@@ -142,9 +142,9 @@ def test_full_rate_with_a_fast_memory():
     sim.add_testbench(bench)
     sim.run()
     period = out_cycles[2 * 256 - 1] - out_cycles[256 - 1]
-    # row time 0 takes a row (write only), 1 reads one older tap (row −1 is padding), 2…7 read two,
-    # 8 (past the frame) reads two
-    assert dut.cycles_per_frame == 32 * (1 + 1 + 6 * 2 + 2)
+    # row time 0 gives no output (a cycle), 1 reads rows 0 and 1 (row −1 is padding), 2…7 read three rows,
+    # 8 (past the frame) reads rows 6 and 7
+    assert dut.cycles_per_frame == 1 + 32 * (2 + 6 * 3 + 2)
     assert abs(period - dut.cycles_per_frame) <= dut.cycles_per_frame * 0.05, f"a frame every {period} cycles, model {dut.cycles_per_frame}"
 
 

@@ -1,0 +1,219 @@
+"""Buffers in DRAM: their geometry, DRAM traffic and cycles, as :mod:`hwseg.hw.dram` builds them.
+
+The hardware (:class:`hwseg.hw.dram.DramRowTaps`, :class:`hwseg.hw.dram.DramFifo`) computes the same
+figures from its own parameters; ``tests/estimate/test_offchip.py`` checks that both agree, so the
+estimate, the stream timing and the report read them from here.
+
+A buffer placed in DRAM carries its memory parameters in ``attrs["memory"]`` (:func:`memory_parameters`,
+from the board's ``[dram]`` table): the port's data width and address width, the burst length, the
+bursts in flight and the on-chip staging, which covers the memory's latency at a word a cycle.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..errors import UnsupportedError
+
+__all__ = ["memory_parameters", "RowTapsGeometry", "row_taps_geometry", "FifoGeometry", "fifo_geometry",
+           "REGION_ALIGN", "OUTSTANDING", "DramBuffer", "row_taps_of", "skip_fifo_of", "dram_buffers",
+           "offchip_skips", "uses_dram"]
+
+#: Bursts in flight per buffer (reads and writes each).
+OUTSTANDING = 4
+#: Each buffer's region starts on a 4 KiB boundary.
+REGION_ALIGN = 4096
+
+
+def memory_parameters(dram, clock_mhz: float) -> dict:
+    """The memory parameters of a buffer in ``dram`` (a :class:`hwseg.boards.Dram`) at ``clock_mhz``: the
+    read staging holds two bursts plus what arrives during one latency at a word a cycle (whole bursts)."""
+    latency = dram.latency_cycles(clock_mhz)
+    staging = dram.burst * (2 + -(-latency // dram.burst))
+    return {"data_bits": dram.data_bits, "address_bits": dram.address_bits, "burst": dram.burst,
+            "outstanding": OUTSTANDING, "read_buffer": staging, "latency": latency}
+
+
+def _words_per_beat(bits: int, data_bits: int) -> int:
+    return -(-bits // data_bits)
+
+
+def _pow2(n: int) -> int:
+    return 1 << max(n - 1, 0).bit_length()
+
+
+@dataclass(frozen=True)
+class RowTapsGeometry:
+    """:class:`hwseg.hw.dram.DramRowTaps`: a ring of ``ring_rows`` row slots of ``row_stride`` words in DRAM, the
+    intake up to ``ahead_rows`` rows ahead of the rows the output needs."""
+    taps: int
+    height: int
+    width: int
+    stride: int
+    padding: int
+    dilation: int
+    words_per_beat: int
+    row_words: int
+    row_stride: int
+    ring_rows: int
+    data_bits: int
+    out_height: int
+    first_output_row: int
+    frame_rows: int
+
+    @property
+    def region_bytes(self) -> int:
+        return self.ring_rows * self.row_stride * self.data_bits // 8
+
+    def output_row(self, row_time: int):
+        offset = row_time - self.first_output_row
+        if offset < 0 or offset % self.stride or offset // self.stride >= self.out_height:
+            return None
+        return offset // self.stride
+
+    def reads(self, row_time: int) -> int:
+        """Taps inside the frame read back in row time ``row_time`` (0 if it gives no output)."""
+        if self.output_row(row_time) is None:
+            return 0
+        return sum(1 for k in range(self.taps) if 0 <= row_time - (self.taps - 1 - k) * self.dilation < self.height)
+
+    def row_time_cycles(self, row_time: int) -> int:
+        """The output side's cycles in a row time (one for a row time without output)."""
+        if self.output_row(row_time) is None:
+            return 1
+        return self.width * self.words_per_beat * max(self.reads(row_time), 1)
+
+    @property
+    def cycles_per_frame(self) -> int:
+        """The output side's row times, or the intake's words if the write channel is slower."""
+        return max(sum(self.row_time_cycles(t) for t in range(self.frame_rows)), self.write_words)
+
+    @property
+    def ahead_rows(self) -> int:
+        return max(self.first_output_row, self.frame_rows - self.height) + 2
+
+    @property
+    def write_words(self) -> int:
+        return self.height * self.row_words
+
+    @property
+    def read_words(self) -> int:
+        return self.row_words * sum(self.reads(t) for t in range(self.frame_rows))
+
+    @property
+    def traffic_bytes(self) -> int:
+        """DRAM bytes per frame, written and read."""
+        return (self.write_words + self.read_words) * self.data_bits // 8
+
+
+def row_taps_geometry(*, channels: int, elem_bits: int, height: int, width: int, taps: int, stride: int,
+                      padding: int, dilation: int, data_bits: int, burst: int) -> RowTapsGeometry:
+    span = (taps - 1) * dilation
+    out_height = (height + 2 * padding - span - 1) // stride + 1
+    first = span - padding
+    words = _words_per_beat(channels * elem_bits, data_bits)
+    row_words = width * words
+    frame_rows = max(height, first + (out_height - 1) * stride + 1)
+    ahead = max(first, frame_rows - height) + 2
+    return RowTapsGeometry(taps=taps, height=height, width=width, stride=stride, padding=padding, dilation=dilation,
+                           words_per_beat=words, row_words=row_words, row_stride=-(-row_words // burst) * burst,
+                           ring_rows=_pow2(span + ahead), data_bits=data_bits, out_height=out_height,
+                           first_output_row=first, frame_rows=frame_rows)
+
+
+@dataclass(frozen=True)
+class FifoGeometry:
+    """:class:`hwseg.hw.dram.DramFifo`: a ring of ``region_words`` words."""
+    words_per_beat: int
+    region_words: int
+    data_bits: int
+
+    @property
+    def region_bytes(self) -> int:
+        return self.region_words * self.data_bits // 8
+
+    @property
+    def capacity(self) -> int:
+        return self.region_words // self.words_per_beat
+
+    def traffic_bytes(self, beats_per_frame: int) -> int:
+        """Each beat's words written once and read once."""
+        return 2 * beats_per_frame * self.words_per_beat * self.data_bits // 8
+
+
+def fifo_geometry(*, beat_bits: int, depth: int, data_bits: int, burst: int) -> FifoGeometry:
+    words = _words_per_beat(beat_bits, data_bits)
+    return FifoGeometry(words_per_beat=words, region_words=_pow2(max(burst, depth * words)), data_bits=data_bits)
+
+
+@dataclass(frozen=True)
+class DramBuffer:
+    """One buffer in DRAM: the layer that owns it, what it is (``rows``: a RowTaps' line buffer; ``skip``: the FIFO
+    on a join's input ``input``), its region and its traffic per frame."""
+    layer: str
+    kind: str
+    input: str
+    region_bytes: int
+    read_bytes: int
+    write_bytes: int
+
+    @property
+    def traffic_bytes(self) -> int:
+        return self.read_bytes + self.write_bytes
+
+    def as_dict(self) -> dict:
+        return {"layer": self.layer, "kind": self.kind, "input": self.input, "region_bytes": self.region_bytes,
+                "read_bytes_per_frame": self.read_bytes, "write_bytes_per_frame": self.write_bytes}
+
+
+def _memory(node) -> dict:
+    memory = node.attrs.get("memory")
+    if memory is None:
+        raise UnsupportedError(f"layer {node.name!r} ({node.op.describe()}) keeps a buffer in DRAM but has no memory "
+                               f"parameters; the buffer placement gives them")
+    return memory
+
+
+def row_taps_of(graph, node) -> RowTapsGeometry:
+    """The DRAM geometry of a RowTaps node, from its input and its ``attrs["memory"]``."""
+    memory, op, x = _memory(node), node.op, graph.input_types(node.name)[0]
+    return row_taps_geometry(channels=x.channels, elem_bits=x.dtype.bits, height=x.height, width=x.width,
+                             taps=op.taps, stride=op.stride, padding=op.padding, dilation=op.dilation,
+                             data_bits=memory["data_bits"], burst=memory["burst"])
+
+
+def offchip_skips(node) -> tuple[bool, ...]:
+    """Which inputs of a join keep their FIFO in DRAM (``attrs["skip_offchip"]``)."""
+    return tuple(node.attrs.get("skip_offchip", ())) or (False,) * len(node.inputs)
+
+
+def skip_fifo_of(graph, node, k: int) -> tuple[FifoGeometry, int]:
+    """The DRAM FIFO on input ``k`` of a join, and its depth in pixels: the backend gathers the input into whole
+    pixels, one beat each, and keeps ``⌈depth · lanes / C⌉`` of them (the depth ``size_skip_fifos`` gave, in the
+    join's beats of ``lanes``)."""
+    memory, x = _memory(node), graph.input_types(node.name)[k]
+    lanes = x.channels if type(node.op).__name__ == "Concat" else node.attrs["in_lanes"]
+    pixels = -(-node.attrs["skip_fifos"][k] * lanes // x.channels)
+    return fifo_geometry(beat_bits=x.channels * x.dtype.bits, depth=pixels, data_bits=memory["data_bits"],
+                         burst=memory["burst"]), pixels
+
+
+def dram_buffers(graph, node) -> list[DramBuffer]:
+    """The buffers ``node`` keeps in DRAM (none for most)."""
+    word = lambda memory: memory["data_bits"] // 8
+    if type(node.op).__name__ == "RowTaps" and node.attrs.get("offchip"):
+        geometry, memory = row_taps_of(graph, node), _memory(node)
+        return [DramBuffer(node.name, "rows", node.inputs[0], geometry.region_bytes,
+                           geometry.read_words * word(memory), geometry.write_words * word(memory))]
+    buffers = []
+    for k, offchip in enumerate(offchip_skips(node)):
+        if offchip:
+            geometry, pixels = skip_fifo_of(graph, node, k)
+            traffic = geometry.traffic_bytes(graph.input_types(node.name)[k].pixels) // 2
+            buffers.append(DramBuffer(node.name, "skip", node.inputs[k], geometry.region_bytes, traffic, traffic))
+    return buffers
+
+
+def uses_dram(graph) -> bool:
+    """Whether any buffer of ``graph`` is placed in DRAM."""
+    return any("memory" in node.attrs for node in graph)
