@@ -397,7 +397,8 @@ def check_weights_fit(estimate, board) -> None:
     if weights <= have:
         return
     bits = split.memory["weights"]["bits"]
-    others = [b.name for b in known_boards() if b.name != board.name and b.resources["bram"] >= weights]
+    need_kbits = weights * board.bram_kbits
+    others = [b.name for b in known_boards() if b.name != board.name and b.resources["bram"] * b.bram_kbits >= need_kbits]
     bigger = f"a bigger board ({', '.join(others)})" if others else "a bigger board (none in boards/ is big enough)"
     raise DoesNotFitError(
         f"the weights alone do not fit {board.name}: {bits / 1e6:.1f} Mb of weights take {weights:,} of "

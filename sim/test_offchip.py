@@ -54,17 +54,20 @@ def test_every_buffer_in_dram_under_stalls_and_memory_latency(graph):
 
 def test_a_slow_memory_sets_the_pace_as_estimated(graph):
     """The memory takes a beat in a tenth of the cycles each way, and the board says so: the design is
-    bandwidth-bound, and the frames leave at the pace the estimate gives (mean over frames in steady state)."""
+    bandwidth-bound, and the frames leave at the pace the estimate gives. The layers share the memory, so the
+    frames leave unevenly (upstream layers run ahead on buffers held in DRAM, frames alternate long and short):
+    the mean over eight frames after the first four is what the estimate gives."""
     base = load_board("pynq-z2")
     board = replace(base, dram=replace(base.dram, port_efficiency=0.1))
     design = compile_graph(graph, board, offchip="all")
     estimate = design.estimate
     assert estimate.bound == "bandwidth"
     assert estimate.bandwidth_cycles_per_frame > 1.3 * estimate.compute_cycles_per_frame
-    report = simulate_design(design, frames=5, seed=2, valid_prob=1.0, ready_prob=1.0, memory_latency=(20, 200),
+    report = simulate_design(design, frames=10, seed=2, valid_prob=1.0, ready_prob=1.0, memory_latency=(20, 200),
                              memory_ready=0.1)
     assert report.passed, _failure(report)
     pixels = design.graph.output_type.pixels
     ends = report.output_cycles[pixels - 1::pixels]
-    period = (ends[-1] - ends[2]) / (len(ends) - 3)
+    assert len(ends) == 12
+    period = (ends[-1] - ends[3]) / 8
     assert abs(period / estimate.cycles_per_frame - 1) < 0.05, (period, estimate.cycles_per_frame, np.diff(ends))

@@ -17,7 +17,7 @@ from html import escape
 from ..boards import RESOURCES
 from .network import NetworkEstimate
 from .report import (LOGIC_COLUMNS, LOGIC_NOTE, MEMORY_NOTE, MEMORY_ROLES, _bram_note, _buffer_rows, _head, _rows,
-                     _summary, _synthesis_line, limit_line, logic_split_rows, memory_split_rows, resource_label,
+                     _summary, _synthesis_line, dram_line, limit_line, logic_split_rows, memory_split_rows, resource_label,
                      roofline_fraction, split_shares)
 
 __all__ = ["report_html"]
@@ -196,6 +196,14 @@ def report_html(estimate: NetworkEstimate, title: str, synthesized: dict | None 
     limit = limit_line(estimate)
     if limit:
         body.append(f'<p class="limit">{escape(limit)}</p>')
+    dram = dram_line(estimate)
+    if dram:
+        rows = "".join(f"<tr><td>{escape(b.layer)}</td><td>{escape('rows' if b.kind == 'rows' else 'FIFO on ' + b.input)}"
+                       f"</td><td>{b.region_bytes:,}</td><td>{b.read_bytes:,}</td><td>{b.write_bytes:,}</td></tr>"
+                       for b in estimate.dram_buffers)
+        body += [f'<h2>In DRAM</h2><p class="dram">{escape(dram)}.</p>',
+                 "<table><tr><th>layer</th><th>buffer</th><th>region (bytes)</th><th>read per frame (bytes)</th>"
+                 f"<th>written per frame (bytes)</th></tr>{rows}</table>"]
     synthesis = _synthesis_line(synthesized)
     if synthesis:
         body.append(f"<p>{escape(synthesis)}.</p>")

@@ -8,7 +8,8 @@ import math
 from ..boards import RESOURCES
 from .network import NetworkEstimate
 
-__all__ = ["report_dict", "report_markdown", "report_table", "roofline_dict", "roofline_line", "limit_line",
+__all__ = ["report_dict", "report_markdown", "report_table", "roofline_dict", "roofline_line", "limit_line", "dram_dict",
+           "dram_line",
            "roofline_fraction", "resource_label", "memory_split_rows", "logic_split_rows", "split_shares"]
 
 
@@ -46,6 +47,8 @@ def report_dict(estimate: NetworkEstimate, synthesized: dict | None = None) -> d
         # a design that does not fit runs at no frame rate: none is reported as if it did
         "fps": round(estimate.fps, 3) if not estimate.overflows() else None,
         "roofline": roofline_dict(estimate),
+        "bound": estimate.bound,
+        "dram": dram_dict(estimate),
         "limit": estimate.limit,
         **({"split": estimate.split.as_dict()} if estimate.split is not None else {}),
         **extra,
@@ -91,6 +94,40 @@ def roofline_line(estimate: NetworkEstimate) -> str:
     fraction = roofline_fraction(estimate)
     if fraction is not None:
         text += f"; the estimate reaches {100 * fraction:.1f} % of the compute bound"
+    return text
+
+
+def dram_dict(estimate: NetworkEstimate) -> dict | None:
+    """What the design keeps in DRAM and what that costs (``report.json``), or None for nothing."""
+    buffers = estimate.dram_buffers
+    if not buffers:
+        return None
+    board, fits = estimate.board, not estimate.overflows()
+    usable = estimate.roofline.dram_mbs
+    return {"buffers": [buffer.as_dict() for buffer in buffers], "bytes_per_frame": estimate.dram_bytes_per_frame,
+            "read_bytes_per_frame": estimate.roofline.dram_read_bytes,
+            "write_bytes_per_frame": estimate.roofline.dram_write_bytes,
+            "region_bytes": estimate.dram_region_bytes,
+            "mbs_at_fps": round(estimate.dram_mbs, 3) if fits else None,
+            "usable_mbs": round(usable, 3), "fraction_of_usable": round(estimate.dram_mbs / usable, 6) if fits else None,
+            "bandwidth_fps": _finite(round(estimate.roofline.bandwidth_fps, 3)), "source": board.dram.source}
+
+
+def dram_line(estimate: NetworkEstimate) -> str:
+    """One line on the buffers in DRAM and their traffic ("" for none)."""
+    buffers = estimate.dram_buffers
+    if not buffers:
+        return ""
+    rows = sum(1 for b in buffers if b.kind == "rows")
+    text = (f"DRAM: {rows} line buffer(s) and {len(buffers) - rows} skip FIFO(s) off chip, "
+            f"{estimate.dram_bytes_per_frame / 1e6:,.2f} MB per frame in a region of "
+            f"{estimate.dram_region_bytes / 2**20:,.2f} MiB; bandwidth bound {_fps(estimate.roofline.bandwidth_fps)}")
+    if not estimate.overflows():
+        usable = estimate.roofline.dram_mbs
+        text += (f"; {estimate.dram_mbs:,.0f} MB/s at {estimate.fps:,.1f} fps, {100 * estimate.dram_mbs / usable:.1f} % "
+                 f"of the {usable:,.0f} MB/s usable")
+    if estimate.bound == "bandwidth":
+        text += " (the frame rate is bandwidth-bound)"
     return text
 
 
@@ -144,7 +181,9 @@ def _summary(estimate: NetworkEstimate) -> str:
                 f"{estimate.board.name} ({estimate.board.part}); DOES NOT FIT: needs "
                 + ", ".join(f"{key.upper()} {need:,} of {have:,}" for key, (need, have) in overflows.items())
                 + "; no frame rate until it fits")
-    return (f"{estimate.cycles_per_frame:,} cycles per frame (bottleneck {estimate.bottleneck}, marked *) "
+    pace = ("the DRAM's bandwidth" if estimate.bound == "bandwidth"
+            else f"bottleneck {estimate.bottleneck}, marked *")
+    return (f"{estimate.cycles_per_frame:,} cycles per frame ({pace}) "
             f"→ {estimate.fps:,.1f} fps at {estimate.board.clock_mhz:g} MHz on {estimate.board.name} "
             f"({estimate.board.part})")
 
@@ -162,7 +201,8 @@ def report_table(estimate: NetworkEstimate, synthesized: dict | None = None) -> 
         if index == 0 or row[0] == estimate.layers[-1].name or row[0] == estimate.layers[-1].name + " *":
             lines.append("  ".join("-" * w for w in widths))
     lines.append(_summary(estimate))
-    lines += [line for line in (roofline_line(estimate), limit_line(estimate), _synthesis_line(synthesized)) if line]
+    lines += [line for line in (roofline_line(estimate), dram_line(estimate), limit_line(estimate),
+                                _synthesis_line(synthesized)) if line]
     return "\n".join(lines)
 
 
@@ -273,7 +313,7 @@ def _markdown_table(head, rows) -> list[str]:
 def report_markdown(estimate: NetworkEstimate, title: str, synthesized: dict | None = None) -> str:
     """The content of ``report.md``."""
     lines = [f"# {title}: resource and throughput estimate", "", _summary(estimate) + ".", ""]
-    for line in (roofline_line(estimate), limit_line(estimate), _synthesis_line(synthesized)):
+    for line in (roofline_line(estimate), dram_line(estimate), limit_line(estimate), _synthesis_line(synthesized)):
         if line:
             lines += [line + ("" if line.endswith(".") else "."), ""]
     head = _head(estimate.board)
@@ -293,6 +333,15 @@ def report_markdown(estimate: NetworkEstimate, title: str, synthesized: dict | N
                   "|---|---|---|"]
         lines += [f"| {name} | {lb} | {fifos} |" for name, lb, fifos in buffers]
         lines.append("")
+    if estimate.dram_buffers:
+        lines += ["## In DRAM", "", "Buffers the design keeps in DRAM, behind its AXI4 master (`m_axi`), each in its "
+                  "region of the design's (which starts at the `dram_base` input); traffic per frame.", "",
+                  "| layer | buffer | region (bytes) | read per frame (bytes) | written per frame (bytes) |",
+                  "|---|---|---|---|---|"]
+        lines += [f"| {b.layer} | {'rows (line buffer)' if b.kind == 'rows' else 'FIFO on input ' + b.input} | "
+                  f"{b.region_bytes:,} | {b.read_bytes:,} | {b.write_bytes:,} |" for b in estimate.dram_buffers]
+        lines += [f"| total |  | {estimate.dram_region_bytes:,} | {estimate.roofline.dram_read_bytes:,} | "
+                  f"{estimate.roofline.dram_write_bytes:,} |", ""]
     if estimate.split is not None:
         lines += ["## Where the memory goes", "", MEMORY_NOTE, ""]
         shares = split_shares(estimate)

@@ -259,3 +259,13 @@ def test_a_hung_design_in_hwseg_sim_is_one_error_line_naming_the_log(monkeypatch
     errors = capsys.readouterr().err.strip().splitlines()
     assert errors[-1] == ("error: the design stalled: no transfer on either stream for 9000 cycles, after 4096 of "
                           "4096 input and 0 of 256 output beats (log: /somewhere/sim.log)")
+
+
+def test_offchip_on_a_board_without_dram_is_one_line(tmp_path):
+    out = tmp_path / "out"
+    result = hwseg("build", ROOT / "examples" / "int8_tiny.pt", "--board", "ulx3s-85f", "--offchip", "all",
+                   "--out", out)
+    lines = [line for line in result.stderr.strip().splitlines() if not line.startswith("hwseg: ")]
+    assert result.returncode == 1 and len(lines) == 1 and "Traceback" not in result.stderr, result.stderr
+    assert lines[0].startswith("error: ulx3s-85f has no DRAM for activations (") and "--offchip none" in lines[0]
+    assert not out.exists()

@@ -1,0 +1,168 @@
+"""Buffers in DRAM (issue 14): the line-buffer rewrite computes what the convolution did, the placement modes, the
+boards' DRAM, the bandwidth bound, the ports and the errors."""
+
+import json
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from hwseg.boards import known_boards, load_board
+from hwseg.errors import DoesNotFitError, OffchipError, UnsupportedError
+from hwseg.estimate.offchip import memory_parameters
+from hwseg.flow import build, compile_graph, load_graph
+from hwseg.golden import run_graph
+from hwseg.ir import Conv2d, Graph, Input, Int, IRError, MulShift, Node, RowTaps, UInt
+from hwseg.offchip import check_mode
+from hwseg.passes import place_line_buffers
+
+ROOT = Path(__file__).resolve().parents[2]
+MEMORY = {"data_bits": 64, "address_bits": 32, "burst": 16, "outstanding": 4, "read_buffer": 64, "latency": 30}
+
+
+def _frames(graph, count=2, seed=0):
+    return np.random.default_rng(seed).integers(0, 256, (count, *graph.input_type.shape))
+
+
+@pytest.mark.parametrize("name", ["erfnet_tiny", "bfcn_tiny", "int_fcn_tiny", "fpl_tiny"])
+def test_rows_in_dram_compute_what_the_convolutions_did(name):
+    graph, _ = load_graph(ROOT / "examples" / f"{name}.pt")
+    moved = place_line_buffers.movable(graph)
+    assert moved, name
+    rewritten, changed = place_line_buffers.apply(graph, select=moved, memory=MEMORY)
+    assert changed
+    assert all(rewritten[n].op.kernel[0] == 1 for n in moved)
+    assert all(isinstance(rewritten[n + "_rows"].op, RowTaps) and rewritten[n + "_rows"].attrs["offchip"] for n in moved)
+    x = _frames(graph)
+    # expected: the original graph, run by golden (the rewrite is not involved)
+    np.testing.assert_array_equal(run_graph(rewritten, x), run_graph(graph, x))
+
+
+def _one_conv(height=12, width=10, channels=4, kernel=(3, 1), stride=(1, 1), padding=(1, 0), dilation=(1, 1)):
+    rng = np.random.default_rng(1)
+    weight = rng.integers(-127, 128, (6, channels, *kernel))
+    nodes = [Node("input", Input((channels, height, width), UInt(8))),
+             Node("conv", Conv2d(weight, rng.integers(-9, 9, 6), Int(8), stride, padding, dilation), ("input",)),
+             Node("act", MulShift(np.full(6, 3), 10, 0, 255), ("conv",))]
+    return Graph(nodes, name="one")
+
+
+def test_the_rewrite_refuses_what_it_cannot_move_by_name():
+    graph = _one_conv(kernel=(1, 3), padding=(0, 1))
+    assert place_line_buffers.movable(graph) == []
+    with pytest.raises(UnsupportedError, match="layer 'conv' .* one row high"):
+        place_line_buffers.apply(graph, select=["conv"], memory=MEMORY)
+    with pytest.raises(UnsupportedError, match="no layer named 'nope'"):
+        place_line_buffers.apply(graph, select=["nope"], memory=MEMORY)
+
+
+def test_row_taps_type_and_errors():
+    x = Graph([Node("input", Input((5, 9, 7), UInt(4)))]).input_type
+    assert RowTaps(3, 2, 1, 1).infer([x]).shape == (15, 5, 7)
+    assert RowTaps(3, 1, 16, 16).infer([x]).shape == (15, 9, 7)
+    with pytest.raises(IRError, match="padding must be at most"):
+        RowTaps(3, 1, 3, 1)
+    with pytest.raises(IRError, match="taps"):
+        RowTaps(1)
+
+
+def test_every_board_says_whether_it_has_dram():
+    for board in known_boards():
+        if board.dram is None:
+            assert board.no_dram, board.name
+        else:
+            assert board.dram.source and board.dram.data_bits in (64, 128) and 0 < board.dram.efficiency <= 1
+            assert board.dram.usable_mbs > 0 and board.dram.port_mbs(board.clock_mhz) > 0
+
+
+def test_the_placement_modes_and_a_board_without_dram():
+    assert check_mode(None, load_board("pynq-z2")) == "auto"
+    assert check_mode(None, load_board("ulx3s-85f")) == "none"
+    assert check_mode("none", load_board("ulx3s-85f")) == "none"
+    for mode in ("all", "auto"):
+        with pytest.raises(OffchipError, match="ulx3s-85f has no DRAM for activations .*use --offchip none"):
+            check_mode(mode, load_board("ulx3s-85f"))
+    with pytest.raises(OffchipError, match="--offchip must be one of none, all, auto, not 'some'"):
+        check_mode("some", load_board("pynq-z2"))
+
+
+def test_a_design_with_nothing_off_chip_keeps_its_ports_exactly():
+    path = ROOT / "examples" / "int8_tiny.pt"
+    default, on_chip = build(path, "pynq-z2"), build(path, "pynq-z2", offchip="none")
+    assert default.ports == on_chip.ports and default.verilog == on_chip.verilog
+    assert [p["name"] for p in default.ports] == ["clk", "rst", "s_axis_tdata", "s_axis_tvalid", "s_axis_tready",
+                                                   "s_axis_tlast", "m_axis_tdata", "m_axis_tvalid", "m_axis_tready",
+                                                   "m_axis_tlast"]
+    assert "dram" not in default.manifest and not default.estimate.dram_buffers
+
+
+def test_a_design_with_buffers_in_dram_has_the_memory_port_and_says_where(tmp_path):
+    design = build(ROOT / "examples" / "erfnet_tiny.pt", "zcu104", offchip="all")
+    names = {p["name"]: p for p in design.ports}
+    assert names["dram_base"]["direction"] == "in" and names["dram_base"]["width"] == 40
+    assert names["m_axi_rdata"]["width"] == 128 and names["m_axi_wstrb"]["width"] == 16
+    assert names["m_axi_araddr"]["direction"] == "out" and names["m_axi_rvalid"]["direction"] == "in"
+    dram = design.manifest["dram"]
+    regions = dram["regions"]
+    assert len(regions) == len(design.estimate.dram_buffers)
+    offsets = [r["offset"] for r in regions]
+    assert offsets == sorted(offsets) and all(o % 4096 == 0 for o in offsets)
+    assert all(a["offset"] + a["bytes"] <= b["offset"] for a, b in zip(regions, regions[1:]))
+    assert dram["region_bytes"] >= regions[-1]["offset"] + regions[-1]["bytes"]
+    assert dram["region_bytes"] == design.estimate.dram_region_bytes
+    target = design.write(tmp_path)
+    assert json.loads((target / "manifest.json").read_text())["dram"]["data_bits"] == 128
+    report = json.loads((target / "report.json").read_text())
+    assert report["dram"]["bytes_per_frame"] == design.estimate.dram_bytes_per_frame > 0
+    assert "## In DRAM" in (target / "report.md").read_text()
+
+
+def _row_traffic_bytes(height, width, channels, taps, stride, padding, dilation, data_bits):
+    """By the definition: each input row written once; per output pixel, each tap inside the frame read once;
+    a pixel takes whole words."""
+    words = -(-channels * 8 // data_bits)
+    out_height = (height + 2 * padding - (taps - 1) * dilation - 1) // stride + 1
+    reads = sum(1 for oy in range(out_height) for k in range(taps)
+                if 0 <= oy * stride - padding + k * dilation < height)
+    return height * width * words * data_bits // 8, reads * width * words * data_bits // 8
+
+
+def test_a_design_whose_traffic_exceeds_the_bandwidth_is_bandwidth_bound():
+    graph = _one_conv(height=64, width=64, channels=16, dilation=(4, 1), padding=(4, 0))
+    base = load_board("pynq-z2")
+    slow = replace(base, dram=replace(base.dram, peak_mbs=20.0, efficiency=1.0))
+    design = compile_graph(graph, slow, offchip="all", estimate_only=True)
+    estimate = design.estimate
+    writes, reads = _row_traffic_bytes(64, 64, 16, 3, 1, 4, 4, slow.dram.data_bits)
+    assert (estimate.roofline.dram_read_bytes, estimate.roofline.dram_write_bytes) == (reads, writes)
+    # 20 MB/s for reads and writes together
+    assert estimate.bound == "bandwidth"
+    assert estimate.fps == pytest.approx(20e6 / (reads + writes), rel=1e-4)
+    assert estimate.roofline.binding_bound == "bandwidth"
+    assert "bandwidth-bound" in design.table()
+    # the same design on the real board: the layers set the pace
+    fast = compile_graph(graph, base, offchip="all", estimate_only=True).estimate
+    assert fast.bound == "compute" and fast.fps > estimate.fps
+
+
+def test_weights_that_cannot_fit_on_chip_are_one_error_with_the_figures():
+    """A 1×1 convolution of 512 × 512 8-bit weights (2 Mb: block RAM even fully folded) on a board with 40 BRAM18."""
+    rng = np.random.default_rng(2)
+    nodes = [Node("input", Input((512, 4, 4), UInt(8))),
+             Node("conv", Conv2d(rng.integers(-127, 128, (512, 512, 1, 1)), np.zeros(512, dtype=np.int64), Int(8)),
+                  ("input",))]
+    base = load_board("pynq-z2")
+    small = replace(base, resources={**base.resources, "bram": 40})
+    for mode in ("none", "auto"):
+        with pytest.raises(DoesNotFitError, match=r"^the weights alone do not fit pynq-z2: 2\.1 Mb of weights take "
+                                                  r"[\d,]+ of 40 BRAM18 even fully folded.*fewer weight bits.*"
+                                                  r"bigger board \(.*zcu104\)$"):
+            compile_graph(Graph(nodes, name="wide"), small, offchip=mode)
+
+
+def test_the_memory_parameters_cover_the_latency():
+    board = load_board("zcu104")
+    memory = memory_parameters(board.dram, board.clock_mhz)
+    latency = board.dram.latency_cycles(board.clock_mhz)
+    assert memory["read_buffer"] >= 2 * memory["burst"] + latency and memory["read_buffer"] % memory["burst"] == 0
