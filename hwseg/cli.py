@@ -138,6 +138,14 @@ def _cmd_eval(args) -> int:
     return 0
 
 
+def _dram_text(board) -> str:
+    dram = board.dram
+    if dram is None:
+        return "no DRAM for activations"
+    return (f"DRAM {dram.data_bits}-bit port at {dram.port_mbs(board.clock_mhz):,.0f} MB/s each way, "
+            f"{dram.usable_mbs:,.0f} MB/s usable")
+
+
 def _cmd_boards(args) -> int:
     from .boards import known_boards
 
@@ -148,7 +156,7 @@ def _cmd_boards(args) -> int:
               f"{r['lut']:,} LUT{4 if board.lattice else 6}, {r['ff']:,} FF, {r['dsp']:,} DSP, "
               f"{r['bram']:,} {board.bram_name} ({board.bram_kbits} Kb)"
               + (f", {board.uram} URAM" if board.uram else "") + (f", {board.spram} SPRAM (unused)" if board.spram else "")
-              + f"; {board.toolchain}")
+              + f"; {board.toolchain}; " + _dram_text(board))
     return 0
 
 

@@ -98,10 +98,10 @@ def test_a_design_with_nothing_off_chip_keeps_its_ports_exactly():
 
 
 def test_a_design_with_buffers_in_dram_has_the_memory_port_and_says_where(tmp_path):
-    design = build(ROOT / "examples" / "erfnet_tiny.pt", "zcu104", offchip="all")
+    design = build(ROOT / "examples" / "int_fcn_tiny.pt", "pynq-z2", offchip="all")
     names = {p["name"]: p for p in design.ports}
-    assert names["dram_base"]["direction"] == "in" and names["dram_base"]["width"] == 40
-    assert names["m_axi_rdata"]["width"] == 128 and names["m_axi_wstrb"]["width"] == 16
+    assert names["dram_base"]["direction"] == "in" and names["dram_base"]["width"] == 32
+    assert names["m_axi_rdata"]["width"] == 64 and names["m_axi_wstrb"]["width"] == 8
     assert names["m_axi_araddr"]["direction"] == "out" and names["m_axi_rvalid"]["direction"] == "in"
     dram = design.manifest["dram"]
     regions = dram["regions"]
@@ -112,7 +112,7 @@ def test_a_design_with_buffers_in_dram_has_the_memory_port_and_says_where(tmp_pa
     assert dram["region_bytes"] >= regions[-1]["offset"] + regions[-1]["bytes"]
     assert dram["region_bytes"] == design.estimate.dram_region_bytes
     target = design.write(tmp_path)
-    assert json.loads((target / "manifest.json").read_text())["dram"]["data_bits"] == 128
+    assert json.loads((target / "manifest.json").read_text())["dram"]["data_bits"] == 64
     report = json.loads((target / "report.json").read_text())
     assert report["dram"]["bytes_per_frame"] == design.estimate.dram_bytes_per_frame > 0
     assert "## In DRAM" in (target / "report.md").read_text()

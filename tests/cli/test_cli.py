@@ -147,6 +147,9 @@ def test_boards_lists_pynq():
     assert result.returncode == 0
     assert "pynq-z2 (alias pynq)" in result.stdout and "pynq-z1" in result.stdout
     assert "53,200 LUT" in result.stdout
+    pynq = next(line for line in result.stdout.splitlines() if line.startswith("pynq-z2"))
+    assert pynq.endswith("DRAM 64-bit port at 800 MB/s each way, 1,575 MB/s usable")   # 8 B × 100 MHz; 75 % of 2,100
+    assert next(line for line in result.stdout.splitlines() if line.startswith("ulx3s")).endswith("no DRAM for activations")
 
 
 def test_bad_option_values_are_refused_by_the_parser():
