@@ -181,7 +181,6 @@ def compile_graph(graph: Graph, board: Board | str, *, name: str | None = None,
 def _dram_manifest(top: Accelerator, board: Board, estimate: NetworkEstimate) -> dict:
     """What the host must know of the design's DRAM region (the ``dram`` entry of manifest.json)."""
     memory = top.memory
-    traffic = {(b.layer, b.input if b.kind == "skip" else None): b for b in estimate.dram_buffers}
     regions = []
     for name, offset, size in top.dram_regions:
         regions.append({"buffer": name, "offset": offset, "bytes": size})

@@ -1,11 +1,12 @@
 """Which buffers go to DRAM (``hwseg build --offchip none|all|auto``).
 
-Two kinds of buffer can: a convolution's line buffer (its rows, :mod:`hwseg.passes.place_line_buffers`) and the
-FIFO on a join's input (:mod:`hwseg.passes.place_skip_fifos`). Weights always stay on chip: streamed from DRAM
+Two kinds of buffer can: a convolution's line buffer (its rows, :mod:`hwseg.passes.place_line_buffers`) and a
+FIFO — on a join's input, or in front of a layer (:mod:`hwseg.passes.place_fifos`). Weights always stay on chip: streamed from DRAM
 per pixel they would cost far more bandwidth than the activations.
 
 * ``none``: everything on chip (the only choice on a board without DRAM for activations).
-* ``all``: every line buffer that can move, and every skip FIFO, however small (for tests and for boards whose
+* ``all``: every line buffer that can move, every FIFO on a join's input however small, and every FIFO in front
+  of a layer worth a block RAM (:data:`hwseg.passes.place_fifos.LAYER_MIN_BITS`) (for tests and for boards whose
   block RAM is needed elsewhere; ``auto`` never moves a buffer smaller than :data:`MIN_BITS`, one block RAM).
 * ``auto`` (the default where the board has DRAM): on chip if the design fits; else the buffers of at least
   ``T`` bits go to DRAM, for ``T`` down the ladder :data:`AUTO_LADDER`, until the design fits — the biggest
@@ -51,9 +52,9 @@ def line_buffer_bits(graph: Graph, node) -> int:
 
 def place(graph: Graph, board: Board, min_bits: int) -> Graph:
     """``graph`` with every movable line buffer of at least ``min_bits`` in DRAM, and the policy that puts the
-    skip FIFOs of at least ``min_bits`` there once they are sized (the input node's ``offchip_skips``)."""
+    FIFOs of at least ``min_bits`` there once they are sized (the input node's ``offchip_fifos``)."""
     memory = memory_parameters(board.dram, board.clock_mhz)
     chosen = [name for name in place_line_buffers.movable(graph) if line_buffer_bits(graph, graph[name]) >= min_bits]
     graph, _ = place_line_buffers.apply(graph, select=chosen, memory=memory)
     source = graph[graph.input]
-    return graph.with_attrs(source.name, offchip_skips={"min_bits": min_bits, "memory": memory})
+    return graph.with_attrs(source.name, offchip_fifos={"min_bits": min_bits, "memory": memory})

@@ -209,7 +209,7 @@ def lower_graph(graph: Graph) -> list[LoweredNode]:
             raise UnsupportedError(f"layer {node.name!r} ({node.op.describe()}) has no hardware yet")
         lowering = LOWERINGS[type(node.op)]
         in_shapes = tuple(amaranth_shape(x.dtype) for x in graph.input_types(node.name))
-        offchip = tuple(bool(flag) for flag in node.attrs.get("skip_offchip", ())) or (False,) * len(node.inputs)
+        offchip = tuple(bool(flag) for flag in node.attrs.get("fifo_offchip", ())) or (False,) * len(node.inputs)
         lowered.append(LoweredNode(node.name, lowering(graph, node) if lowering else None, in_shapes,
                                    _input_lanes(graph, node), out_shape, node.attrs["out_lanes"], node.inputs,
                                    _fifo_depths(node), offchip, node.attrs.get("memory"),

@@ -16,7 +16,7 @@ from ..ir import (Add, ArgMax, AvgPool, Bipolar, Concat, Conv2d, ConvTranspose2d
 from . import resources as R
 from .cycles import (folded_window_geometry, layer_cycles, transposed_buffer_rows, upsample_buffer_rows,
                      window_geometry, window_kind)
-from .offchip import REGION_ALIGN, DramBuffer, dram_buffers, offchip_skips, row_taps_of, skip_fifo_of
+from .offchip import REGION_ALIGN, DramBuffer, dram_buffers, offchip_fifos, row_taps_of, skip_fifo_of
 from .roofline import Roofline, roofline
 
 __all__ = ["LayerEstimate", "NetworkEstimate", "estimate_graph", "conv_compute", "component_estimate"]
@@ -174,7 +174,7 @@ def _fifos(graph: Graph, node) -> tuple[tuple[str, int, int], ...]:
     depths = node.attrs.get("skip_fifos") or (node.attrs.get("fifo_depth", 0),) * len(node.inputs)
     fifos = []
     for name, depth, lanes, x, offchip in zip(node.inputs, depths, _input_lanes(graph, node),
-                                              graph.input_types(node.name), offchip_skips(node)):
+                                              graph.input_types(node.name), offchip_fifos(node)):
         if offchip:                       # in DRAM: see _dram_fifos
             continue
         produced = graph[name].attrs.get("out_lanes", lanes)
@@ -217,7 +217,7 @@ def _stitching(graph: Graph, node, family: str = "xc7", uram: bool = False) -> R
 def _dram_fifos(graph: Graph, node, family: str, uram: bool) -> R.Resources:
     """The DRAM FIFOs on a join's inputs, with the lane converters to and from whole pixels around each."""
     total = R.Resources()
-    for k, offchip in enumerate(offchip_skips(node)):
+    for k, offchip in enumerate(offchip_fifos(node)):
         if not offchip:
             continue
         geometry, _ = skip_fifo_of(graph, node, k)

@@ -17,7 +17,7 @@ from ..errors import UnsupportedError
 
 __all__ = ["memory_parameters", "RowTapsGeometry", "row_taps_geometry", "FifoGeometry", "fifo_geometry",
            "REGION_ALIGN", "OUTSTANDING", "DramBuffer", "row_taps_of", "skip_fifo_of", "dram_buffers",
-           "offchip_skips", "uses_dram"]
+           "offchip_fifos", "uses_dram"]
 
 #: Bursts in flight per buffer (reads and writes each).
 OUTSTANDING = 4
@@ -148,8 +148,8 @@ def fifo_geometry(*, beat_bits: int, depth: int, data_bits: int, burst: int) -> 
 
 @dataclass(frozen=True)
 class DramBuffer:
-    """One buffer in DRAM: the layer that owns it, what it is (``rows``: a RowTaps' line buffer; ``skip``: the FIFO
-    on a join's input ``input``), its region and its traffic per frame."""
+    """One buffer in DRAM: the layer that owns it, what it is (``rows``: a RowTaps' line buffer; ``fifo``: the FIFO
+    on its input ``input``), its region and its traffic per frame."""
     layer: str
     kind: str
     input: str
@@ -182,18 +182,19 @@ def row_taps_of(graph, node) -> RowTapsGeometry:
                              data_bits=memory["data_bits"], burst=memory["burst"])
 
 
-def offchip_skips(node) -> tuple[bool, ...]:
-    """Which inputs of a join keep their FIFO in DRAM (``attrs["skip_offchip"]``)."""
-    return tuple(node.attrs.get("skip_offchip", ())) or (False,) * len(node.inputs)
+def offchip_fifos(node) -> tuple[bool, ...]:
+    """Which inputs of a join keep their FIFO in DRAM (``attrs["fifo_offchip"]``)."""
+    return tuple(node.attrs.get("fifo_offchip", ())) or (False,) * len(node.inputs)
 
 
 def skip_fifo_of(graph, node, k: int) -> tuple[FifoGeometry, int]:
-    """The DRAM FIFO on input ``k`` of a join, and its depth in pixels: the backend gathers the input into whole
-    pixels, one beat each, and keeps ``⌈depth · lanes / C⌉`` of them (the depth ``size_skip_fifos`` gave, in the
-    join's beats of ``lanes``)."""
+    """The DRAM FIFO on input ``k`` of a node, and its depth in pixels: the backend gathers the input into whole
+    pixels, one beat each, and keeps ``⌈depth · lanes / C⌉`` of them (the depth the passes gave, in the node's
+    beats of ``lanes``: a join's ``skip_fifos``, a layer's ``fifo_depth``)."""
     memory, x = _memory(node), graph.input_types(node.name)[k]
     lanes = x.channels if type(node.op).__name__ == "Concat" else node.attrs["in_lanes"]
-    pixels = -(-node.attrs["skip_fifos"][k] * lanes // x.channels)
+    depths = node.attrs["skip_fifos"] if "skip_fifos" in node.attrs else (node.attrs["fifo_depth"],) * len(node.inputs)
+    pixels = -(-depths[k] * lanes // x.channels)
     return fifo_geometry(beat_bits=x.channels * x.dtype.bits, depth=pixels, data_bits=memory["data_bits"],
                          burst=memory["burst"]), pixels
 
@@ -206,11 +207,11 @@ def dram_buffers(graph, node) -> list[DramBuffer]:
         return [DramBuffer(node.name, "rows", node.inputs[0], geometry.region_bytes,
                            geometry.read_words * word(memory), geometry.write_words * word(memory))]
     buffers = []
-    for k, offchip in enumerate(offchip_skips(node)):
+    for k, offchip in enumerate(offchip_fifos(node)):
         if offchip:
             geometry, pixels = skip_fifo_of(graph, node, k)
             traffic = geometry.traffic_bytes(graph.input_types(node.name)[k].pixels) // 2
-            buffers.append(DramBuffer(node.name, "skip", node.inputs[k], geometry.region_bytes, traffic, traffic))
+            buffers.append(DramBuffer(node.name, "fifo", node.inputs[k], geometry.region_bytes, traffic, traffic))
     return buffers
 
 

@@ -119,7 +119,7 @@ def dram_line(estimate: NetworkEstimate) -> str:
     if not buffers:
         return ""
     rows = sum(1 for b in buffers if b.kind == "rows")
-    text = (f"DRAM: {rows} line buffer(s) and {len(buffers) - rows} skip FIFO(s) off chip, "
+    text = (f"DRAM: {rows} line buffer(s) and {len(buffers) - rows} FIFO(s) off chip, "
             f"{estimate.dram_bytes_per_frame / 1e6:,.2f} MB per frame in a region of "
             f"{estimate.dram_region_bytes / 2**20:,.2f} MiB; bandwidth bound {_fps(estimate.roofline.bandwidth_fps)}")
     if not estimate.overflows():

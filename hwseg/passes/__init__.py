@@ -4,10 +4,10 @@ A pass checks what it requires on entry and what it ensures on exit, and fails l
 (``UnsupportedError`` naming the node) when it cannot handle a node.
 """
 
-from . import (annotate_lanes, choose_windows, place_line_buffers, place_skip_fifos, set_folding, size_fifos,
+from . import (annotate_lanes, choose_windows, place_line_buffers, place_fifos, set_folding, size_fifos,
                size_skip_fifos)
 
-__all__ = ["annotate_lanes", "choose_windows", "place_line_buffers", "place_skip_fifos", "set_folding", "size_fifos",
+__all__ = ["annotate_lanes", "choose_windows", "place_line_buffers", "place_fifos", "set_folding", "size_fifos",
            "size_skip_fifos", "prepare_for_hardware", "lanes_for_hardware"]
 
 
@@ -19,17 +19,17 @@ def lanes_for_hardware(graph, *, window_kind):
     return graph
 
 
-def prepare_for_hardware(graph, *, cost, budget, dataflow, window_kind, skips_offchip=None):
+def prepare_for_hardware(graph, *, cost, budget, dataflow, window_kind, fifos_offchip=None):
     """The pass pipeline the backend needs: folding (within ``budget`` under ``cost``, see
     :mod:`.set_folding`), window kinds (``window_kind``, see :mod:`.choose_windows`), stream lanes,
     FIFOs in front of window layers, FIFOs on the inputs of joins (from the ``dataflow`` model, see
-    :mod:`.size_skip_fifos`), and those of them that go to DRAM (``skips_offchip``, default the input node's
-    ``attrs["offchip_skips"]``: ``{"min_bits": ..., "memory": ...}`` for :mod:`.place_skip_fifos`, or None)."""
+    :mod:`.size_skip_fifos`), and those of them that go to DRAM (``fifos_offchip``, default the input node's
+    ``attrs["offchip_fifos"]``: ``{"min_bits": ..., "memory": ...}`` for :mod:`.place_fifos`, or None)."""
     graph, _ = set_folding.apply(graph, cost=cost, budget=budget)
     graph = lanes_for_hardware(graph, window_kind=window_kind)
     graph, _ = size_fifos.apply(graph)
     graph, _ = size_skip_fifos.apply(graph, model=dataflow)
-    policy = graph[graph.input].attrs.get("offchip_skips") if skips_offchip is None else skips_offchip
+    policy = graph[graph.input].attrs.get("offchip_fifos") if fifos_offchip is None else fifos_offchip
     if policy is not None:
-        graph, _ = place_skip_fifos.apply(graph, min_bits=policy["min_bits"], memory=policy["memory"])
+        graph, _ = place_fifos.apply(graph, min_bits=policy["min_bits"], memory=policy["memory"])
     return graph

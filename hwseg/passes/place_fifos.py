@@ -1,0 +1,56 @@
+"""Move the FIFOs on chosen edges to DRAM (:class:`hwseg.hw.dram.DramFifo`): those on the inputs of joins
+(``size_skip_fifos``) and those in front of layers (``size_fifos``, grown by ``size_skip_fifos``).
+
+A FIFO in DRAM holds at least the depth it was given (its region, rounded up to a power of two, and its on-chip
+staging besides), so the deadlock argument, which is on capacities, holds unchanged; its latency is the memory's
+round trip when its reader has caught up with its writer.
+
+Requires: every join carries ``skip_fifos`` (``size_skip_fifos``), every node ``fifo_depth`` (``size_fifos``).
+Ensures: each join with a FIFO of at least ``min_bits``, and each layer with one of at least ``min_bits`` and
+:data:`LAYER_MIN_BITS` (depth × the beat it was sized in), carries
+``fifo_offchip`` (a tuple of bools, one per input: those FIFOs) and ``memory`` (the DRAM parameters,
+``hwseg.estimate.offchip.memory_parameters``). Smaller FIFOs stay on chip, where they take no block RAM or little.
+"""
+
+from __future__ import annotations
+
+from ..errors import UnsupportedError
+from ..ir import Add, Concat, Graph
+
+__all__ = ["apply", "fifo_bits", "fifo_depths", "LAYER_MIN_BITS"]
+
+#: A FIFO in front of a layer absorbs its bursts and is often nearly empty, and in DRAM each time its reader
+#: catches up costs a round trip to the memory: only one worth a block RAM (18 Kb) moves.
+LAYER_MIN_BITS = 18 * 1024
+
+
+def fifo_depths(node) -> tuple[int, ...]:
+    """The depth, in the node's beats, of the FIFO on each input (0: none)."""
+    if isinstance(node.op, (Add, Concat)):
+        return tuple(node.attrs["skip_fifos"])
+    return (node.attrs.get("fifo_depth", 0),) * len(node.inputs)
+
+
+def fifo_bits(graph: Graph, node, k: int) -> int:
+    """Bits of the FIFO on input ``k`` of ``node``."""
+    x = graph.input_types(node.name)[k]
+    lanes = x.channels if isinstance(node.op, Concat) else node.attrs["in_lanes"]
+    return fifo_depths(node)[k] * lanes * x.dtype.bits
+
+
+def apply(graph: Graph, *, min_bits: int, memory: dict) -> tuple[Graph, bool]:
+    nodes, changed = [], False
+    for node in graph:
+        if not node.inputs:
+            nodes.append(node)
+            continue
+        if isinstance(node.op, (Add, Concat)) and "skip_fifos" not in node.attrs:
+            raise UnsupportedError(f"join {node.name!r} has no skip FIFOs yet; run size_skip_fifos first")
+        least = min_bits if isinstance(node.op, (Add, Concat)) else max(min_bits, LAYER_MIN_BITS)
+        chosen = tuple(bool(depth) and fifo_bits(graph, node, k) >= least
+                       for k, depth in enumerate(fifo_depths(node)))
+        if any(chosen):
+            node = node.with_attrs(fifo_offchip=chosen, memory=dict(memory))
+            changed = True
+        nodes.append(node)
+    return (graph.replace(nodes), True) if changed else (graph, False)
