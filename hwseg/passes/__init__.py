@@ -19,17 +19,17 @@ def lanes_for_hardware(graph, *, window_kind):
     return graph
 
 
-def prepare_for_hardware(graph, *, cost, budget, dataflow, window_kind, fifos_offchip=None):
+def prepare_for_hardware(graph, *, cost, budget, dataflow, window_kind):
     """The pass pipeline the backend needs: folding (within ``budget`` under ``cost``, see
     :mod:`.set_folding`), window kinds (``window_kind``, see :mod:`.choose_windows`), stream lanes,
     FIFOs in front of window layers, FIFOs on the inputs of joins (from the ``dataflow`` model, see
-    :mod:`.size_skip_fifos`), and those of them that go to DRAM (``fifos_offchip``, default the input node's
-    ``attrs["offchip_fifos"]``: ``{"min_bits": ..., "memory": ...}`` for :mod:`.place_fifos`, or None)."""
+    :mod:`.size_skip_fifos`), and those of them that go to DRAM (as the input node's
+    ``attrs["offchip_fifos"]`` says: ``{"min_bits": ..., "memory": ...}`` for :mod:`.place_fifos`, or None)."""
     graph, _ = set_folding.apply(graph, cost=cost, budget=budget)
     graph = lanes_for_hardware(graph, window_kind=window_kind)
     graph, _ = size_fifos.apply(graph)
     graph, _ = size_skip_fifos.apply(graph, model=dataflow)
-    policy = graph[graph.input].attrs.get("offchip_fifos") if fifos_offchip is None else fifos_offchip
+    policy = graph[graph.input].attrs.get("offchip_fifos")
     if policy is not None:
         graph, _ = place_fifos.apply(graph, min_bits=policy["min_bits"], memory=policy["memory"])
     return graph
