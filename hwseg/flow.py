@@ -12,6 +12,7 @@ after ``hwseg.frontend.to_graph(model, input_shape)``.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -67,6 +68,8 @@ class Design:
     manifest: dict
     #: the synthesized totals (and place and route) of :meth:`synthesize`; None until then
     synthesis: dict | None = None
+    #: the weight image the host puts in DRAM before reset (``weights.bin``; empty: every weight in ROM)
+    weight_image: bytes = b""
 
     @property
     def report(self) -> dict:
@@ -82,9 +85,9 @@ class Design:
         self.synthesis = synthesize_design(self.verilog, self.name, self.estimate.board, pnr=pnr, progress=progress)
         return self
 
-    def files(self) -> dict[str, str]:
+    def files(self) -> dict[str, str | bytes]:
         """File name → content of everything :meth:`write` puts in the output folder (only the
-        reports for an estimate-only design)."""
+        reports for an estimate-only design; ``weights.bin``, bytes, for a design that loads weights)."""
         reports = {
             "report.json": json.dumps(self.report, indent=2) + "\n",
             "report.md": report_markdown(self.estimate, self.name, self.synthesis),
@@ -96,6 +99,7 @@ class Design:
             f"{self.name}.v": self.verilog,
             "ports.json": json.dumps({"module": self.name, "ports": self.ports}, indent=2) + "\n",
             "manifest.json": json.dumps(self.manifest, indent=2) + "\n",
+            **({"weights.bin": self.weight_image} if self.weight_image else {}),
             **reports,
         }
 
@@ -107,7 +111,10 @@ class Design:
         staging = Path(tempfile.mkdtemp(prefix=f".{self.name}-", dir=out_root))
         try:
             for file_name, content in self.files().items():
-                (staging / file_name).write_text(content)
+                if isinstance(content, bytes):
+                    (staging / file_name).write_bytes(content)
+                else:
+                    (staging / file_name).write_text(content)
             if target.exists():
                 old = Path(tempfile.mkdtemp(prefix=f".{self.name}-old-", dir=out_root))
                 target.rename(old / self.name)
@@ -151,6 +158,7 @@ def compile_graph(graph: Graph, board: Board | str, *, name: str | None = None,
         if resize is not None:
             resize = lambda size, resize=resize: set_folding.with_manual(resize(size), manual)
     prepared, estimate = _fold_and_place(graph, board, mode, fps=fps, estimate_only=estimate_only, resize=resize)
+    prepared = _weight_ram_styles(prepared, estimate)
     if estimate_only:
         return Design(name, prepared, estimate, None, [], {})
     lowered = lower_graph(prepared)
@@ -175,7 +183,19 @@ def compile_graph(graph: Graph, board: Board | str, *, name: str | None = None,
     }
     if top.memory is not None:
         manifest["dram"] = _dram_manifest(top, board, estimate)
-    return Design(name, prepared, estimate, verilog, ports, manifest)
+    return Design(name, prepared, estimate, verilog, ports, manifest, weight_image=top.weight_image)
+
+
+def _weight_ram_styles(graph: Graph, estimate: NetworkEstimate) -> Graph:
+    """Loaded weight memories the estimate puts in UltraRAM ask synthesis for it (``weight_ram_style``), so that
+    the vendor tool, whose choice may differ from Yosys's, keeps them there."""
+    layers = {layer.name: layer for layer in estimate.layers}
+    for node in graph:
+        layer = layers.get(node.name)
+        if node.attrs.get("weight_memory") == "uram" and layer is not None and layer.split is not None \
+                and layer.split.memory["weights"]["uram"]:
+            graph = graph.with_attrs(node.name, weight_ram_style="ultra")
+    return graph
 
 
 def _dram_manifest(top: Accelerator, board: Board, estimate: NetworkEstimate) -> dict:
@@ -184,6 +204,14 @@ def _dram_manifest(top: Accelerator, board: Board, estimate: NetworkEstimate) ->
     regions = []
     for name, offset, size in top.dram_regions:
         regions.append({"buffer": name, "offset": offset, "bytes": size})
+    weights = {}
+    if top.weight_image:
+        offset = next(offset for name, offset, _ in top.dram_regions if name == "weights")
+        weights = {"weights": {
+            "file": "weights.bin", "offset": offset, "bytes": len(top.weight_image),
+            "sha256": hashlib.sha256(top.weight_image).hexdigest(),
+            "load": "copy weights.bin to dram_base + offset before releasing reset: the design reads it once, into "
+                    "the layers' weight RAMs, and each layer starts when its weights are in"}}
     return {
         "port": "m_axi (AXI4 master: INCR bursts of full-width beats, every byte written, no IDs, responses in order)",
         "base": "dram_base: the byte address of the region, an input held constant while the design runs "
@@ -193,6 +221,7 @@ def _dram_manifest(top: Accelerator, board: Board, estimate: NetworkEstimate) ->
         "outstanding_bursts": memory["outstanding"],
         "bytes_per_frame": estimate.dram_bytes_per_frame,
         "regions": regions,
+        **weights,
         "board": {"port_mbs_each_way": board.dram.port_mbs(board.clock_mhz), "usable_mbs": board.dram.usable_mbs,
                   "source": board.dram.source},
     }
@@ -217,7 +246,8 @@ def _fold_and_place(graph: Graph, board: Board, mode: str, *, fps, estimate_only
         estimate = None
     if estimate is not None and not estimate.overflows():
         return prepared, estimate
-    if estimate is not None and not estimate_only:
+    if estimate is not None and not estimate_only and not board.uram:
+        # (on a part with UltraRAM the weights may still fit once placed: they are loaded into it)
         check_weights_fit(estimate, board)
     ladder = [threshold for threshold in AUTO_LADDER if could_fit(placed(threshold)[0], board)] or [AUTO_LADDER[-1]]
     for threshold in ladder[:-1]:

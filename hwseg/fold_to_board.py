@@ -26,6 +26,7 @@ from .estimate.network import component_estimate, conv_compute
 from .estimate.report import resource_label
 from .ir import Conv2d, ConvTranspose2d, Graph, MulShift, Threshold
 from .estimate.offchip import uses_dram
+from .offchip import size_staging
 from .passes import lanes_for_hardware, prepare_for_hardware, set_folding, size_fifos
 
 __all__ = ["fold", "read_folding", "FIT_ROUNDS"]
@@ -103,7 +104,13 @@ def _estimate(folder, picks, board, *, folded_windows: bool = False):
                                else n for n in graph])
     prepared = prepare_for_hardware(graph, budget=dict(board.resources), dataflow=dataflow, window_kind=window_kind,
                                     cost=lambda node, pe, simd: {})   # every convolution is folded already
+    prepared = size_staging(prepared, _frame_cycles(folder, picks))
     return prepared, estimate_graph(prepared, board)
+
+
+def _frame_cycles(folder, picks) -> int:
+    """The frame time ``picks`` meet (their slowest convolution, or the rest of the design's floor)."""
+    return max([choice.cycles for choice in picks.values()] + [folder.floor])
 
 
 
@@ -112,7 +119,7 @@ def _quick_estimate(folder, picks, board):
     """The estimate without the FIFOs on the inputs of joins (the slow part of the passes)."""
     graph = lanes_for_hardware(folder.assign(picks), window_kind=window_kind)
     graph, _ = size_fifos.apply(graph)
-    return estimate_graph(graph, board)
+    return estimate_graph(size_staging(graph, _frame_cycles(folder, picks)), board)
 
 
 def _rest(folder, picks, estimate) -> dict:
@@ -387,20 +394,30 @@ def could_fit(graph: Graph, board) -> bool:
     return not _quick_estimate(folder, cheapest, board).overflows()
 
 
+#: bits of an UltraRAM, in Kb
+URAM_KBITS = 288
+
+
 def check_weights_fit(estimate, board) -> None:
     """A :class:`DoesNotFitError` when the weights alone, in the cheapest design (``estimate``), take more block
-    RAM than ``board`` has: weights stay on chip, so no placement of the buffers helps."""
+    RAM (or URAM) than ``board`` has: weights stay on chip, so no placement of the buffers helps."""
     split = estimate.split
     if split is None:
         return
-    weights, have = split.memory["weights"]["bram"], board.resources["bram"]
-    if weights <= have:
+    weights = split.memory["weights"]
+    bram, have = weights["bram"], board.resources["bram"]
+    uram, have_uram = weights["uram"], board.uram or 0
+    if bram <= have and uram <= have_uram:
         return
-    bits = split.memory["weights"]["bits"]
-    need_kbits = weights * board.bram_kbits
-    others = [b.name for b in known_boards() if b.name != board.name and b.resources["bram"] * b.bram_kbits >= need_kbits]
+    bits = weights["bits"]
+    need_kbits = bram * board.bram_kbits + uram * URAM_KBITS
+    others = [b.name for b in known_boards()
+              if b.name != board.name and b.resources["bram"] * b.bram_kbits + (b.uram or 0) * URAM_KBITS >= need_kbits]
     bigger = f"a bigger board ({', '.join(others)})" if others else "a bigger board (none in boards/ is big enough)"
+    taken = f"{bram:,} of {have:,} {resource_label('bram', board)}"
+    if uram or have_uram:
+        taken += f" and {uram:,} of {have_uram:,} URAM"
     raise DoesNotFitError(
-        f"the weights alone do not fit {board.name}: {bits / 1e6:.1f} Mb of weights take {weights:,} of "
-        f"{have:,} {resource_label('bram', board)} even fully folded, and weights stay on chip (buffers can go to "
-        f"DRAM, weights cannot); use fewer weight bits (at 4 bits about {weights // 2:,}) or {bigger}")
+        f"the weights alone do not fit {board.name}: {bits / 1e6:.1f} Mb of weights take {taken} even fully "
+        f"folded, and weights stay on chip (buffers can go to DRAM, weights cannot); use fewer weight bits (at 4 "
+        f"bits about half) or {bigger}")

@@ -2,7 +2,10 @@
 
 Two kinds of buffer can: a convolution's line buffer (its rows, :mod:`hwseg.passes.place_line_buffers`) and a
 FIFO — on a join's input, or in front of a layer (:mod:`hwseg.passes.place_fifos`). Weights always stay on chip: streamed from DRAM
-per pixel they would cost far more bandwidth than the activations.
+per pixel they would cost far more bandwidth than the activations. On a part with UltraRAM, whenever buffers go to
+DRAM, the weights of every convolution of at least :data:`WEIGHT_MIN_BITS` are written into on-chip RAM from a
+weight image in DRAM after reset (:mod:`hwseg.passes.place_weights`): UltraRAM has no initial contents, and it
+is most of such a part's on-chip memory.
 
 * ``none``: everything on chip (the only choice on a board without DRAM for activations).
 * ``all``: every line buffer that can move, every FIFO on a join's input however small, and every FIFO in front
@@ -18,17 +21,20 @@ from __future__ import annotations
 
 from .boards import Board
 from .errors import OffchipError
-from .estimate.offchip import memory_parameters
+from .estimate.offchip import dram_buffers, memory_parameters
 from .ir import Graph
-from .passes import place_line_buffers
+from .passes import place_line_buffers, place_weights
 
-__all__ = ["MODES", "MIN_BITS", "AUTO_LADDER", "check_mode", "place", "line_buffer_bits"]
+__all__ = ["MODES", "MIN_BITS", "AUTO_LADDER", "WEIGHT_MIN_BITS", "check_mode", "place", "line_buffer_bits",
+           "size_staging"]
 
 MODES = ("none", "all", "auto")
 #: the least buffer ``auto`` moves: one 18 Kb block RAM
 MIN_BITS = 18 * 1024
 #: the thresholds ``auto`` tries, biggest first (bits)
 AUTO_LADDER = (4 << 20, 1 << 20, 256 << 10, 64 << 10, MIN_BITS)
+#: the least weights loaded from DRAM on a part with UltraRAM (a fifth of an UltraRAM; smaller ones stay in ROM)
+WEIGHT_MIN_BITS = 64 * 1024
 
 
 def check_mode(mode: str | None, board: Board) -> str:
@@ -51,10 +57,47 @@ def line_buffer_bits(graph: Graph, node) -> int:
 
 
 def place(graph: Graph, board: Board, min_bits: int) -> Graph:
-    """``graph`` with every movable line buffer of at least ``min_bits`` in DRAM, and the policy that puts the
-    FIFOs of at least ``min_bits`` there once they are sized (the input node's ``offchip_fifos``)."""
+    """``graph`` with every movable line buffer of at least ``min_bits`` in DRAM, the weights of at least
+    :data:`WEIGHT_MIN_BITS` loaded from DRAM on a part with UltraRAM, and the policy that puts the FIFOs of at
+    least ``min_bits`` in DRAM once they are sized (the input node's ``offchip_fifos``)."""
     memory = memory_parameters(board.dram, board.clock_mhz)
     chosen = [name for name in place_line_buffers.movable(graph) if line_buffer_bits(graph, graph[name]) >= min_bits]
     graph, _ = place_line_buffers.apply(graph, select=chosen, memory=memory)
+    if board.uram:   # (``all`` loads every weight it can, as it moves every buffer)
+        least = WEIGHT_MIN_BITS if min_bits > 1 else 0
+        loaded = [name for name in place_weights.movable(graph) if place_weights.weight_bits(graph[name]) >= least]
+        graph, _ = place_weights.apply(graph, select=loaded, memory=memory)
     source = graph[graph.input]
     return graph.with_attrs(source.name, offchip_fifos={"min_bits": min_bits, "memory": memory})
+
+
+def size_staging(graph: Graph, frame_cycles: int) -> Graph:
+    """``graph`` with each DRAM buffer's read staging (``attrs["memory"]["read_buffer"]``, words per tap or FIFO)
+    sized for the rate it is read at when a frame takes ``frame_cycles``. A buffer keeps the staging that covers the
+    memory's latency at a word a cycle (:func:`hwseg.estimate.offchip.memory_parameters`) unless, over a long wait
+    for its next burst — four round trips, and a burst of every other buffer on the shared port at the port's read
+    load — it drains less than half a burst: then two bursts (one arriving while the other drains) are plenty. At
+    real sizes most buffers are read at a small fraction of a word a cycle, and two bursts of a 128-bit port fit
+    LUTRAM where four take four block RAMs."""
+    readers, reads, buffers = {}, 0, 0
+    for node in graph:
+        if "memory" not in node.attrs:
+            continue
+        word = node.attrs["memory"]["data_bits"] // 8
+        for buffer in dram_buffers(graph, node):
+            if buffer.kind == "weights":
+                continue
+            reads += buffer.read_bytes // word
+            buffers += 1
+            per_reader = buffer.read_bytes // word // (node.op.taps if buffer.kind == "rows" else 1)
+            readers[node.name] = max(readers.get(node.name, 0), per_reader)
+    frame_cycles = max(frame_cycles, 1)
+    load = min(1.0, reads / frame_cycles)
+    for name, words in readers.items():
+        memory = dict(graph[name].attrs["memory"])
+        burst, latency = memory["burst"], memory.get("latency", 0)
+        wait = 4 * latency + buffers * burst * load
+        if words / frame_cycles * wait <= burst / 2:
+            memory["read_buffer"] = min(memory["read_buffer"], 2 * burst)
+            graph = graph.with_attrs(name, memory=memory)
+    return graph

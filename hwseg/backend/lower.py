@@ -80,7 +80,10 @@ def _conv(graph: Graph, node) -> Callable:
                   weights=weights, bias=op.bias.tolist(), pe=node.attrs["pe"], simd=node.attrs["simd"],
                   acc_shape=amaranth_shape(out.dtype),
                   arithmetic="popcount" if isinstance(op.weight_type, Bipolar) else "multiply",
-                  window=node.attrs.get("window", "register"))
+                  window=node.attrs.get("window", "register"),
+                  # weights in RAM written from DRAM after reset (hwseg.passes.place_weights)
+                  weights_loaded=node.attrs.get("weight_memory") == "uram",
+                  weight_ram_style=node.attrs.get("weight_ram_style"))
     return lambda: Conv2dLayer(**params)
 
 

@@ -10,6 +10,7 @@ from ..hw.dram import DramFifo, MemoryArbiter
 from ..hw.fifo import StreamFIFO
 from ..hw.fork import StreamFork
 from ..hw.lanes import LaneConverter
+from ..hw.weights import WeightLoader, weight_image
 from .lower import LoweredNode, input_ports
 
 __all__ = ["Accelerator", "byte_padded", "REGION_ALIGN"]
@@ -46,6 +47,11 @@ class Accelerator(wiring.Component):
     constant while running): in graph order, each on a 4 KiB boundary. :attr:`dram_regions` lists them (name,
     offset, bytes) once the design is elaborated, :attr:`dram_bytes` their total. A design with nothing in DRAM
     has neither port.
+
+    Layers whose weights are loaded (a convolution lowered with ``weights_loaded``) get them from one
+    :class:`~hwseg.hw.weights.WeightLoader`, the last user of the memory port, whose region (``weights``) must
+    hold :attr:`weight_image` (known once the design is elaborated; empty when every weight is in ROM) before the
+    design leaves reset.
     """
 
     def __init__(self, lowered: list[LoweredNode], *, in_channels: int, out_channels: int, out_pixels: int):
@@ -65,10 +71,12 @@ class Accelerator(wiring.Component):
         self.in_width = byte_padded(in_channels * Shape.cast(in_shape).width)
         self.out_width = byte_padded(out_channels * Shape.cast(out_shape).width)
         memories = [node.memory for node in lowered if node.memory is not None]
-        if any(memory != memories[0] for memory in memories):
-            raise ValueError("every buffer in DRAM must use the same memory port parameters")
+        port = lambda memory: (memory["data_bits"], memory["address_bits"])
+        if any(port(memory) != port(memories[0]) for memory in memories):
+            raise ValueError("every buffer in DRAM must use the same memory port (data and address widths)")
         self.memory = memories[0] if memories else None
         self.dram_regions: list[tuple[str, int, int]] = []
+        self.weight_image = b""
         ports = {
             "s_axis_tdata": In(self.in_width),
             "s_axis_tvalid": In(1),
@@ -117,9 +125,9 @@ class Accelerator(wiring.Component):
         wiring.connect(m, producer, fifo.i_stream)
         return fifo.o_stream
 
-    def _dram_fifo(self, m, name, producer, shape, from_lanes, to_lanes, channels, depth):
-        """``producer`` through a FIFO in DRAM of ``depth`` beats of ``to_lanes`` lanes, kept as whole pixels."""
-        memory = self.memory
+    def _dram_fifo(self, m, name, producer, shape, from_lanes, to_lanes, channels, depth, memory):
+        """``producer`` through a FIFO in DRAM of ``depth`` beats of ``to_lanes`` lanes, kept as whole pixels, with
+        the staging ``memory`` gives."""
         stream_ = self._adapt(m, f"{name}_pixels", producer, shape, from_lanes, channels)
         fifo = DramFifo(payload_shape=data.ArrayLayout(shape, channels), depth=-(-depth * to_lanes // channels),
                         data_bits=memory["data_bits"], address_bits=memory["address_bits"], burst=memory["burst"],
@@ -160,6 +168,24 @@ class Accelerator(wiring.Component):
             port.r.valid.eq(self.m_axi_rvalid), self.m_axi_rready.eq(port.r.ready),
         ]
 
+    def _load_weights(self, m, components):
+        """One loader for every layer whose weights are loaded, in graph order; its image in :attr:`weight_image`."""
+        loaded = [(name, component) for name, component in components if getattr(component, "weights_loaded", False)]
+        if not loaded:
+            self.weight_image = b""
+            return
+        arrays = [component.mac_array for _, component in loaded]
+        memory = self.memory
+        loader = WeightLoader(stores=[(a.weight_word_bits, len(a.weight_words)) for a in arrays],
+                              data_bits=memory["data_bits"], address_bits=memory["address_bits"], burst=memory["burst"],
+                              outstanding=memory["outstanding"])
+        m.submodules.weight_loader = loader
+        for k, (_, component) in enumerate(loaded):
+            wiring.connect(m, getattr(loader, f"store{k}"), component.load)
+        self.weight_image = weight_image([(a.weight_word_bits, a.weight_words) for a in arrays],
+                                         data_bits=memory["data_bits"])
+        self._memory_users.append(("weights", loader))
+
     def _readers(self):
         """How many inputs (of all nodes, plus the accelerator's output) read each node's stream."""
         readers = {node.name: 0 for node in self._lowered}
@@ -182,6 +208,7 @@ class Accelerator(wiring.Component):
         ]
         readers = self._readers()
         copies = {}    # node name -> streams not yet handed to a reader
+        components = []
         lanes = {}
 
         def publish(name, stream_, lanes_):
@@ -201,6 +228,7 @@ class Accelerator(wiring.Component):
                 publish(node.name, copies[node.inputs[0]].pop(0), lanes[node.inputs[0]])
                 continue
             m.submodules[node.name] = component = node.build()
+            components.append((node.name, component))
             if hasattr(component, "mem"):
                 self._memory_users.append((node.name, component))
             for k, (name, port) in enumerate(zip(node.inputs, input_ports(component))):
@@ -208,7 +236,7 @@ class Accelerator(wiring.Component):
                 stream_, depth = copies[name].pop(0), node.fifo_depths[k] if node.fifo_depths else 0
                 if depth and node.fifo_offchip and node.fifo_offchip[k]:
                     stream_ = self._dram_fifo(m, f"{edge}_dram_fifo", stream_, node.in_shapes[k], lanes[name],
-                                              node.in_lanes[k], node.in_channels[k], depth)
+                                              node.in_lanes[k], node.in_channels[k], depth, node.memory)
                     wiring.connect(m, stream_, port)
                     continue
                 # a join's FIFO in front of a splitting converter behind a fork sits on the converter's wide
@@ -222,6 +250,7 @@ class Accelerator(wiring.Component):
                     stream_ = self._fifo(m, f"{edge}_fifo", stream_, node.in_shapes[k], node.in_lanes[k], depth)
                 wiring.connect(m, stream_, port)
             publish(node.name, component.o_stream, node.out_lanes)
+        self._load_weights(m, components)
         if self._memory_users:
             self._connect_memory(m)
         last = self._lowered[-1]

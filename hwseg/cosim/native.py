@@ -221,6 +221,21 @@ def run_program(command: list[str], work: Path, plusargs: dict, simulator: str) 
     return status_file.read_text().split(), seconds, log
 
 
+def memory_image_hex(parts, data_bits: int) -> str:
+    """``$readmemh`` text that puts each ``(byte offset, bytes)`` of ``parts`` at its offset in a memory of
+    ``data_bits`` words (offsets and lengths in whole words; words little-endian; the rest left as it is)."""
+    word = data_bits // 8
+    lines = []
+    for offset, content in parts:
+        if offset % word or len(content) % word:
+            raise SimulationError(f"memory contents at byte {offset} ({len(content)} bytes) are not whole "
+                                  f"{word}-byte words")
+        lines.append(f"@{offset // word:x}")
+        lines += [int.from_bytes(content[k:k + word], "little").to_bytes(word, "big").hex()
+                  for k in range(0, len(content), word)]
+    return "\n".join(lines) + "\n"
+
+
 def run_harness(verilog: str, ports: list[dict], top: str, stimulus: np.ndarray, *, in_beats_per_frame: int,
                 out_beats_per_frame: int, out_beats: int, out_bytes: int, simulator: str = "verilator",
                 valid_prob: float = 0.7, ready_prob: float = 0.7, unstalled_frames: int = 0, seed: int = 1,
@@ -228,7 +243,8 @@ def run_harness(verilog: str, ports: list[dict], top: str, stimulus: np.ndarray,
                 memory: dict | None = None) -> CosimResult:
     """Simulate ``verilog`` (module ``top``) on ``stimulus`` beats in the generated harness; a design with an
     AXI4 master port gets an :class:`~.axi_memory.AxiMemory` of ``memory["bytes"]`` at ``memory["base"]`` with
-    ``memory["latency"]`` (min, max) cycles and ``memory["ready"]`` (a probability)."""
+    ``memory["latency"]`` (min, max) cycles and ``memory["ready"]`` (a probability); ``memory["init"]``, a list
+    of ``(byte offset, bytes)``, puts contents in it before the run (the weight image)."""
     models = None
     if any(p["name"].startswith("m_axi_") for p in ports):
         if memory is None:
@@ -251,6 +267,9 @@ def run_harness(verilog: str, ports: list[dict], top: str, stimulus: np.ndarray,
     }
     if models is not None:
         low, high = memory["latency"]
+        if memory.get("init"):
+            (work / "memory_in.hex").write_text(memory_image_hex(memory["init"], models[2].data_bits))
+            plusargs["mem_init"] = 1
         plusargs.update({"mem_latency_min": low, "mem_latency_max": high, "mem_ready": threshold(memory["ready"]),
                          "mem_seed": seed_state(seed, 2)})
     status_line, seconds, log = run_program(command, work, plusargs, simulator)

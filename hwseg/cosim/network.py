@@ -182,8 +182,11 @@ def simulate_design(design, *, frames: int = 2, simulator: str = "verilator", se
     if harness == "native":
         memory = None
         if "dram" in design.manifest:
-            memory = {"bytes": design.manifest["dram"]["region_bytes"], "base": MEMORY_BASE,
-                      "latency": memory_latency, "ready": memory_ready}
+            dram = design.manifest["dram"]
+            memory = {"bytes": dram["region_bytes"], "base": MEMORY_BASE, "latency": memory_latency,
+                      "ready": memory_ready}
+            if "weights" in dram:   # the host's part: the weight image in place before reset
+                memory["init"] = [(dram["weights"]["offset"], design.weight_image)]
         result = run_harness(design.verilog, design.ports, design.name, stimulus, threads=threads,
                              progress=progress, memory=memory, **options)
     else:

@@ -198,7 +198,7 @@ def report_html(estimate: NetworkEstimate, title: str, synthesized: dict | None 
         body.append(f'<p class="limit">{escape(limit)}</p>')
     dram = dram_line(estimate)
     if dram:
-        rows = "".join(f"<tr><td>{escape(b.layer)}</td><td>{escape('rows' if b.kind == 'rows' else 'FIFO on ' + b.input)}"
+        rows = "".join(f"<tr><td>{escape(b.layer)}</td><td>{escape(b.describe)}"
                        f"</td><td>{b.region_bytes:,}</td><td>{b.read_bytes:,}</td><td>{b.write_bytes:,}</td></tr>"
                        for b in estimate.dram_buffers)
         body += [f'<h2>In DRAM</h2><p class="dram">{escape(dram)}.</p>',

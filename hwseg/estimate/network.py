@@ -16,7 +16,8 @@ from ..ir import (Add, ArgMax, AvgPool, Bipolar, Concat, Conv2d, ConvTranspose2d
 from . import resources as R
 from .cycles import (folded_window_geometry, layer_cycles, transposed_buffer_rows, upsample_buffer_rows,
                      window_geometry, window_kind)
-from .offchip import REGION_ALIGN, DramBuffer, dram_buffers, offchip_fifos, row_taps_of, skip_fifo_of
+from .offchip import (REGION_ALIGN, DramBuffer, dram_buffers, loads_weights, offchip_fifos, row_taps_of, skip_fifo_of,
+                      weight_store_of)
 from .roofline import Roofline, roofline
 
 __all__ = ["LayerEstimate", "NetworkEstimate", "estimate_graph", "conv_compute", "component_estimate"]
@@ -108,8 +109,22 @@ class NetworkEstimate:
 
     @property
     def dram_region_bytes(self) -> int:
-        """The DRAM region the design needs (each buffer's region on a 4 KiB boundary)."""
-        return sum(-(-buffer.region_bytes // REGION_ALIGN) * REGION_ALIGN for buffer in self.dram_buffers)
+        """The DRAM region the design needs (each buffer's region on a 4 KiB boundary; the weight image, every
+        loaded layer's share in a row, one region)."""
+        align = lambda size: -(-size // REGION_ALIGN) * REGION_ALIGN
+        image = sum(buffer.region_bytes for buffer in self.dram_buffers if buffer.kind == "weights")
+        return sum(align(buffer.region_bytes) for buffer in self.dram_buffers if buffer.kind != "weights") + align(image)
+
+    @property
+    def dram_setup_bytes(self) -> tuple[int, int]:
+        """Bytes read and written once after reset, before the first frame: the weight image, the zero rows."""
+        return (sum(buffer.setup_read_bytes for buffer in self.dram_buffers),
+                sum(buffer.setup_write_bytes for buffer in self.dram_buffers))
+
+    @property
+    def weight_image_bytes(self) -> int:
+        """The weights the design loads from DRAM after reset (0: every weight in ROM)."""
+        return sum(buffer.region_bytes for buffer in self.dram_buffers if buffer.kind == "weights")
 
     @property
     def compute_cycles_per_frame(self) -> int:
@@ -247,10 +262,14 @@ def conv_compute(graph: Graph, node, pe: int, simd: int, family: str = "xc7", ur
     if isinstance(op.weight_type, Bipolar):
         return window + R.bit_mac_array(in_count=k, in_bits=x.dtype.bits, out_channels=op.out_channels, pe=pe,
                                         simd=simd, acc_bits=out.dtype.bits, family=family)
+    store = weight_store_of(graph, node, pe, simd) if loads_weights(node) else None
     return window + R.mac_array(in_count=k, in_bits=x.dtype.bits, weight_bits=op.weight_type.bits,
                                 out_channels=op.out_channels, pe=pe, simd=simd, acc_bits=out.dtype.bits,
                                 family=family, serial=kind == "folded",
-                                pixel_slices=x.channels // simd if isinstance(op, ConvTranspose2d) else None)
+                                pixel_slices=x.channels // simd if isinstance(op, ConvTranspose2d) else None,
+                                weights_loaded=store is not None,
+                                loaded_weights=None if store is None else (store.fold_bits, store.folds_per_word),
+                                uram=uram)
 
 
 def _channel_affine(graph: Graph, node, lanes: int, family: str) -> R.Resources:
@@ -390,7 +409,7 @@ def _estimate_resources(graph: Graph, node, family: str = "xc7", uram: bool = Fa
         geometry, memory = row_taps_of(graph, node), node.attrs["memory"]
         res = R.dram_row_taps(taps=op.taps, pixel_bits=x.channels * x.dtype.bits,
                               words_per_beat=geometry.words_per_beat, width=x.width, frame_rows=geometry.frame_rows,
-                              row_words=geometry.row_words, ring_rows=geometry.ring_rows,
+                              row_words=geometry.row_words, ring_rows=geometry.ring_rows, stride=geometry.stride,
                               data_bits=memory["data_bits"], address_bits=memory["address_bits"],
                               burst=memory["burst"], outstanding=memory["outstanding"],
                               read_buffer=memory["read_buffer"], family=family, uram=uram)
@@ -436,9 +455,18 @@ def estimate_graph(graph: Graph, board: Board) -> NetworkEstimate:
         layers.append(replace(layer, split=R.Split.of(entries)))
     # The output adapter counts beats for tlast.
     out = graph.output_type
-    ports = sum(len(layer.dram) for layer in layers)
+    loaded = [node for node in graph if loads_weights(node)]
+    # every buffer has a memory port, and one weight loader serves every loaded weight memory
+    ports = sum(1 for layer in layers for buffer in layer.dram if buffer.kind != "weights") + bool(loaded)
     with R.splitting() as entries:
         tail = R.axis_adapter(beats_per_frame=out.pixels, family=family)
+        if loaded:
+            memory = loaded[0].attrs["memory"]
+            stores = [weight_store_of(graph, node) for node in loaded]
+            tail = tail + R.weight_loader(stores=[(store.word_bits, store.depth) for store in stores],
+                                          data_bits=memory["data_bits"], address_bits=memory["address_bits"],
+                                          burst=memory["burst"], outstanding=memory["outstanding"], family=family,
+                                          uram=uram)
         if ports > 1:        # the arbiter in front of the memory port
             memory = next(node.attrs["memory"] for node in graph if "memory" in node.attrs)
             tail = tail + R.memory_arbiter(ports=ports, data_bits=memory["data_bits"],

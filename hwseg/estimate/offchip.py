@@ -13,11 +13,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
+
 from ..errors import UnsupportedError
 
 __all__ = ["memory_parameters", "RowTapsGeometry", "row_taps_geometry", "FifoGeometry", "fifo_geometry",
            "REGION_ALIGN", "OUTSTANDING", "DramBuffer", "row_taps_of", "skip_fifo_of", "dram_buffers",
-           "offchip_fifos", "uses_dram"]
+           "offchip_fifos", "uses_dram", "PACKED_WORD_BITS", "folds_per_word", "WeightStore", "weight_store_of",
+           "loads_weights"]
 
 #: Bursts in flight per buffer (reads and writes each).
 OUTSTANDING = 4
@@ -63,7 +66,13 @@ class RowTapsGeometry:
 
     @property
     def region_bytes(self) -> int:
-        return self.ring_rows * self.row_stride * self.data_bits // 8
+        """The ring of row slots and the row of zeros after it (read for padding taps)."""
+        return (self.ring_rows + 1) * self.row_stride * self.data_bits // 8
+
+    @property
+    def setup_write_words(self) -> int:
+        """Written once after reset: the row of zeros."""
+        return self.row_words
 
     def output_row(self, row_time: int):
         offset = row_time - self.first_output_row
@@ -72,10 +81,9 @@ class RowTapsGeometry:
         return offset // self.stride
 
     def reads(self, row_time: int) -> int:
-        """Taps inside the frame read back in row time ``row_time`` (0 if it gives no output)."""
-        if self.output_row(row_time) is None:
-            return 0
-        return sum(1 for k in range(self.taps) if 0 <= row_time - (self.taps - 1 - k) * self.dilation < self.height)
+        """Taps read back in row time ``row_time``: all of them (padding from the zero row), 0 if it gives no
+        output."""
+        return 0 if self.output_row(row_time) is None else self.taps
 
     def row_time_cycles(self, row_time: int) -> int:
         """The output side's cycles in a row time (one for a row time without output)."""
@@ -149,21 +157,31 @@ def fifo_geometry(*, beat_bits: int, depth: int, data_bits: int, burst: int) -> 
 @dataclass(frozen=True)
 class DramBuffer:
     """One buffer in DRAM: the layer that owns it, what it is (``rows``: a RowTaps' line buffer; ``fifo``: the FIFO
-    on its input ``input``), its region and its traffic per frame."""
+    on its input ``input``; ``weights``: its share of the weight image, read once after reset), its region and its
+    traffic per frame."""
     layer: str
     kind: str
     input: str
     region_bytes: int
     read_bytes: int
     write_bytes: int
+    #: bytes moved once after reset, not per frame (the weight image read, a line buffer's zero row written)
+    setup_read_bytes: int = 0
+    setup_write_bytes: int = 0
 
     @property
     def traffic_bytes(self) -> int:
         return self.read_bytes + self.write_bytes
 
+    @property
+    def describe(self) -> str:
+        return {"rows": "rows (line buffer)", "weights": "weights (read once after reset)"}.get(
+            self.kind, f"FIFO on input {self.input}")
+
     def as_dict(self) -> dict:
         return {"layer": self.layer, "kind": self.kind, "input": self.input, "region_bytes": self.region_bytes,
-                "read_bytes_per_frame": self.read_bytes, "write_bytes_per_frame": self.write_bytes}
+                "read_bytes_per_frame": self.read_bytes, "write_bytes_per_frame": self.write_bytes,
+                "setup_read_bytes": self.setup_read_bytes, "setup_write_bytes": self.setup_write_bytes}
 
 
 def _memory(node) -> dict:
@@ -205,14 +223,74 @@ def dram_buffers(graph, node) -> list[DramBuffer]:
     if type(node.op).__name__ == "RowTaps" and node.attrs.get("offchip"):
         geometry, memory = row_taps_of(graph, node), _memory(node)
         return [DramBuffer(node.name, "rows", node.inputs[0], geometry.region_bytes,
-                           geometry.read_words * word(memory), geometry.write_words * word(memory))]
+                           geometry.read_words * word(memory), geometry.write_words * word(memory),
+                           setup_write_bytes=geometry.setup_write_words * word(memory))]
     buffers = []
+    if loads_weights(node):      # read once after reset, not per frame
+        image = weight_store_of(graph, node).image_bytes
+        buffers.append(DramBuffer(node.name, "weights", "", image, 0, 0, setup_read_bytes=image))
     for k, offchip in enumerate(offchip_fifos(node)):
         if offchip:
             geometry, pixels = skip_fifo_of(graph, node, k)
             traffic = geometry.traffic_bytes(graph.input_types(node.name)[k].pixels) // 2
             buffers.append(DramBuffer(node.name, "fifo", node.inputs[k], geometry.region_bytes, traffic, traffic))
     return buffers
+
+
+#: loaded weights pack folds into memory words of up to this many bits, an UltraRAM word
+#: (:attr:`hwseg.hw.mac_array.MacArray.folds_per_word`)
+PACKED_WORD_BITS = 72
+
+
+def folds_per_word(fold_bits: int, folds: int) -> int:
+    """Folds of ``fold_bits`` packed in one word of a loaded weight memory of ``folds`` folds: a power of two, as
+    many as fit :data:`PACKED_WORD_BITS`, no more than the folds rounded up to a power of two."""
+    if fold_bits * 2 > PACKED_WORD_BITS:
+        return 1
+    return min(1 << (PACKED_WORD_BITS // fold_bits).bit_length() - 1, _pow2(folds))
+
+
+@dataclass(frozen=True)
+class WeightStore:
+    """A convolution's loaded weight memory: ``depth`` words of ``word_bits`` (``folds_per_word`` folds of
+    ``fold_bits`` each), and its share of the weight image in DRAM (each word in whole memory words)."""
+    fold_bits: int
+    folds: int
+    data_bits: int
+
+    @property
+    def folds_per_word(self) -> int:
+        return folds_per_word(self.fold_bits, self.folds)
+
+    @property
+    def word_bits(self) -> int:
+        return self.fold_bits * self.folds_per_word
+
+    @property
+    def depth(self) -> int:
+        return -(-self.folds // self.folds_per_word)
+
+    @property
+    def image_bytes(self) -> int:
+        return self.depth * _words_per_beat(self.word_bits, self.data_bits) * self.data_bits // 8
+
+
+def loads_weights(node) -> bool:
+    """Whether a convolution keeps its weights in RAM loaded from DRAM (``attrs["weight_memory"] == "uram"``)."""
+    return node.attrs.get("weight_memory") == "uram"
+
+
+def weight_store_of(graph, node, pe: int | None = None, simd: int | None = None) -> WeightStore:
+    """The loaded weight memory of a convolution at its folding (or at ``pe`` × ``simd``): a fold is ``pe × simd``
+    weights of the width the weights' values need (as the MAC array takes it)."""
+    memory, op, x = _memory(node), node.op, graph.input_types(node.name)[0]
+    pe = node.attrs["pe"] if pe is None else pe
+    simd = node.attrs["simd"] if simd is None else simd
+    values = np.asarray(op.weight)
+    lo, hi = min(-1, int(values.min())), max(0, int(values.max()))
+    width = max((-lo - 1).bit_length(), hi.bit_length()) + 1
+    in_count = op.kernel[0] * op.kernel[1] * x.channels
+    return WeightStore(pe * simd * width, (op.out_channels // pe) * (in_count // simd), memory["data_bits"])
 
 
 def uses_dram(graph) -> bool:

@@ -119,7 +119,10 @@ def dram_line(estimate: NetworkEstimate) -> str:
     if not buffers:
         return ""
     rows = sum(1 for b in buffers if b.kind == "rows")
-    text = (f"DRAM: {rows} line buffer(s) and {len(buffers) - rows} FIFO(s) off chip, "
+    loaded = sum(1 for b in buffers if b.kind == "weights")
+    weights = (f"; the weights of {loaded} layer(s) ({estimate.weight_image_bytes / 2**20:,.2f} MiB) loaded from DRAM "
+               f"into on-chip RAM after reset" if loaded else "")
+    text = (f"DRAM: {rows} line buffer(s) and {len(buffers) - rows - loaded} FIFO(s) off chip{weights}, "
             f"{estimate.dram_bytes_per_frame / 1e6:,.2f} MB per frame in a region of "
             f"{estimate.dram_region_bytes / 2**20:,.2f} MiB; bandwidth bound {_fps(estimate.roofline.bandwidth_fps)}")
     if not estimate.overflows():
@@ -338,7 +341,7 @@ def report_markdown(estimate: NetworkEstimate, title: str, synthesized: dict | N
                   "region of the design's (which starts at the `dram_base` input); traffic per frame.", "",
                   "| layer | buffer | region (bytes) | read per frame (bytes) | written per frame (bytes) |",
                   "|---|---|---|---|---|"]
-        lines += [f"| {b.layer} | {'rows (line buffer)' if b.kind == 'rows' else 'FIFO on input ' + b.input} | "
+        lines += [f"| {b.layer} | {b.describe} | "
                   f"{b.region_bytes:,} | {b.read_bytes:,} | {b.write_bytes:,} |" for b in estimate.dram_buffers]
         lines += [f"| total |  | {estimate.dram_region_bytes:,} | {estimate.roofline.dram_read_bytes:,} | "
                   f"{estimate.roofline.dram_write_bytes:,} |", ""]

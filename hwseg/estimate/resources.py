@@ -44,7 +44,7 @@ PARTS = ("window", "window_gap", "folded_window", "mac", "mac_tree", "mac_soft",
          "threshold_const", "threshold_encode", "threshold_table", "threshold_search", "mulshift", "mulshift_wide",
          "mulshift_split", "mulshift_soft", "mulshift_table", "pool", "mean", "argmax", "lanes", "fifo", "fork",
          "upsample", "upsample_blend", "upsample_control", "affine", "affine_soft", "affine_table", "add", "add_clamp", "concat",
-         "transposed", "memory", "rom", "emulation", "axis", "dram", "dram_select", "arbiter")
+         "transposed", "memory", "rom", "emulation", "axis", "dram", "arbiter")
 
 _CONSTANTS_FILE = Path(__file__).resolve().parent / "calibration" / "constants.json"
 
@@ -103,7 +103,6 @@ LOGIC_ROLES = {
     "emulation": "datapath",         # the old-data read emulated around a Lattice block RAM
     "axis": "control",               # (counters only: the adapters' tlast)
     "dram": "control",               # DRAM buffers' burst engines: address registers and adds, credits, pointers
-    "dram_select": "datapath",       # a DRAM row delay line's tap select (zero for padding rows)
     "arbiter": "control",            # the memory port's arbiter: grants, request and write-data selects
 }
 
@@ -534,7 +533,9 @@ def line_buffer_bits(*, channels: int, elem_bits: int, kernel, dilation, padded_
 
 
 def mac_array(*, in_count: int, in_bits: int, weight_bits: int, out_channels: int, pe: int, simd: int,
-              acc_bits: int, family: str = "xc7", pixel_slices: int | None = None, serial: bool = False) -> Resources:
+              acc_bits: int, family: str = "xc7", pixel_slices: int | None = None, serial: bool = False,
+              weights_loaded: bool = False, loaded_weights: tuple[int, int] | None = None,
+              uram: bool = False) -> Resources:
     """PE × SIMD multipliers and their product register, a SIMD-way adder tree per PE into a register, PE
     accumulators, the weight ROM (``NF·SF``
     words of ``pe·simd·weight_bits``; constants when ``NF·SF = 1``), the SF:1 slice select of the held
@@ -543,7 +544,9 @@ def mac_array(*, in_count: int, in_bits: int, weight_bits: int, out_channels: in
     inputs from a line buffer (a transposed convolution's taps) instead of holding the whole vector: the
     buffer's read address picks the tap, and what remains to select is the slice of the pixel read (one
     of ``pixel_slices = channels / simd``). ``serial``: the folds arrive one per beat (from a folded
-    window): the same array without the held vector and its select."""
+    window): the same array without the held vector and its select. ``weights_loaded``: the weights are in a RAM
+    loaded from DRAM (``loaded_weights``: its folds' bits and folds per word, :class:`.offchip.WeightStore`),
+    which may take UltraRAM (``uram``)."""
     nf, sf = out_channels // pe, in_count // simd
     product_bits = in_bits + weight_bits
     # the product of an unsigned in_bits and a signed weight is in_bits + weight_bits wide (Amaranth)
@@ -585,8 +588,19 @@ def mac_array(*, in_count: int, in_bits: int, weight_bits: int, out_channels: in
              + _part(family, "mac", lut=accumulate, ff=held + stage_registers + accumulators + 4))
     # the weight ROM's read register stays in flip-flops (:func:`memory`); behind at most 4 products per PE
     # (an adder tree of fewer than 3 levels) its read is mapped for delay (:func:`memory_mapping`)
-    weights = (memory(nf * sf, pe * simd * weight_bits, family, rom=True, delay_bound=simd <= 4, role="weights")
-               if nf * sf > 1 else Resources())
+    if weights_loaded:
+        # a RAM written from DRAM after reset (UltraRAM where the part has it and the shape suits), packed folds
+        # chosen by the registered low bits of the fold, the write address and the loaded flag
+        store = loaded_weights or (pe * simd * weight_bits, 1)
+        fold_bits, packed = store
+        depth = -(-nf * sf // packed)
+        weights = (memory(depth, fold_bits * packed, family, uram=uram, role="weights")
+                   + _part(family, "mac_select", lut=_mux(packed, fold_bits, family) if packed > 1 else 0,
+                           ff=_bits(packed) if packed > 1 else 0)
+                   + _counter(family, "mac", depth) + _part(family, "mac", ff=2))
+    else:
+        weights = (memory(nf * sf, pe * simd * weight_bits, family, rom=True, delay_bound=simd <= 4, role="weights")
+                   if nf * sf > 1 else Resources())
     bias = memory(nf, pe * 8, family, rom=True, role="weights") if nf > 1 else Resources()
     return logic + weights + bias + Resources(dsp=dsp) + _counter(family, "mac", nf * sf, sf, nf)
 
@@ -854,23 +868,26 @@ MAX_BURST_BEATS = 256
 
 
 def dram_row_taps(*, taps: int, pixel_bits: int, words_per_beat: int, width: int, frame_rows: int, row_words: int,
-                  ring_rows: int, data_bits: int, address_bits: int, burst: int, outstanding: int, read_buffer: int,
+                  ring_rows: int, stride: int, data_bits: int, address_bits: int, burst: int, outstanding: int, read_buffer: int,
                   family: str = "xc7", uram: bool = False) -> Resources:
-    """A :class:`~hwseg.hw.dram.DramRowTaps`: the burst engines (a read buffer per older tap), the word split of the
-    input and the word gathers of the taps, the output's tap select, the row-time, column, write, commit and read
-    pointers and the two address computations."""
-    older = taps - 1
+    """A :class:`~hwseg.hw.dram.DramRowTaps`: the burst engines (a read buffer per tap: every tap, the newest and
+    the padding ones too, is read back from DRAM, so the output needs no select), the word split of the input with
+    the zero row's words, the word gathers of the taps, the row-time, column, write, commit and read pointers and
+    the address computations."""
     total = _burst_engines(data_bits=data_bits, address_bits=address_bits, burst=burst, outstanding=outstanding,
-                           read_buffer=read_buffer, reads=older, family=family, uram=uram, role="window")
+                           read_buffer=read_buffer, reads=taps, family=family, uram=uram, role="window")
     total = total + lane_converter(in_lanes=words_per_beat, out_lanes=1, elem_bits=data_bits, family=family)
-    for _ in range(older):
+    for _ in range(taps):
         total = total + lane_converter(in_lanes=1, out_lanes=words_per_beat, elem_bits=data_bits, family=family)
-    total = total + _part(family, "dram_select", lut=taps * pixel_bits)
     row_bits = _bits(ring_rows) + 4
-    total = total + _part(family, "dram", lut=2 * address_bits + 4 * row_bits + 2 * frame_rows,
-                          ff=3 * row_bits)
-    return total + _counter(family, "dram", frame_rows, width, frame_rows, row_words, row_words, row_words,
-                            max(older, 2))
+    # whether a row time gives an output: two compares of the row time (for the intake's and the output's row
+    # times) where the stride is a power of two, else a table of the row times
+    gives = 4 * _bits(frame_rows) if stride & (stride - 1) == 0 else 2 * frame_rows
+    # (the zero row: an address select on each channel, the write data's zero, its two flags)
+    total = total + _part(family, "dram", lut=4 * address_bits + 4 * row_bits + gives + data_bits,
+                          ff=3 * row_bits + 2)
+    return total + _counter(family, "dram", frame_rows, width, frame_rows, row_words, row_words, row_words, row_words,
+                            max(taps, 2))
 
 
 def dram_fifo(*, beat_bits: int, words_per_beat: int, region_words: int, data_bits: int, address_bits: int,
@@ -885,12 +902,36 @@ def dram_fifo(*, beat_bits: int, words_per_beat: int, region_words: int, data_bi
     return total + _part(family, "dram", lut=2 * address_bits + 6 * pointer + 4 * _bits(burst), ff=4 * pointer)
 
 
+def weight_loader(*, stores: list[tuple[int, int]], data_bits: int, address_bits: int, burst: int,
+                  outstanding: int, family: str = "xc7", uram: bool = False) -> Resources:
+    """A :class:`~hwseg.hw.weights.WeightLoader` for ``stores`` ``(word_bits, depth)``: the read engine (a buffer
+    of two bursts), a gather register per store whose words take several memory words, the image's burst address
+    and the store and word counters with their per-store constants."""
+    total = memory(2 * burst - 1, data_bits, family, uram=uram, read_first=True, role="weights")
+    request = address_bits + 8
+    credit = _bits(2 * burst + 1)
+    count = len(stores)
+    total = total + _part(family, "dram", lut=2 * request + 3 * credit + 4 * outstanding + 2 * count,
+                          ff=request + credit + 2 * _bits(outstanding) + 9)
+    for word_bits, _ in stores:
+        beats = -(-word_bits // data_bits)
+        if beats > 1:
+            total = total + lane_converter(in_lanes=1, out_lanes=beats, elem_bits=data_bits, family=family)
+    words = sum(depth * -(-bits // data_bits) for bits, depth in stores)
+    return total + _counter(family, "dram", words, count + 1, max(depth * -(-bits // data_bits)
+                                                                    for bits, depth in stores))
+
+
 def memory_arbiter(*, ports: int, data_bits: int, address_bits: int, outstanding: int = 8,
                    family: str = "xc7") -> Resources:
-    """A :class:`~hwseg.hw.dram.MemoryArbiter` for ``ports`` buffers: the two grants, the request and write-data
-    selects (a ``ports``:1 mux each), the owners of the bursts in flight."""
+    """A :class:`~hwseg.hw.dram.MemoryArbiter` for ``ports`` buffers: the two grants (round robin by priority
+    encoders, linear in the ports), the request and write-data selects (a ``ports``:1 mux each), the owners of
+    the bursts in flight."""
     if ports <= 1:
         return Resources()
     request = address_bits + 8
-    lut = _mux(ports, 2 * request + data_bits + 1, family) + 4 * ports * ports
+    # besides the selects, about 70 LUT per port: its grant decode, its share of the two priority encoders and
+    # the routing of its valids and readies (measured on xcup, 40-bit addresses and 128-bit data: 2 ports take
+    # 299 LUT, 8 1,081, 32 4,735, 80 11,850)
+    lut = _mux(ports, 2 * request + data_bits + 1, family) + 70 * ports
     return _part(family, "arbiter", lut=lut, ff=2 * _bits(ports) + 2 * outstanding * _bits(ports) + 2)

@@ -12,7 +12,7 @@ always taken the cycle it arrives and one slow buffer cannot hold up another's d
 waits on the buffer that owns it.
 """
 
-from amaranth.hdl import Module, Mux, Signal, Value
+from amaranth.hdl import Cat, Const, Module, Mux, Signal, Value
 from amaranth.lib import data, fifo, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -250,16 +250,24 @@ class MemoryArbiter(wiring.Component):
         })
 
     def _grant(self, m, name, requests):
-        """A registered round-robin choice among ``requests``: ``(busy, chosen)``; ``release`` frees it."""
+        """A registered round-robin choice among ``requests``: ``(busy, chosen)``; ``release`` frees it.
+
+        The first requesting port after the last one chosen: the lowest request above it (``after`` holds the
+        ports above the last choice), else the lowest request at all — two priority encoders, linear in the
+        ports (a compare per (last, next) pair would be quadratic: 25 k LUT for 80 buffers)."""
         n = self.ports_count
         busy = Signal(name=f"{name}_busy")
         chosen = Signal(range(n), name=f"{name}_chosen")
-        with m.If(~busy):
-            # the first requesting port after the last one chosen
-            for offset in reversed(range(1, n + 1)):
-                for k in range(n):
-                    with m.If((chosen == k) & requests[(k + offset) % n]):
-                        m.d.sync += [busy.eq(1), chosen.eq((k + offset) % n)]
+        after = Signal(n, name=f"{name}_after", init=((1 << n) - 1) & ~1)
+        pending = Signal(n, name=f"{name}_pending")
+        m.d.comb += pending.eq(Cat(*requests))
+        with m.If(~busy & pending.any()):
+            first = Signal(range(n), name=f"{name}_first")
+            later = pending & after
+            for k in reversed(range(n)):            # the lowest index wins: the last assignment taken
+                with m.If(Mux(later.any(), later[k], pending[k])):
+                    m.d.comb += first.eq(k)
+            m.d.sync += [busy.eq(1), chosen.eq(first), after.eq(Const((1 << n) - 1, n) << (first + 1))]
         return busy, chosen
 
     def elaborate(self, platform):
@@ -463,17 +471,18 @@ class DramRowTaps(wiring.Component):
       has a slot no output still needs, so it runs ahead of the output by up to :attr:`ahead_rows` rows: the
       next frame's first rows come in while this frame's last output rows (bottom padding) go out.
     * **output**: row times ``0 … frame_rows − 1``; in row time ``t`` the output row whose newest tap is row
-      ``t`` (if any) goes out, every tap inside the frame read back from DRAM (a read waits for the write of
-      its data to be acknowledged), the others 0. Reads run ahead of the output by up to ``tap_buffer``
-      words per tap, ``burst`` words a request.
+      ``t`` (if any) goes out, every tap read back from DRAM (a read waits for the write of its data to be
+      acknowledged): a tap inside the frame from its row's slot, one outside (padding) from a row of zeros kept
+      after the ring, written once after reset before any input row, so that no tap needs a select. Reads run
+      ahead of the output by up to ``tap_buffer`` words per tap, ``burst`` words a request.
 
     A slot is written again only once no output row time still to come, nor any read in flight, needs its
     row, however the memory orders reads and writes.
 
-    Throughput: the read channel carries every tap in the frame: an output row time takes
-    :attr:`words_per_beat` cycles per pixel per tap read (a row time without output, one cycle); the
-    intake a row of words per row on the write channel; the two overlap (:meth:`row_time_cycles`,
-    :attr:`cycles_per_frame`). DRAM traffic per frame: :attr:`traffic_words`.
+    Throughput: the read channel carries every tap: an output row time takes :attr:`words_per_beat` cycles per
+    pixel per tap (a row time without output, one cycle); the intake a row of words per row on the write
+    channel; the two overlap (:meth:`row_time_cycles`, :attr:`cycles_per_frame`). DRAM traffic per frame:
+    :attr:`traffic_words`; once after reset, the zero row (:attr:`setup_write_words`).
     """
 
     def __init__(self, *, elem_shape, channels, height, width, taps, dilation=1, stride=1, padding=0,
@@ -516,7 +525,13 @@ class DramRowTaps(wiring.Component):
 
     @property
     def region_bytes(self):
-        return self.ring_rows * self.row_stride * self.data_bits // 8
+        """The ring of row slots, and the row of zeros after it."""
+        return (self.ring_rows + 1) * self.row_stride * self.data_bits // 8
+
+    @property
+    def setup_write_words(self):
+        """Words written once after reset: the row of zeros."""
+        return self.row_words
 
     def output_row(self, row_time):
         """The output row whose newest tap is row ``row_time``, or None."""
@@ -530,10 +545,9 @@ class DramRowTaps(wiring.Component):
         return row_time - (self.taps - 1 - tap) * self.dilation
 
     def reads(self, row_time):
-        """Taps read back from DRAM in row time ``row_time``: those inside the frame, if it gives an output."""
-        if self.output_row(row_time) is None:
-            return 0
-        return sum(1 for k in range(self.taps) if 0 <= self.tap_row(row_time, k) < self.height)
+        """Taps read back from DRAM in row time ``row_time``: every tap (padding from the zero row), if it gives
+        an output."""
+        return 0 if self.output_row(row_time) is None else self.taps
 
     @property
     def write_words(self):
@@ -542,7 +556,7 @@ class DramRowTaps(wiring.Component):
 
     @property
     def read_words(self):
-        """Words read per frame: each tap in the frame, once per output row."""
+        """Words read per frame: each tap (padding too), once per output row."""
         return self.row_words * sum(self.reads(t) for t in range(self.frame_rows))
 
     @property
@@ -580,9 +594,17 @@ class DramRowTaps(wiring.Component):
             m.d.comb += [gather.i_stream.payload.as_value().eq(reader.words[k].payload),
                          gather.i_stream.valid.eq(reader.words[k].valid),
                          reader.words[k].ready.eq(gather.i_stream.ready)]
-        m.d.comb += [writer.words.payload.eq(split.o_stream.payload.as_value()),
-                     writer.words.valid.eq(split.o_stream.valid),
-                     split.o_stream.ready.eq(writer.words.ready)]
+        # the row of zeros (after the ring) goes first: its words, then the input's
+        zero_fed = Signal(range(self.row_words + 1))
+        zeroing = zero_fed != self.row_words
+        with m.If(zeroing):
+            m.d.comb += [writer.words.payload.eq(0), writer.words.valid.eq(1)]
+            with m.If(writer.words.ready):
+                m.d.sync += zero_fed.eq(zero_fed + 1)
+        with m.Else():
+            m.d.comb += [writer.words.payload.eq(split.o_stream.payload.as_value()),
+                         writer.words.valid.eq(split.o_stream.valid),
+                         split.o_stream.ready.eq(writer.words.ready)]
         wiring.connect(m, wiring.flipped(self.mem.aw), writer.aw)
         wiring.connect(m, wiring.flipped(self.mem.w), writer.w)
         wiring.connect(m, writer.b, wiring.flipped(self.mem.b))
@@ -598,16 +620,27 @@ class DramRowTaps(wiring.Component):
             slot = absolute_row[:(self.ring_rows - 1).bit_length()]
             return self.base + ((slot * self.row_stride + offset) << shift)
 
+        def zero_address(offset):
+            return self.base + ((self.ring_rows * self.row_stride + offset) << shift)
+
         def run(offset):
             """Words of the burst starting at ``offset`` of a row: to the next burst boundary or the row's end."""
             return Mux(self.row_words - offset >= burst, burst, self.row_words - offset)
 
         def gives(t):
+            """Row time ``t`` gives an output row (:meth:`output_row`): two compares and, for a power-of-two
+            stride, its low bits (a table of row times otherwise; a table always costs LUTs per row)."""
             flag = Signal(name="gives")
-            for row_time in range(self.frame_rows):
-                if self.output_row(row_time) is not None:
-                    with m.If(t == row_time):
-                        m.d.comb += flag.eq(1)
+            stride, first = self.stride, self.first_output_row
+            last = first + (self.out_height - 1) * stride
+            if stride & (stride - 1) == 0:
+                phase = (t - first)[:(stride - 1).bit_length()]
+                m.d.comb += flag.eq((t >= first) & (t <= last) & (phase == 0))
+            else:
+                for row_time in range(self.frame_rows):
+                    if self.output_row(row_time) is not None:
+                        with m.If(t == row_time):
+                            m.d.comb += flag.eq(1)
             return flag
 
         def in_frame(row):
@@ -633,22 +666,32 @@ class DramRowTaps(wiring.Component):
             with m.If(in_x == self.width - 1):
                 m.d.sync += in_row.eq(in_row + 1)
 
-        # --- writes: every row, in bursts; committed rows and words as their responses come back
+        # --- writes: the zero row, then every input row, in bursts; committed rows and words as their responses
+        # come back (the zero row's first: responses come in order)
         w_row, w_offset = Signal(row_bits), Signal(range(self.row_words))
         c_row, c_offset = Signal(row_bits), Signal(range(self.row_words + 1))
         w_run = Signal(range(burst + 1))
+        zero_asked, zero_committed = Signal(), Signal()
         m.d.comb += [w_run.eq(run(w_offset)),
                      writer.burst.valid.eq(writer.can_start),
-                     writer.burst.payload.addr.eq(address(w_row, w_offset)),
+                     writer.burst.payload.addr.eq(Mux(zero_asked, address(w_row, w_offset), zero_address(w_offset))),
                      writer.burst.payload.len.eq(w_run - 1)]
         with m.If(writer.burst.valid & writer.burst.ready):
             with m.If(w_offset + w_run == self.row_words):
-                m.d.sync += [w_offset.eq(0), w_row.eq(w_row + 1)]
+                m.d.sync += w_offset.eq(0)
+                with m.If(zero_asked):
+                    m.d.sync += w_row.eq(w_row + 1)
+                with m.Else():
+                    m.d.sync += zero_asked.eq(1)
             with m.Else():
                 m.d.sync += w_offset.eq(w_offset + w_run)
         with m.If(writer.committed.valid):
             with m.If(c_offset + writer.committed.payload == self.row_words):
-                m.d.sync += [c_offset.eq(0), c_row.eq(c_row + 1)]
+                m.d.sync += c_offset.eq(0)
+                with m.If(zero_committed):
+                    m.d.sync += c_row.eq(c_row + 1)
+                with m.Else():
+                    m.d.sync += zero_committed.eq(1)
             with m.Else():
                 m.d.sync += c_offset.eq(c_offset + writer.committed.payload)
 
@@ -664,12 +707,15 @@ class DramRowTaps(wiring.Component):
                 row = r_time - (taps - 1 - k) * self.dilation
                 m.d.comb += [r_in_frame.eq(in_frame(row)), r_row.eq(r_frame + row)]
         m.d.comb += r_run.eq(run(r_offset))
-        written = before(r_row, c_row) | ((r_row == c_row) & (c_offset >= r_offset + r_run))
-        m.d.comb += [reader.burst.valid.eq(reader.can_start & r_gives & r_in_frame & written),
-                     reader.burst.payload.addr.eq(address(r_row, r_offset)),
+        # (the committed counters count input rows once the zero row is in)
+        written = Mux(r_in_frame,
+                      zero_committed & (before(r_row, c_row) | ((r_row == c_row) & (c_offset >= r_offset + r_run))),
+                      zero_committed)
+        m.d.comb += [reader.burst.valid.eq(reader.can_start & r_gives & written),
+                     reader.burst.payload.addr.eq(Mux(r_in_frame, address(r_row, r_offset), zero_address(r_offset))),
                      reader.burst.payload.len.eq(r_run - 1),
                      reader.burst.payload.dest.eq(r_tap)]
-        advance = (reader.burst.valid & reader.burst.ready) | ~r_in_frame | ~r_gives
+        advance = (reader.burst.valid & reader.burst.ready) | ~r_gives
         with m.If(advance):
             last_tap = (r_tap == taps - 1) | ~r_gives
             last_burst = (r_offset + r_run == self.row_words) | ~r_gives
@@ -682,21 +728,19 @@ class DramRowTaps(wiring.Component):
                     with m.Else():
                         m.d.sync += r_time.eq(r_time + 1)
 
-        # --- the output: every tap in the frame from its buffer, the others 0
+        # --- the output: every tap from its buffer (padding taps were read from the zero row)
         t_gives = gives(t)
-        wanted = [Signal(name=f"wanted{k}") for k in range(taps)]
         taps_ready = Signal()
         m.d.comb += taps_ready.eq(1)
         for k in range(taps):
-            m.d.comb += wanted[k].eq(t_gives & in_frame(t - (taps - 1 - k) * self.dilation))
-            with m.If(wanted[k] & ~collectors[k].o_stream.valid):
+            with m.If(~collectors[k].o_stream.valid):
                 m.d.comb += taps_ready.eq(0)
             m.d.comb += self.o_stream.payload.as_value()[k * pixel_bits:(k + 1) * pixel_bits].eq(
-                Mux(wanted[k], collectors[k].o_stream.payload.as_value()[:pixel_bits], 0))
+                collectors[k].o_stream.payload.as_value()[:pixel_bits])
         m.d.comb += self.o_stream.valid.eq(t_gives & taps_ready)
         step = Mux(t_gives, self.o_stream.valid & self.o_stream.ready, 1)
         for k in range(taps):
-            m.d.comb += collectors[k].o_stream.ready.eq(wanted[k] & self.o_stream.ready & taps_ready)
+            m.d.comb += collectors[k].o_stream.ready.eq(t_gives & self.o_stream.ready & taps_ready)
         with m.If(step):
             with m.If((x == self.width - 1) | ~t_gives):
                 m.d.sync += x.eq(0)

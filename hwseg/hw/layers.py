@@ -1,6 +1,6 @@
 """Whole layers composed of the basic blocks: a convolution and a max-pool on pixel streams."""
 
-from amaranth import Module, Shape
+from amaranth import Module, Shape, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -40,7 +40,8 @@ class Conv2dLayer(wiring.Component):
     """
 
     def __init__(self, *, elem_shape, channels, height, width, kernel, stride, padding, dilation,
-                 weights, bias, pe, simd, acc_shape, arithmetic="multiply", window="register"):
+                 weights, bias, pe, simd, acc_shape, arithmetic="multiply", window="register", weights_loaded=False,
+                 weight_ram_style=None):
         # The blocks are built here so that bad parameters fail at construction with their own messages.
         if window not in ("register", "folded"):
             raise ValueError(f"window must be 'register' or 'folded', not {window!r}")
@@ -55,8 +56,11 @@ class Conv2dLayer(wiring.Component):
         in_count = kernel[0] * kernel[1] * channels
         if arithmetic == "multiply":
             self.mac_array = MacArray(in_shape=elem_shape, in_count=in_count, weights=weights, bias=bias, pe=pe,
-                                      simd=simd, acc_shape=acc_shape, serial=serial)
+                                      simd=simd, acc_shape=acc_shape, serial=serial, weights_loaded=weights_loaded,
+                                      weight_ram_style=weight_ram_style)
         elif arithmetic == "popcount":
+            if weights_loaded:
+                raise ValueError("loaded weights (weights_loaded=True) need arithmetic='multiply', not 'popcount'")
             shape = Shape.cast(elem_shape)
             self.mac_array = BitMacArray(in_bits=shape.width, in_signed=shape.signed, in_count=in_count,
                                          weights=weights, weight_bits=1, bias=bias, pe=pe, simd=simd,
@@ -67,14 +71,24 @@ class Conv2dLayer(wiring.Component):
             self.sliding_window = FoldedWindow(elem_shape=elem_shape, channels=channels, height=height, width=width,
                                                kernel=kernel, stride=stride, padding=padding, dilation=dilation,
                                                simd=simd, repeats=self.mac_array.fold[0])
-        super().__init__({
+        members = {
             "i_stream": In(stream.Signature(data.ArrayLayout(elem_shape, simd if serial else channels))),
             "o_stream": Out(stream.Signature(data.ArrayLayout(acc_shape, pe))),
-        })
+        }
+        if weights_loaded:   # the MAC array's weight memory is written through the layer (MacArray.load)
+            members.update({"load": In(stream.Signature(unsigned(self.mac_array.weight_word_bits))), "loaded": Out(1)})
+        super().__init__(members)
+
+    @property
+    def weights_loaded(self):
+        return getattr(self.mac_array, "weights_loaded", False)
 
     def elaborate(self, platform):
         m = Module()
         m.submodules.mac_array = mac = self.mac_array
+        if self.weights_loaded:
+            wiring.connect(m, wiring.flipped(self.load), mac.load)
+            m.d.comb += self.loaded.eq(mac.loaded)
         if self.sliding_window is not None:
             m.submodules.sliding_window = window = self.sliding_window
             wiring.connect(m, wiring.flipped(self.i_stream), window.i_stream)

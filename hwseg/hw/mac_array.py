@@ -7,7 +7,10 @@ from amaranth.lib.wiring import In, Out
 
 from ._checks import cast_shape, check_int, is_int, range_of, shape_for
 
-__all__ = ["MacArray"]
+__all__ = ["MacArray", "PACKED_WORD_BITS"]
+
+#: loaded weights pack folds into memory words of up to this many bits (an UltraRAM word)
+PACKED_WORD_BITS = 72
 
 
 def _divisors(n):
@@ -80,9 +83,16 @@ class MacArray(wiring.Component):
     Same stages and fold order; :attr:`latency` is then 3 cycles from a vector's ``SF``-th beat to its
     first output beat, and ``i_stream.ready`` is the stage enable (low only in the first cycle after
     reset, while the weight ROM reads fold 0).
+
+    With ``weights_loaded=True`` the weights are not in a ROM but in a RAM written from ``load`` (one memory word,
+    :attr:`weight_word_bits` wide, per beat, in the order of :attr:`weight_words`; always ready), which takes
+    UltraRAM where ROMs cannot go (UltraScale+ UltraRAM has no initial contents): nothing is issued, and
+    ``i_stream`` is not ready, until every word has been written (``loaded``, from the cycle after the last
+    write). ``weight_ram_style`` (``"ultra"``, ``"block"``) asks synthesis for that memory kind.
     """
 
-    def __init__(self, *, in_shape, in_count, weights, bias, pe, simd, acc_shape, serial=False):
+    def __init__(self, *, in_shape, in_count, weights, bias, pe, simd, acc_shape, serial=False, weights_loaded=False,
+                 weight_ram_style=None):
         in_shape = cast_shape("in_shape", in_shape)
         check_int("in_count", in_count)
         if not isinstance(weights, (list, tuple)) or not weights:
@@ -134,14 +144,48 @@ class MacArray(wiring.Component):
         if not isinstance(serial, bool):
             raise TypeError(f"serial must be a bool, not {serial!r}")
         self.serial = serial
+        if not isinstance(weights_loaded, bool):
+            raise TypeError(f"weights_loaded must be a bool, not {weights_loaded!r}")
+        if weight_ram_style not in (None, "block", "ultra"):
+            raise ValueError(f"weight_ram_style must be None, 'block' or 'ultra', not {weight_ram_style!r}")
+        if weight_ram_style is not None and not weights_loaded:
+            raise ValueError("weight_ram_style applies to loaded weights (weights_loaded=True) only")
+        self.weights_loaded, self.weight_ram_style = weights_loaded, weight_ram_style
         self._sum_shape = shape_for(-bound, bound)     # internal accumulators: never overflow
         # ROM element shapes, always signed (the -1 makes shape_for choose a signed shape).
         self._w_shape = shape_for(min(-1, *(min(row) for row in weights)), max(max(row) for row in weights))
         self._b_shape = shape_for(min(-1, *bias), max(bias))
-        super().__init__({
+        members = {
             "i_stream": In(stream.Signature(data.ArrayLayout(in_shape, simd if serial else in_count))),
             "o_stream": Out(stream.Signature(data.ArrayLayout(acc_shape, pe))),
-        })
+        }
+        if weights_loaded:
+            members.update({"load": In(stream.Signature(unsigned(self.weight_word_bits))), "loaded": Out(1)})
+        super().__init__(members)
+
+    @property
+    def folds_per_word(self):
+        """Folds per weight memory word: 1 for a ROM; loaded weights pack a power of two of folds, as many as
+        fit :data:`PACKED_WORD_BITS` (a narrow fold would fill a fraction of a 72-bit UltraRAM word)."""
+        fold_bits, folds = self.pe * self.simd * self._w_shape.width, self.fold[0] * self.fold[1]
+        if not self.weights_loaded or fold_bits * 2 > PACKED_WORD_BITS:
+            return 1
+        packed = 1 << (PACKED_WORD_BITS // fold_bits).bit_length() - 1
+        return min(packed, 1 << (folds - 1).bit_length())
+
+    @property
+    def weight_word_bits(self):
+        """Bits of a weight memory word: the ``pe × simd`` weights of :attr:`folds_per_word` folds."""
+        return self.pe * self.simd * self._w_shape.width * self.folds_per_word
+
+    @property
+    def weight_words(self):
+        """The weight memory's words in address order (fold ``f`` in word ``f // folds_per_word``, at bit
+        ``(f mod folds_per_word) · fold bits``; what ``load`` must bring)."""
+        folds, packed = self._weight_words(), self.folds_per_word
+        fold_bits = self.weight_word_bits // packed
+        return [sum(word << (j * fold_bits) for j, word in enumerate(folds[k:k + packed]))
+                for k in range(0, len(folds), packed)]
 
     @property
     def fold(self):
@@ -191,6 +235,20 @@ class MacArray(wiring.Component):
         return [sum((self.bias[nf * self.pe + p] & mask) << (p * bb) for p in range(self.pe))
                 for nf in range(self.fold[0])]
 
+    def _load(self, m, memory):
+        """Writes the ``load`` beats into ``memory`` in address order; ``loaded`` the cycle after the last (so
+        that the read-ahead register, read at every edge, holds loaded data before the first fold issues)."""
+        depth = memory.depth
+        address, written = Signal(range(depth)), Signal()
+        port = memory.write_port()
+        m.d.comb += [self.load.ready.eq(1), port.addr.eq(address), port.data.eq(self.load.payload),
+                     port.en.eq(self.load.valid & ~written)]
+        with m.If(self.load.valid & ~written):
+            m.d.sync += address.eq(Mux(address == depth - 1, 0, address + 1))
+            with m.If(address == depth - 1):
+                m.d.sync += written.eq(1)
+        m.d.sync += self.loaded.eq(written)
+
     def elaborate(self, platform):
         m = Module()
         i, o = self.i_stream, self.o_stream
@@ -210,15 +268,17 @@ class MacArray(wiring.Component):
         nf = Signal(range(nf_count))
         issue = Signal()
         last_fold = addr == nf_count * sf_count - 1
+        # loaded weights: nothing is taken before the last word is in (ROM weights are there from the start)
+        weights_in = self.loaded if self.weights_loaded else Const(1)
         if self.serial:
             # the weight ROM's read register holds fold 0 only after the first clock edge
             primed = Signal()
             m.d.sync += primed.eq(1)
-            m.d.comb += [issue.eq(i.valid & en & primed), i.ready.eq(en & primed)]
+            m.d.comb += [issue.eq(i.valid & en & primed & weights_in), i.ready.eq(en & primed & weights_in)]
         else:
             m.d.comb += [
                 issue.eq(have & en),
-                i.ready.eq(~have | (en & last_fold)),
+                i.ready.eq(weights_in & (~have | (en & last_fold))),
             ]
         with m.If(issue):
             m.d.sync += addr.eq(Mux(last_fold, 0, addr + 1))
@@ -236,17 +296,35 @@ class MacArray(wiring.Component):
         # next value of `addr` is read at every enabled edge; a stalled edge changes neither), so a
         # fold's products are formed in its issue cycle and registered (stage 1), and the multipliers
         # and the adder trees fall in different stages.
-        m.submodules.weights = rom = Memory(shape=unsigned(pe * simd * wb), depth=nf_count * sf_count,
-                                            init=self._weight_words())
-        w_port = rom.read_port()
-        m.d.comb += [w_port.addr.eq(Mux(issue, Mux(last_fold, 0, addr + 1), addr)), w_port.en.eq(en)]
+        next_fold = Mux(issue, Mux(last_fold, 0, addr + 1), addr)
+        if self.weights_loaded:
+            attrs = {"ram_style": self.weight_ram_style} if self.weight_ram_style else None
+            words = self.weight_words
+            m.submodules.weights = rom = Memory(shape=unsigned(self.weight_word_bits), depth=len(words), init=[],
+                                                attrs=attrs)
+            self._load(m, rom)
+            # packed folds: the word holding the next fold is read, and its slice chosen by the fold's low bits,
+            # registered with the read
+            packing = (self.folds_per_word - 1).bit_length()
+            read = rom.read_port()
+            slot = Signal(packing)
+            m.d.comb += [read.addr.eq(next_fold >> packing), read.en.eq(en)]
+            with m.If(en):
+                m.d.sync += slot.eq(next_fold[:packing])
+            fold_weights = read.data.word_select(slot, pe * simd * wb) if packing else read.data
+        else:
+            m.submodules.weights = rom = Memory(shape=unsigned(pe * simd * wb), depth=nf_count * sf_count,
+                                                init=self._weight_words())
+            read = rom.read_port()
+            m.d.comb += [read.addr.eq(next_fold), read.en.eq(en)]
+            fold_weights = read.data
         x0 = i.payload.as_value() if self.serial else _slice_select(m, vec, sf, xw * simd, sf_count)
 
         def x_elem(s):
             value = x0.word_select(s, xw)
             return value.as_signed() if self.in_shape.signed else value
 
-        products = [[x_elem(s) * w_port.data.word_select(p * simd + s, wb).as_signed() for s in range(simd)]
+        products = [[x_elem(s) * fold_weights.word_select(p * simd + s, wb).as_signed() for s in range(simd)]
                     for p in range(pe)]
 
         # Stage 1: the products of the fold.

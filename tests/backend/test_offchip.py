@@ -1,6 +1,7 @@
 """Buffers in DRAM (issue 14): the line-buffer rewrite computes what the convolution did, the placement modes, the
-boards' DRAM, the bandwidth bound, the ports and the errors."""
+boards' DRAM, the bandwidth bound, the ports and the errors; weights loaded from DRAM into UltraRAM."""
 
+import hashlib
 import json
 from dataclasses import replace
 from pathlib import Path
@@ -13,9 +14,9 @@ from hwseg.errors import DoesNotFitError, OffchipError, UnsupportedError
 from hwseg.estimate.offchip import memory_parameters
 from hwseg.flow import build, compile_graph, load_graph
 from hwseg.golden import run_graph
-from hwseg.ir import Conv2d, Graph, Input, Int, IRError, MulShift, Node, RowTaps, UInt
+from hwseg.ir import Bipolar, Conv2d, Graph, Input, Int, IRError, MulShift, Node, RowTaps, UInt
 from hwseg.offchip import check_mode
-from hwseg.passes import place_line_buffers
+from hwseg.passes import place_line_buffers, place_weights
 
 ROOT = Path(__file__).resolve().parents[2]
 MEMORY = {"data_bits": 64, "address_bits": 32, "burst": 16, "outstanding": 4, "read_buffer": 64, "latency": 30}
@@ -116,15 +117,16 @@ def test_a_design_with_buffers_in_dram_has_the_memory_port_and_says_where(tmp_pa
     report = json.loads((target / "report.json").read_text())
     assert report["dram"]["bytes_per_frame"] == design.estimate.dram_bytes_per_frame > 0
     assert "## In DRAM" in (target / "report.md").read_text()
+    # a part without UltraRAM keeps every weight in ROM
+    assert "weights" not in dram and not design.weight_image and not (target / "weights.bin").exists()
 
 
 def _row_traffic_bytes(height, width, channels, taps, stride, padding, dilation, data_bits):
-    """By the definition: each input row written once; per output pixel, each tap inside the frame read once;
-    a pixel takes whole words."""
+    """By the definition: each input row written once; per output pixel, each tap read once (a padding tap from
+    the row of zeros); a pixel takes whole words."""
     words = -(-channels * 8 // data_bits)
     out_height = (height + 2 * padding - (taps - 1) * dilation - 1) // stride + 1
-    reads = sum(1 for oy in range(out_height) for k in range(taps)
-                if 0 <= oy * stride - padding + k * dilation < height)
+    reads = out_height * taps
     return height * width * words * data_bits // 8, reads * width * words * data_bits // 8
 
 
@@ -166,3 +168,65 @@ def test_the_memory_parameters_cover_the_latency():
     memory = memory_parameters(board.dram, board.clock_mhz)
     latency = board.dram.latency_cycles(board.clock_mhz)
     assert memory["read_buffer"] >= 2 * memory["burst"] + latency and memory["read_buffer"] % memory["burst"] == 0
+
+
+def test_weights_load_from_dram_on_a_part_with_ultraram(tmp_path):
+    design = build(ROOT / "examples" / "int8_tiny.pt", "zcu104", offchip="all")
+    convs = [node.name for node in design.graph if isinstance(node.op, Conv2d) and not node.op.channelwise
+             and not isinstance(node.op.weight_type, Bipolar)]
+    assert convs and [n.name for n in design.graph if n.attrs.get("weight_memory") == "uram"] == convs
+    dram = design.manifest["dram"]
+    weights = dram["weights"]
+    assert weights["bytes"] == len(design.weight_image) == design.estimate.weight_image_bytes > 0
+    region = next(r for r in dram["regions"] if r["buffer"] == "weights")
+    assert (region["offset"], region["bytes"]) == (weights["offset"], weights["bytes"]) and region["offset"] % 4096 == 0
+    assert dram["region_bytes"] == design.estimate.dram_region_bytes
+    assert sum(b.kind == "weights" for b in design.estimate.dram_buffers) == len(convs)
+    target = design.write(tmp_path)
+    image = (target / "weights.bin").read_bytes()
+    assert image == design.weight_image and hashlib.sha256(image).hexdigest() == weights["sha256"]
+    assert "weights (read once after reset)" in (target / "report.md").read_text()
+
+
+def _wide_pointwise(cout=128, cin=512):
+    """A 1×1 convolution of 512 Kb of 8-bit weights: fully folded, 8192 deep — UltraRAM once it may go there."""
+    rng = np.random.default_rng(5)
+    return Graph([Node("x", Input((cin, 2, 2), UInt(8))),
+                  Node("conv", Conv2d(rng.integers(-127, 128, (cout, cin, 1, 1)), np.zeros(cout, dtype=np.int64),
+                                      Int(8)), ("x",))], name="wide")
+
+
+def test_loaded_weights_that_go_to_ultraram_ask_synthesis_for_it():
+    design = compile_graph(_wide_pointwise(), "zcu104", offchip="all", folding={"conv": {"pe": 1, "simd": 1}})
+    layer = next(layer for layer in design.estimate.layers if layer.name == "conv")
+    assert layer.split.memory["weights"]["uram"] == 2 and layer.split.memory["weights"]["bram"] == 0
+    assert design.graph["conv"].attrs["weight_ram_style"] == "ultra"
+    assert design.verilog.count('ram_style = "ultra"') == 1
+    # in ROM the same weights take block RAM, and nothing asks for UltraRAM
+    rom = compile_graph(_wide_pointwise(), "zcu104", offchip="none", folding={"conv": {"pe": 1, "simd": 1}})
+    assert "ultra" not in rom.verilog and rom.estimate.split.memory["weights"]["bram"] > 0
+
+
+def test_weights_that_fit_only_in_ultraram_are_loaded_there():
+    """On a part whose block RAM (and LUTs, for a ROM in logic) cannot hold the weights, auto loads them into
+    UltraRAM; without UltraRAM the same design is the one-line weights error."""
+    base = load_board("zcu104")
+    small = replace(base, resources={**base.resources, "bram": 8, "lut": 4000})
+    design = compile_graph(_wide_pointwise(), small, estimate_only=True)
+    assert not design.estimate.overflows() and design.estimate.weight_image_bytes == 128 * 512
+    no_uram = replace(small, uram=0, resources={k: v for k, v in small.resources.items() if k != "uram"})
+    with pytest.raises(DoesNotFitError, match=r"^the weights alone do not fit zcu104: 0\.5 Mb of weights take "
+                                              r"[\d,]+ of 8 BRAM18 even fully folded"):
+        compile_graph(_wide_pointwise(), no_uram)
+
+
+def test_place_weights_refuses_what_cannot_load_by_name():
+    rng = np.random.default_rng(0)
+    graph = Graph([Node("x", Input((4, 6, 6), UInt(8))),
+                   Node("bin", Conv2d(rng.choice([-1, 1], (4, 4, 3, 3)), np.zeros(4, dtype=np.int64), Bipolar(),
+                                      padding=1), ("x",))])
+    assert place_weights.movable(graph) == []
+    with pytest.raises(UnsupportedError, match=r"^layer 'bin' \(.*\) cannot load its weights from DRAM"):
+        place_weights.apply(graph, select=["bin"], memory={})
+    with pytest.raises(UnsupportedError, match="there is no layer 'nope' to load weights for"):
+        place_weights.apply(graph, select=["nope"], memory={})

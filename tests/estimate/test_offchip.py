@@ -1,10 +1,15 @@
-"""The estimate's geometry of the DRAM buffers is the hardware's (one set of figures, checked both ways)."""
+"""The estimate's geometry of the DRAM buffers and of loaded weights is the hardware's (one set of figures, checked
+both ways)."""
 
+import numpy as np
 import pytest
-from amaranth.hdl import unsigned
+from amaranth.hdl import signed, unsigned
 
-from hwseg.estimate.offchip import fifo_geometry, row_taps_geometry
+from hwseg.estimate.offchip import fifo_geometry, row_taps_geometry, weight_store_of
 from hwseg.hw.dram import DramFifo, DramRowTaps
+from hwseg.hw.mac_array import MacArray
+from hwseg.hw.weights import WeightLoader, weight_image
+from hwseg.ir import Conv2d, Graph, Input, Int, Node, UInt
 
 pytestmark = pytest.mark.filterwarnings("ignore::amaranth.hdl.UnusedElaboratable")
 
@@ -33,3 +38,22 @@ def test_fifo_geometry_is_the_hardware(beat_bits, depth, data_bits, burst):
     assert (est.words_per_beat, est.region_words, est.region_bytes, est.capacity) == \
         (hw.words_per_beat, hw.region_words, hw.region_bytes, hw.capacity)
     assert est.capacity >= depth
+
+
+@pytest.mark.parametrize("cout,count,pe,simd,weight_max,data_bits", [
+    (64, 192, 1, 1, 127, 128), (64, 192, 1, 3, 127, 128), (64, 192, 2, 8, 127, 64), (6, 27, 3, 9, 7, 32),
+    (3, 10, 1, 1, 3, 32), (128, 384, 16, 24, 127, 128), (2, 3, 1, 1, 100, 64)])
+def test_loaded_weight_store_is_the_hardware(cout, count, pe, simd, weight_max, data_bits):
+    """The estimate's loaded weight memory (packing, word, depth, image bytes) is the MAC array's and the loader's."""
+    weights = np.random.default_rng(cout + count).integers(-weight_max, weight_max + 1, (cout, count, 1, 1))
+    hw = MacArray(in_shape=unsigned(8), in_count=count, weights=weights[:, :, 0, 0].tolist(), bias=None, pe=pe,
+                  simd=simd, acc_shape=signed(40), weights_loaded=True)
+    graph = Graph([Node("x", Input((count, 2, 2), UInt(8))),
+                   Node("c", Conv2d(weights, np.zeros(cout, dtype=np.int64), Int(8)), ("x",),
+                        {"pe": pe, "simd": simd, "memory": {"data_bits": data_bits}})])
+    est = weight_store_of(graph, graph["c"])
+    assert (est.folds_per_word, est.word_bits, est.depth) == (hw.folds_per_word, hw.weight_word_bits,
+                                                              len(hw.weight_words))
+    loader = WeightLoader(stores=[(hw.weight_word_bits, len(hw.weight_words))], data_bits=data_bits, address_bits=40)
+    assert est.image_bytes == loader.image_bytes == len(weight_image([(hw.weight_word_bits, hw.weight_words)],
+                                                                     data_bits=data_bits))
