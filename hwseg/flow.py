@@ -213,7 +213,7 @@ def _dram_manifest(top: Accelerator, board: Board, estimate: NetworkEstimate) ->
             "load": "copy weights.bin to dram_base + offset before releasing reset: the design reads it once, into "
                     "the layers' weight RAMs, and each layer starts when its weights are in"}}
     return {
-        "port": "m_axi (AXI4 master: INCR bursts of full-width beats, every byte written, no IDs, responses in order)",
+        "port": "m_axi (AXI4 master: INCR bursts of full-width beats, every byte written, one ID (0), responses in order)",
         "base": "dram_base: the byte address of the region, an input held constant while the design runs "
                 f"(aligned to {REGION_ALIGN} bytes)",
         "region_bytes": -(-top.dram_bytes // REGION_ALIGN) * REGION_ALIGN,

@@ -81,3 +81,13 @@ def test_weights_loaded_from_dram_into_on_chip_ram():
 
 # The case made bandwidth-bound with a slow memory (cycles within 5 % of the estimate) runs in bench/offchip.py
 # (two minutes; the estimate's bandwidth bound itself is tests/backend/test_offchip.py's).
+
+
+def test_the_cocotb_harness_runs_designs_with_buffers_in_dram():
+    """cocotb with cocotbext-axi's AXI4 slave as the memory (random latency per burst, random pauses on every
+    channel, the weight image in place): every beat equal to golden, the same words moved."""
+    design = build(ROOT / "examples" / "int8_tiny.pt", "zcu104", offchip="all")
+    report = simulate_design(design, frames=1, seed=5, valid_prob=0.7, ready_prob=0.7, memory_latency=(20, 200),
+                             memory_ready=0.9, harness="cocotb")
+    assert report.passed, _failure(report)
+    _check_traffic(design, report)

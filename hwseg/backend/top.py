@@ -43,7 +43,8 @@ class Accelerator(wiring.Component):
     Buffers in DRAM (a :class:`~hwseg.hw.dram.DramRowTaps` layer, a :class:`~hwseg.hw.dram.DramFifo` on a join's
     input, between converters to and from whole pixels) share one AXI4 master, ``m_axi_*`` (through a
     :class:`~hwseg.hw.dram.MemoryArbiter` when there are several; INCR bursts of full-width beats, every byte
-    written), and each has its region in the design's, which starts at byte address ``dram_base`` (an input,
+    written, one ID: ``awid``/``arid`` 0, ``bid``/``rid`` ignored), and each has its region in the design's, which
+    starts at byte address ``dram_base`` (an input,
     constant while running): in graph order, each on a 4 KiB boundary. :attr:`dram_regions` lists them (name,
     offset, bytes) once the design is elaborated, :attr:`dram_bytes` their total. A design with nothing in DRAM
     has neither port.
@@ -90,15 +91,16 @@ class Accelerator(wiring.Component):
         if self.memory is not None:
             a, d = self.memory["address_bits"], self.memory["data_bits"]
             ports.update({"dram_base": In(a)})
+            # (one ID, always 0: every burst in order; bid and rid are not looked at)
             for prefix in ("aw", "ar"):
-                ports.update({f"m_axi_{prefix}addr": Out(a), f"m_axi_{prefix}len": Out(8), f"m_axi_{prefix}size": Out(3),
+                ports.update({f"m_axi_{prefix}id": Out(1), f"m_axi_{prefix}addr": Out(a), f"m_axi_{prefix}len": Out(8), f"m_axi_{prefix}size": Out(3),
                               f"m_axi_{prefix}burst": Out(2), f"m_axi_{prefix}valid": Out(1),
                               f"m_axi_{prefix}ready": In(1)})
                 if prefix == "aw":
                     ports.update({"m_axi_wdata": Out(d), "m_axi_wstrb": Out(d // 8), "m_axi_wlast": Out(1),
-                                  "m_axi_wvalid": Out(1), "m_axi_wready": In(1), "m_axi_bresp": In(2),
+                                  "m_axi_wvalid": Out(1), "m_axi_wready": In(1), "m_axi_bid": In(1), "m_axi_bresp": In(2),
                                   "m_axi_bvalid": In(1), "m_axi_bready": Out(1)})
-            ports.update({"m_axi_rdata": In(d), "m_axi_rresp": In(2), "m_axi_rlast": In(1), "m_axi_rvalid": In(1),
+            ports.update({"m_axi_rid": In(1), "m_axi_rdata": In(d), "m_axi_rresp": In(2), "m_axi_rlast": In(1), "m_axi_rvalid": In(1),
                           "m_axi_rready": Out(1)})
         super().__init__(ports)
 

@@ -34,6 +34,7 @@ __all__ = ["AxiMemory"]
 #: the AXI4 master signals the model drives or reads (without the port prefix); those marked
 #: optional may be absent from the design (AXI4 defaults then apply)
 _SIGNALS = {
+    "awid": True, "arid": True, "bid": True, "rid": True,
     "awaddr": False, "awlen": False, "awsize": True, "awburst": True, "awvalid": False, "awready": False,
     "wdata": False, "wstrb": True, "wlast": False, "wvalid": False, "wready": False,
     "bresp": True, "bvalid": False, "bready": False,
@@ -55,6 +56,7 @@ class AxiMemory(HarnessModel):
     name: str = "mem"
     base: int = 0
     base_port: str | None = None
+    id_bits: int = 1
 
     def __post_init__(self):
         if self.data_bits % 8 or self.data_bits & (self.data_bits - 1) or not 8 <= self.data_bits <= 1024:
@@ -79,7 +81,7 @@ class AxiMemory(HarnessModel):
             raise ValueError(f"the design has no AXI4 master port {port!r}")
         base_port = "dram_base" if any(p["name"] == "dram_base" for p in ports) else None
         return cls(port, widths["rdata"], widths["araddr"], size, frozenset(s for s in widths if s in _SIGNALS),
-                   base_port=base_port, **options)
+                   base_port=base_port, id_bits=widths.get("arid", 1), **options)
 
     def connections(self) -> dict[str, str]:
         connections = {f"{self.port}_{signal}": f"{self.name}_{signal}" for signal in _SIGNALS if signal in self.present}
@@ -105,6 +107,9 @@ class AxiMemory(HarnessModel):
                 optional_inputs.append(f"  wire [{width - 1}:0] {n}_{signal};")
             else:
                 optional_inputs.append(f"  wire [{width - 1}:0] {n}_{signal} = {width}'d{default};")
+        for signal, driven in (("awid", False), ("arid", False), ("bid", True), ("rid", True)):
+            if signal in self.present:   # one ID: the master's are not looked at, the responses carry 0
+                optional_inputs.append(f"  wire [{self.id_bits - 1}:0] {n}_{signal}" + (" = 0;" if driven else ";"))
         optional_inputs = "\n".join(optional_inputs)
 
         def below(signal):       # an address under the base (no compare at all for base 0: it is constant)

@@ -155,12 +155,10 @@ def simulate_design(design, *, frames: int = 2, simulator: str = "verilator", se
     temporary directory, removed when the run passed). ``threads``: Verilator's ``--threads``.
     ``progress``: a callable that hears the steps as lines. A design with buffers in DRAM runs against
     :class:`~.axi_memory.AxiMemory` (its region at :data:`MEMORY_BASE`), each burst answered a random
-    ``memory_latency`` (min, max) cycles later, its channels ready with probability ``memory_ready``."""
+    ``memory_latency`` (min, max) cycles later, its channels ready with probability ``memory_ready``; under
+    cocotb, against cocotbext-axi's ``AxiSlave`` on the same region with the same latency and readiness."""
     if harness not in HARNESSES:
         raise SimulationError(f"unknown harness {harness!r}; choose one of {', '.join(HARNESSES)}")
-    if harness == "cocotb" and "dram" in design.manifest:
-        raise SimulationError(f"{design.name} keeps buffers in DRAM, and the cocotb harness has no memory model; "
-                              f"use the native harness (--harness native)")
     graph = design.graph
     in_type, out_type = graph.input_type, graph.output_type
     total = MEASURED_FRAMES + frames
@@ -179,18 +177,18 @@ def simulate_design(design, *, frames: int = 2, simulator: str = "verilator", se
                    out_beats=total * out_per_frame, out_bytes=out_tdata // 8, simulator=simulator,
                    valid_prob=valid_prob, ready_prob=ready_prob, unstalled_frames=MEASURED_FRAMES, seed=seed,
                    work_dir=work, silence_limit=silence_limit)
+    memory = None
+    if "dram" in design.manifest:
+        dram = design.manifest["dram"]
+        memory = {"bytes": dram["region_bytes"], "base": MEMORY_BASE, "latency": memory_latency,
+                  "ready": memory_ready}
+        if "weights" in dram:   # the host's part: the weight image in place before reset
+            memory["init"] = [(dram["weights"]["offset"], design.weight_image)]
     if harness == "native":
-        memory = None
-        if "dram" in design.manifest:
-            dram = design.manifest["dram"]
-            memory = {"bytes": dram["region_bytes"], "base": MEMORY_BASE, "latency": memory_latency,
-                      "ready": memory_ready}
-            if "weights" in dram:   # the host's part: the weight image in place before reset
-                memory["init"] = [(dram["weights"]["offset"], design.weight_image)]
         result = run_harness(design.verilog, design.ports, design.name, stimulus, threads=threads,
                              progress=progress, memory=memory, **options)
     else:
-        result = run_cosim(design.verilog, design.name, stimulus, **options)
+        result = run_cosim(design.verilog, design.name, stimulus, memory=memory, **options)
         if result.status != "ok":
             result = dataclasses.replace(result, status=f"{result.status} (log: {result.log})")
     got = unpack_beats(result.got, out_type.channels, out_type.dtype.bits, out_type.dtype.signed)

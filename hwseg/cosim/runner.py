@@ -86,8 +86,11 @@ def _environment() -> dict[str, str]:
 def run_cosim(verilog: str, top: str, stimulus: np.ndarray, *, in_beats_per_frame: int,
               out_beats_per_frame: int, out_beats: int, out_bytes: int, simulator: str = "verilator",
               valid_prob: float = 0.7, ready_prob: float = 0.7, unstalled_frames: int = 0, seed: int = 1,
-              silence_limit: int = 100_000, work_dir: str | os.PathLike | None = None) -> CosimResult:
-    """Simulate ``verilog`` (module ``top``) on ``stimulus`` beats and return what came out."""
+              silence_limit: int = 100_000, work_dir: str | os.PathLike | None = None,
+              memory: dict | None = None) -> CosimResult:
+    """Simulate ``verilog`` (module ``top``) on ``stimulus`` beats and return what came out. A design with a memory
+    port gets cocotbext-axi's ``AxiSlave`` over a region of ``memory["bytes"]`` at ``memory["base"]`` (as
+    :func:`hwseg.cosim.native.run_harness` takes it: ``latency``, ``ready``, ``init``)."""
     if simulator not in SIMULATORS:
         raise SimulationError(f"unknown simulator {simulator!r}; choose one of {', '.join(SIMULATORS)}")
     if simulator not in available_simulators():
@@ -122,6 +125,13 @@ def run_cosim(verilog: str, top: str, stimulus: np.ndarray, *, in_beats_per_fram
         "out_beats": out_beats, "out_bytes": out_bytes, "unstalled_frames": unstalled_frames,
         "valid_prob": valid_prob, "ready_prob": ready_prob, "seed": seed, "silence_limit": silence_limit,
     }
+    if memory is not None:
+        parts = []
+        for k, (offset, content) in enumerate(memory.get("init", ())):
+            (work / f"memory_init{k}.bin").write_bytes(content)
+            parts.append([offset, str(work / f"memory_init{k}.bin")])
+        config["memory"] = {"base": memory["base"], "bytes": memory["bytes"], "latency": list(memory["latency"]),
+                            "ready": memory["ready"], "init": parts}
     (work / "cosim.json").write_text(json.dumps(config, indent=2))
     result_file = work / "result.npz"
     if result_file.exists():
@@ -151,5 +161,6 @@ def run_cosim(verilog: str, top: str, stimulus: np.ndarray, *, in_beats_per_fram
     if not result_file.exists():
         raise SimulationError(f"the testbench wrote no result; see {work / 'sim.log'}")
     data = np.load(result_file)
+    words = (int(data["words_read"]), int(data["words_written"])) if "words_read" in data else None
     return CosimResult(got=data["got"], last=data["last"], when=data["when"], cycles=int(data["cycles"]),
-                       status=str(data["status"]), log=work / "sim.log", seconds=seconds)
+                       status=str(data["status"]), log=work / "sim.log", seconds=seconds, memory_words=words)
