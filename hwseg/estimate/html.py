@@ -18,7 +18,7 @@ from ..boards import RESOURCES
 from .network import NetworkEstimate
 from .report import (LOGIC_COLUMNS, LOGIC_NOTE, MEMORY_NOTE, MEMORY_ROLES, _bram_note, _buffer_rows, _head, _rows,
                      _summary, _synthesis_line, dram_line, limit_line, logic_split_rows, memory_split_rows, resource_label,
-                     roofline_fraction, split_shares)
+                     roofline_fraction, split_shares, table_resources)
 
 __all__ = ["report_html"]
 
@@ -224,7 +224,7 @@ def report_html(estimate: NetworkEstimate, title: str, synthesized: dict | None 
     body.append('<div class="charts">' + "".join(charts) + "</div>")
 
     body.append("<h2>Layers</h2>")
-    body.append(_table(_head(board), _rows(estimate, synthesized), bottleneck, frozenset(range(2, 3 + len(RESOURCES)))))
+    body.append(_table(_head(board), _rows(estimate, synthesized), bottleneck, frozenset(range(2, 3 + len(table_resources(board))))))
     body.append(f'<p class="note">Estimates are analytic (hwseg/estimate); {escape(_bram_note(board))}; memories '
                 'at most 64 deep count as LUTRAM.</p>')
     buffers = list(_buffer_rows(estimate))

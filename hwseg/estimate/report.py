@@ -10,7 +10,8 @@ from .network import NetworkEstimate
 
 __all__ = ["report_dict", "report_markdown", "report_table", "roofline_dict", "roofline_line", "limit_line", "dram_dict",
            "dram_line",
-           "roofline_fraction", "resource_label", "memory_split_rows", "logic_split_rows", "split_shares"]
+           "roofline_fraction", "resource_label", "memory_split_rows", "logic_split_rows", "split_shares",
+           "table_resources"]
 
 
 def resource_label(key: str, board=None) -> str:
@@ -26,8 +27,14 @@ def _bram_note(board) -> str:
     return f"{resource_label(key, board)} counts {getattr(board, 'bram_kbits', 18)} Kb block RAMs"
 
 
+def table_resources(board) -> tuple[str, ...]:
+    """The resource columns of the tables: :data:`hwseg.boards.RESOURCES`, and URAM where the part has it."""
+    return RESOURCES + (("uram",) if getattr(board, "uram", 0) else ())
+
+
 def _head(board) -> tuple[str, ...]:
-    return ("layer", "op", *(resource_label(key, board) for key in RESOURCES), "cycles/frame", "folding")
+    return ("layer", "op", *(resource_label(key, board) for key in table_resources(board)), "cycles/frame",
+            "folding")
 
 
 def report_dict(estimate: NetworkEstimate, synthesized: dict | None = None) -> dict:
@@ -144,19 +151,20 @@ def _folding(layer) -> str:
 
 
 def _rows(estimate: NetworkEstimate, synthesized: dict | None = None):
+    keys = table_resources(estimate.board)
     for layer in estimate.layers:
         r = layer.resources.as_dict()
         mark = " *" if layer.name == estimate.bottleneck else ""
-        yield (layer.name + mark, layer.op, *(f"{r[k]:,}" for k in RESOURCES), f"{layer.cycles:,}", _folding(layer))
+        yield (layer.name + mark, layer.op, *(f"{r.get(k, 0):,}" for k in keys), f"{layer.cycles:,}", _folding(layer))
     t = estimate.total.as_dict()
-    yield ("total", "", *(f"{t[k]:,}" for k in RESOURCES), f"{estimate.cycles_per_frame:,}", "")
+    yield ("total", "", *(f"{t.get(k, 0):,}" for k in keys), f"{estimate.cycles_per_frame:,}", "")
     if synthesized is not None:
         s = synthesized["totals"]
-        yield ("synthesized", "yosys", *(f"{s.get(k, 0):,}" for k in RESOURCES), "", "")
+        yield ("synthesized", "yosys", *(f"{s.get(k, 0):,}" for k in keys), "", "")
     a = estimate.board.resources
-    yield (f"{estimate.board.name}", "available", *(f"{a[k]:,}" for k in RESOURCES), "", "")
+    yield (f"{estimate.board.name}", "available", *(f"{a[k]:,}" for k in keys), "", "")
     u = estimate.utilization
-    yield ("used", "", *(f"{100 * u[k]:.1f} %" for k in RESOURCES), "", "")
+    yield ("used", "", *(f"{100 * u.get(k, 0):.1f} %" for k in keys), "", "")
 
 
 def _synthesis_line(synthesized: dict | None) -> str:
@@ -196,7 +204,7 @@ def report_table(estimate: NetworkEstimate, synthesized: dict | None = None) -> 
     head = _head(estimate.board)
     rows = [head, *_rows(estimate, synthesized)]
     widths = [max(len(row[i]) for row in rows) for i in range(len(head))]
-    numeric = set(range(2, 3 + len(RESOURCES)))   # the resources and cycles/frame
+    numeric = set(range(2, 3 + len(table_resources(estimate.board))))   # the resources and cycles/frame
     lines = []
     for index, row in enumerate(rows):
         cells = [cell.rjust(w) if i in numeric else cell.ljust(w) for i, (cell, w) in enumerate(zip(row, widths))]

@@ -202,6 +202,13 @@ def test_loaded_weights_that_go_to_ultraram_ask_synthesis_for_it():
     assert layer.split.memory["weights"]["uram"] == 2 and layer.split.memory["weights"]["bram"] == 0
     assert design.graph["conv"].attrs["weight_ram_style"] == "ultra"
     assert design.verilog.count('ram_style = "ultra"') == 1
+    # the tables show UltraRAM where the part has it: the total and the share of the part's 96
+    table = design.table().splitlines()
+    assert table[0].split()[-3:] == ["URAM", "cycles/frame", "folding"]
+    total = next(line for line in table if line.startswith("total")).split()
+    used = next(line for line in table if line.startswith("used")).split()
+    assert total[5] == "2" and used[-2:] == [f"{100 * 2 / 96:.1f}", "%"]
+    assert "| URAM | cycles/frame |" in design.files()["report.md"]
     # in ROM the same weights take block RAM, and nothing asks for UltraRAM
     rom = compile_graph(_wide_pointwise(), "zcu104", offchip="none", folding={"conv": {"pe": 1, "simd": 1}})
     assert "ultra" not in rom.verilog and rom.estimate.split.memory["weights"]["bram"] > 0
