@@ -190,7 +190,7 @@ def _cheapest(folder, board, rest) -> _Fit:
     designs = list(tried.values())
     if fitting:
         picks, prepared, estimate = designs[min(fitting)[1]]
-        return _Fit(prepared, estimate, max([c.cycles for c in picks.values()] + [folder.floor]), rest)
+        return _Fit(prepared, estimate, _frame_cycles(folder, picks), rest)
     picks, prepared, estimate = min(designs, key=lambda design: (_overflow(design[2]), design[2].cycles_per_frame))
     return _Fit(prepared, estimate, None, rest)
 

@@ -267,7 +267,6 @@ def conv_compute(graph: Graph, node, pe: int, simd: int, family: str = "xc7", ur
                                 out_channels=op.out_channels, pe=pe, simd=simd, acc_bits=out.dtype.bits,
                                 family=family, serial=kind == "folded",
                                 pixel_slices=x.channels // simd if isinstance(op, ConvTranspose2d) else None,
-                                weights_loaded=store is not None,
                                 loaded_weights=None if store is None else (store.fold_bits, store.folds_per_word),
                                 uram=uram)
 

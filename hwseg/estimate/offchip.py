@@ -13,9 +13,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import numpy as np
-
 from ..errors import UnsupportedError
+from .resources import signed_bits
 
 __all__ = ["memory_parameters", "RowTapsGeometry", "row_taps_geometry", "FifoGeometry", "fifo_geometry",
            "REGION_ALIGN", "OUTSTANDING", "DramBuffer", "row_taps_of", "skip_fifo_of", "dram_buffers",
@@ -286,9 +285,7 @@ def weight_store_of(graph, node, pe: int | None = None, simd: int | None = None)
     memory, op, x = _memory(node), node.op, graph.input_types(node.name)[0]
     pe = node.attrs["pe"] if pe is None else pe
     simd = node.attrs["simd"] if simd is None else simd
-    values = np.asarray(op.weight)
-    lo, hi = min(-1, int(values.min())), max(0, int(values.max()))
-    width = max((-lo - 1).bit_length(), hi.bit_length()) + 1
+    width = signed_bits(op.weight)
     in_count = op.kernel[0] * op.kernel[1] * x.channels
     return WeightStore(pe * simd * width, (op.out_channels // pe) * (in_count // simd), memory["data_bits"])
 

@@ -27,6 +27,8 @@ from dataclasses import dataclass
 from math import ceil, log2
 from pathlib import Path
 
+import numpy as np
+
 __all__ = ["Resources", "FAMILIES", "memory", "memory_mapping", "sliding_window", "folded_window", "window_memory_shape",
            "fifo_memory_shape", "mac_array", "bit_mac_array",
            "multi_threshold", "mul_shift", "window_max", "window_mean", "argmax", "lane_converter", "fifo",
@@ -240,8 +242,8 @@ def _bits(n: int) -> int:
 
 def signed_bits(values) -> int:
     """Width of the narrowest signed integer holding every value (and −1), as ``shape_for`` picks it."""
-    values = [int(v) for v in getattr(values, "ravel", lambda: values)()]
-    lo, hi = min(-1, *values), max(0, *values)
+    values = np.asarray(values)
+    lo, hi = min(-1, int(values.min())), max(0, int(values.max()))
     return max((-lo - 1).bit_length(), hi.bit_length()) + 1
 
 
@@ -534,7 +536,7 @@ def line_buffer_bits(*, channels: int, elem_bits: int, kernel, dilation, padded_
 
 def mac_array(*, in_count: int, in_bits: int, weight_bits: int, out_channels: int, pe: int, simd: int,
               acc_bits: int, family: str = "xc7", pixel_slices: int | None = None, serial: bool = False,
-              weights_loaded: bool = False, loaded_weights: tuple[int, int] | None = None,
+              loaded_weights: tuple[int, int] | None = None,
               uram: bool = False) -> Resources:
     """PE × SIMD multipliers and their product register, a SIMD-way adder tree per PE into a register, PE
     accumulators, the weight ROM (``NF·SF``
@@ -544,8 +546,8 @@ def mac_array(*, in_count: int, in_bits: int, weight_bits: int, out_channels: in
     inputs from a line buffer (a transposed convolution's taps) instead of holding the whole vector: the
     buffer's read address picks the tap, and what remains to select is the slice of the pixel read (one
     of ``pixel_slices = channels / simd``). ``serial``: the folds arrive one per beat (from a folded
-    window): the same array without the held vector and its select. ``weights_loaded``: the weights are in a RAM
-    loaded from DRAM (``loaded_weights``: its folds' bits and folds per word, :class:`.offchip.WeightStore`),
+    window): the same array without the held vector and its select. ``loaded_weights`` (its folds' bits and folds
+    per word, :class:`.offchip.WeightStore`): the weights are in a RAM loaded from DRAM,
     which may take UltraRAM (``uram``)."""
     nf, sf = out_channels // pe, in_count // simd
     product_bits = in_bits + weight_bits
@@ -588,11 +590,10 @@ def mac_array(*, in_count: int, in_bits: int, weight_bits: int, out_channels: in
              + _part(family, "mac", lut=accumulate, ff=held + stage_registers + accumulators + 4))
     # the weight ROM's read register stays in flip-flops (:func:`memory`); behind at most 4 products per PE
     # (an adder tree of fewer than 3 levels) its read is mapped for delay (:func:`memory_mapping`)
-    if weights_loaded:
+    if loaded_weights is not None:
         # a RAM written from DRAM after reset (UltraRAM where the part has it and the shape suits), packed folds
         # chosen by the registered low bits of the fold, the write address and the loaded flag
-        store = loaded_weights or (pe * simd * weight_bits, 1)
-        fold_bits, packed = store
+        fold_bits, packed = loaded_weights
         depth = -(-nf * sf // packed)
         weights = (memory(depth, fold_bits * packed, family, uram=uram, role="weights")
                    + _part(family, "mac_select", lut=_mux(packed, fold_bits, family) if packed > 1 else 0,

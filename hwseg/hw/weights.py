@@ -12,14 +12,10 @@ from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from ._checks import check_int
-from .dram import BurstReader, check_memory_geometry, memory_port_signature
+from .dram import BurstReader, check_memory_geometry, memory_port_signature, words_per_beat
 from .lanes import LaneConverter
 
 __all__ = ["WeightLoader", "weight_image"]
-
-
-def _beats(word_bits, data_bits):
-    return -(-word_bits // data_bits)
 
 
 def weight_image(stores, *, data_bits):
@@ -28,7 +24,7 @@ def weight_image(stores, *, data_bits):
     check_memory_geometry(address_bits=64, data_bits=data_bits, burst=1)
     image = bytearray()
     for word_bits, words in stores:
-        beats = _beats(word_bits, data_bits)
+        beats = words_per_beat(word_bits, data_bits)
         for word in words:
             if not 0 <= word < 1 << word_bits:
                 raise ValueError(f"a weight word must be an unsigned {word_bits}-bit int, not {word!r}")
@@ -58,7 +54,7 @@ class WeightLoader(wiring.Component):
                 raise ValueError(f"stores[{k}] must be (word_bits, depth) of positive ints, not {store!r}")
         self.stores = tuple(stores)
         self.data_bits, self.address_bits, self.burst, self.outstanding = data_bits, address_bits, burst, outstanding
-        self.beats_per_word = tuple(_beats(bits, data_bits) for bits, _ in self.stores)
+        self.beats_per_word = tuple(words_per_beat(bits, data_bits) for bits, _ in self.stores)
         if self.image_bytes > 1 << address_bits:
             raise ValueError(f"a weight image of {self.image_bytes} bytes does not fit {address_bits}-bit addresses")
         members = {f"store{k}": Out(stream.Signature(unsigned(bits))) for k, (bits, _) in enumerate(self.stores)}
