@@ -57,7 +57,8 @@ class LoweredNode:
     fifo_depths: tuple[int, ...] = ()
     fifo_offchip: tuple[bool, ...] = ()
     memory: dict | None = None
-    in_channels: tuple[int, ...] = ()
+    #: per input, the lanes of a beat of its FIFO in DRAM (0: on chip)
+    fifo_lanes: tuple[int, ...] = ()
 
 
 def input_ports(component) -> list:
@@ -216,5 +217,5 @@ def lower_graph(graph: Graph) -> list[LoweredNode]:
         lowered.append(LoweredNode(node.name, lowering(graph, node) if lowering else None, in_shapes,
                                    _input_lanes(graph, node), out_shape, node.attrs["out_lanes"], node.inputs,
                                    _fifo_depths(node), offchip, node.attrs.get("memory"),
-                                   tuple(x.channels for x in graph.input_types(node.name))))
+                                   tuple(node.attrs.get("fifo_lanes", ()))))
     return lowered

@@ -127,17 +127,17 @@ class Accelerator(wiring.Component):
         wiring.connect(m, producer, fifo.i_stream)
         return fifo.o_stream
 
-    def _dram_fifo(self, m, name, producer, shape, from_lanes, to_lanes, channels, depth, memory):
-        """``producer`` through a FIFO in DRAM of ``depth`` beats of ``to_lanes`` lanes, kept as whole pixels, with
-        the staging ``memory`` gives."""
-        stream_ = self._adapt(m, f"{name}_pixels", producer, shape, from_lanes, channels)
-        fifo = DramFifo(payload_shape=data.ArrayLayout(shape, channels), depth=-(-depth * to_lanes // channels),
+    def _dram_fifo(self, m, name, producer, shape, from_lanes, to_lanes, lanes, depth, memory):
+        """``producer`` through a FIFO in DRAM of ``depth`` beats of ``to_lanes`` lanes, kept as beats of ``lanes``
+        lanes (``hwseg.passes.place_fifos.dram_fifo_lanes``), with the staging ``memory`` gives."""
+        stream_ = self._adapt(m, f"{name}_beats", producer, shape, from_lanes, lanes)
+        fifo = DramFifo(payload_shape=data.ArrayLayout(shape, lanes), depth=-(-depth * to_lanes // lanes),
                         data_bits=memory["data_bits"], address_bits=memory["address_bits"], burst=memory["burst"],
                         outstanding=memory["outstanding"], read_buffer=memory["read_buffer"])
         m.submodules[name] = fifo
         wiring.connect(m, stream_, fifo.i_stream)
         self._memory_users.append((name, fifo))
-        return self._adapt(m, f"{name}_lanes", fifo.o_stream, shape, channels, to_lanes)
+        return self._adapt(m, f"{name}_lanes", fifo.o_stream, shape, lanes, to_lanes)
 
     def _connect_memory(self, m):
         """The DRAM buffers' regions and memory ports, through the arbiter, onto ``m_axi_*``."""
@@ -238,7 +238,7 @@ class Accelerator(wiring.Component):
                 stream_, depth = copies[name].pop(0), node.fifo_depths[k] if node.fifo_depths else 0
                 if depth and node.fifo_offchip and node.fifo_offchip[k]:
                     stream_ = self._dram_fifo(m, f"{edge}_dram_fifo", stream_, node.in_shapes[k], lanes[name],
-                                              node.in_lanes[k], node.in_channels[k], depth, node.memory)
+                                              node.in_lanes[k], node.fifo_lanes[k], depth, node.memory)
                     wiring.connect(m, stream_, port)
                     continue
                 # a join's FIFO in front of a splitting converter behind a fork sits on the converter's wide

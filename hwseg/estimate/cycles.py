@@ -24,7 +24,7 @@ import numpy as np
 
 from ..errors import UnsupportedError
 from .offchip import row_taps_of
-from ..ir import (Add, ArgMax, AvgPool, Bipolar, Concat, Conv2d, ConvTranspose2d, Fork, Graph, Input, MaxPool, MulShift, RowTaps, Threshold,
+from ..ir import (Add, ArgMax, AvgPool, Concat, Conv2d, ConvTranspose2d, Fork, Graph, Input, MaxPool, MulShift, RowTaps, Threshold,
                   Upsample)
 
 __all__ = ["window_layer_cycles", "folded_window_cycles", "folded_window_steps", "folded_window_geometry",
@@ -146,12 +146,11 @@ def _folded_cycles(graph: Graph, node) -> int:
 
 
 def can_fold_window(graph: Graph, node) -> bool:
-    """Whether a convolution's windows can be served from memory: it has a window, it multiplies (not a bit
-    convolution) and its ``simd`` divides its input channels."""
+    """Whether a convolution's windows can be served from memory: it has a window and its ``simd`` divides its
+    input channels (a multiplying or a bit convolution: both MAC arrays take their folds serially)."""
     op = node.op
     return (isinstance(op, Conv2d) and not op.channelwise
             and (op.kernel, op.stride, op.padding) != ((1, 1), (1, 1), (0, 0))
-            and not isinstance(op.weight_type, Bipolar)
             and graph.input_types(node.name)[0].channels % node.attrs["simd"] == 0)
 
 

@@ -216,9 +216,11 @@ def _fifo_memories(graph: Graph, node, family: str, uram: bool) -> tuple[tuple[s
 def _stitching(graph: Graph, node, family: str = "xc7", uram: bool = False) -> R.Resources:
     """Lane converters and FIFOs in front of ``node``'s inputs, and the fork after it if several read it."""
     total = R.Resources()
-    for name, lanes, x in zip(node.inputs, _input_lanes(graph, node), graph.input_types(node.name)):
-        total = total + R.lane_converter(in_lanes=graph[name].attrs["out_lanes"], out_lanes=lanes,
-                                         elem_bits=x.dtype.bits, family=family)
+    for name, lanes, x, offchip in zip(node.inputs, _input_lanes(graph, node), graph.input_types(node.name),
+                                       offchip_fifos(node)):
+        if not offchip:                   # (a DRAM FIFO's converters: _dram_fifos)
+            total = total + R.lane_converter(in_lanes=graph[name].attrs["out_lanes"], out_lanes=lanes,
+                                             elem_bits=x.dtype.bits, family=family)
     for _, depth, width in _fifos(graph, node):
         total = total + R.fifo(depth=depth, width=width, family=family, uram=uram)
     total = total + _dram_fifos(graph, node, family, uram)
@@ -230,20 +232,22 @@ def _stitching(graph: Graph, node, family: str = "xc7", uram: bool = False) -> R
 
 
 def _dram_fifos(graph: Graph, node, family: str, uram: bool) -> R.Resources:
-    """The DRAM FIFOs on a join's inputs, with the lane converters to and from whole pixels around each."""
+    """The DRAM FIFOs on a join's inputs, with the lane converters to and from their beats around each."""
     total = R.Resources()
     for k, offchip in enumerate(offchip_fifos(node)):
         if not offchip:
             continue
-        geometry, _ = skip_fifo_of(graph, node, k)
+        geometry, _, grouped = skip_fifo_of(graph, node, k)
         memory, x = node.attrs["memory"], graph.input_types(node.name)[k]
-        lanes = _input_lanes(graph, node)[k]
-        total = (total + R.dram_fifo(beat_bits=x.channels * x.dtype.bits, words_per_beat=geometry.words_per_beat,
+        taken, produced = _input_lanes(graph, node)[k], graph[node.inputs[k]].attrs["out_lanes"]
+        total = (total + R.dram_fifo(beat_bits=grouped * x.dtype.bits, words_per_beat=geometry.words_per_beat,
                                      region_words=geometry.region_words, data_bits=memory["data_bits"],
                                      address_bits=memory["address_bits"], burst=memory["burst"],
                                      outstanding=memory["outstanding"], read_buffer=memory["read_buffer"],
                                      family=family, uram=uram)
-                 + R.lane_converter(in_lanes=lanes, out_lanes=x.channels, elem_bits=x.dtype.bits, family=family))
+                 + R.lane_converter(in_lanes=produced, out_lanes=grouped, elem_bits=x.dtype.bits,
+                                    family=family)
+                 + R.lane_converter(in_lanes=grouped, out_lanes=taken, elem_bits=x.dtype.bits, family=family))
     return total
 
 
@@ -261,7 +265,7 @@ def conv_compute(graph: Graph, node, pe: int, simd: int, family: str = "xc7", ur
     window = _window(graph, node, kind, pe, simd, family, uram) if with_window else R.Resources()
     if isinstance(op.weight_type, Bipolar):
         return window + R.bit_mac_array(in_count=k, in_bits=x.dtype.bits, out_channels=op.out_channels, pe=pe,
-                                        simd=simd, acc_bits=out.dtype.bits, family=family)
+                                        simd=simd, acc_bits=out.dtype.bits, family=family, serial=kind == "folded")
     store = weight_store_of(graph, node, pe, simd) if loads_weights(node) else None
     return window + R.mac_array(in_count=k, in_bits=x.dtype.bits, weight_bits=op.weight_type.bits,
                                 out_channels=op.out_channels, pe=pe, simd=simd, acc_bits=out.dtype.bits,

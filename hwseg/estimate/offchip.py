@@ -204,16 +204,20 @@ def offchip_fifos(node) -> tuple[bool, ...]:
     return tuple(node.attrs.get("fifo_offchip", ())) or (False,) * len(node.inputs)
 
 
-def skip_fifo_of(graph, node, k: int) -> tuple[FifoGeometry, int]:
-    """The DRAM FIFO on input ``k`` of a node, and its depth in pixels: the backend gathers the input into whole
-    pixels, one beat each, and keeps ``⌈depth · lanes / C⌉`` of them (the depth the passes gave, in the node's
-    beats of ``lanes``: a join's ``skip_fifos``, a layer's ``fifo_depth``)."""
+def skip_fifo_of(graph, node, k: int) -> tuple[FifoGeometry, int, int]:
+    """The DRAM FIFO on input ``k`` of a node, its depth and its lanes per beat (``attrs["fifo_lanes"]``,
+    ``hwseg.passes.place_fifos.dram_fifo_lanes``): the backend regroups the input into beats of that many lanes and
+    keeps ``⌈depth · in_lanes / lanes⌉`` of them (the depth the passes gave, in the node's beats of ``in_lanes``: a
+    join's ``skip_fifos``, a layer's ``fifo_depth``)."""
     memory, x = _memory(node), graph.input_types(node.name)[k]
-    lanes = x.channels if type(node.op).__name__ == "Concat" else node.attrs["in_lanes"]
+    taken = x.channels if type(node.op).__name__ == "Concat" else node.attrs["in_lanes"]
+    if "fifo_lanes" not in node.attrs:
+        raise UnsupportedError(f"layer {node.name!r} has a FIFO in DRAM but no fifo_lanes; run place_fifos")
+    lanes = node.attrs["fifo_lanes"][k]
     depths = node.attrs["skip_fifos"] if "skip_fifos" in node.attrs else (node.attrs["fifo_depth"],) * len(node.inputs)
-    pixels = -(-depths[k] * lanes // x.channels)
-    return fifo_geometry(beat_bits=x.channels * x.dtype.bits, depth=pixels, data_bits=memory["data_bits"],
-                         burst=memory["burst"]), pixels
+    beats = -(-depths[k] * taken // lanes)
+    return fifo_geometry(beat_bits=lanes * x.dtype.bits, depth=beats, data_bits=memory["data_bits"],
+                         burst=memory["burst"]), beats, lanes
 
 
 def dram_buffers(graph, node) -> list[DramBuffer]:
@@ -230,8 +234,9 @@ def dram_buffers(graph, node) -> list[DramBuffer]:
         buffers.append(DramBuffer(node.name, "weights", "", image, 0, 0, setup_read_bytes=image))
     for k, offchip in enumerate(offchip_fifos(node)):
         if offchip:
-            geometry, pixels = skip_fifo_of(graph, node, k)
-            traffic = geometry.traffic_bytes(graph.input_types(node.name)[k].pixels) // 2
+            geometry, _, lanes = skip_fifo_of(graph, node, k)
+            x = graph.input_types(node.name)[k]
+            traffic = geometry.traffic_bytes(x.pixels * x.channels // lanes) // 2
             buffers.append(DramBuffer(node.name, "fifo", node.inputs[k], geometry.region_bytes, traffic, traffic))
     return buffers
 

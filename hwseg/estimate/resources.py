@@ -607,9 +607,10 @@ def mac_array(*, in_count: int, in_bits: int, weight_bits: int, out_channels: in
 
 
 def bit_mac_array(*, in_count: int, in_bits: int, out_channels: int, pe: int, simd: int, acc_bits: int,
-                  family: str = "xc7") -> Resources:
+                  family: str = "xc7", serial: bool = False) -> Resources:
     """PE × SIMD ±1-weight MACs by bit planes: per plane an AND and a popcount tree per PE, one shared
-    popcount of the activations, shifts and adds; a 1-bit-per-weight ROM. No DSP."""
+    popcount of the activations, shifts and adds; a 1-bit-per-weight ROM. No DSP. ``serial``: the folds
+    arrive one per beat (from a folded window): no held vector and no slice select."""
     nf, sf = out_channels // pe, in_count // simd
     # fully unfolded (NF·SF = 1) the weights are constants: each PE's popcount counts only the inputs
     # whose weight is +1 (about half), the AND disappears, which on LUT4 frees an input of every first-level
@@ -618,9 +619,10 @@ def bit_mac_array(*, in_count: int, in_bits: int, out_channels: int, pe: int, si
     per_pe = 0.5 if unfolded else 1.0
     popcounts = (per_pe * pe + 1) * in_bits * simd * (1.0 if _lut6(family) else 2.0)
     combine = pe * in_bits * (_bits(simd) + 2) + pe * 2 * acc_bits
-    select = _mux(sf, simd * in_bits, family)
+    select = 0.0 if serial else _mux(sf, simd * in_bits, family)
+    held = 0 if serial else in_count * in_bits
     logic = (_part(family, "bitmac", lut=combine + select + (0 if unfolded else popcounts),
-                   ff=in_count * in_bits + simd * in_bits + pe * (in_bits * (_bits(simd) + 1) + 2 * acc_bits) + 4)
+                   ff=held + simd * in_bits + pe * (in_bits * (_bits(simd) + 1) + 2 * acc_bits) + 4)
              + _part(family, "bitmac_const", lut=popcounts if unfolded else 0))
     weights = memory(nf * sf, pe * simd, family, rom=True, role="weights") if nf * sf > 1 else Resources()
     return logic + weights + _counter(family, "bitmac", nf * sf, sf, nf)

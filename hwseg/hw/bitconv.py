@@ -87,14 +87,22 @@ class BitMacArray(wiring.Component):
     transfer to its first output beat; each further beat follows ``SF`` cycles later.
     ``i_stream.ready`` depends on state and ``o_stream.ready`` only, never on ``i_stream.valid``.
 
+    With ``serial=True`` nothing is held: ``i_stream`` carries one fold's ``simd`` elements per beat, the
+    ``NF·SF`` folds of every vector in issue order (``nf`` outer, ``sf`` inner), as a
+    :class:`~hwseg.hw.folded_window.FoldedWindow` serves them; each beat is issued as it transfers
+    (``i_stream.ready`` is the stage enable) and registered as the fold's slice. :attr:`latency` is then 3
+    cycles from a vector's ``SF``-th beat to its first output beat, as on a serial :class:`MacArray`.
+
     Naming: as on :class:`MacArray`, the attribute :attr:`weight_bits` is the size of the weight
     ROM in bits (the resource figure); the constructor's ``weight_bits`` (bits per weight) is kept
     as :attr:`weight_width`.
     """
 
     def __init__(self, *, in_bits, in_signed=False, in_bipolar=False, in_count, weights, weight_bits=1,
-                 bias=None, pe, simd, acc_shape):
+                 bias=None, pe, simd, acc_shape, serial=False):
         check_int("in_bits", in_bits)
+        if not isinstance(serial, bool):
+            raise TypeError(f"serial must be a bool, not {serial!r}")
         for name, flag in (("in_signed", in_signed), ("in_bipolar", in_bipolar)):
             if not isinstance(flag, bool):
                 raise TypeError(f"{name} must be a bool, not {flag!r}")
@@ -150,6 +158,7 @@ class BitMacArray(wiring.Component):
         self.pe = pe
         self.simd = simd
         self.acc_shape = acc_shape
+        self.serial = serial
 
         # Each fold adds Σ_(k in slice) e[c][k] to an accumulator that starts at start[c];
         # e's range per element gives every register's exact range.
@@ -197,7 +206,7 @@ class BitMacArray(wiring.Component):
         # Start-value ROM element shape, always signed (the -1 makes shape_for choose a signed shape).
         self._s_shape = shape_for(min(-1, *start), max(start))
         super().__init__({
-            "i_stream": In(stream.Signature(data.ArrayLayout(self.in_shape, in_count))),
+            "i_stream": In(stream.Signature(data.ArrayLayout(self.in_shape, simd if serial else in_count))),
             "o_stream": Out(stream.Signature(data.ArrayLayout(acc_shape, pe))),
         })
 
@@ -214,8 +223,14 @@ class BitMacArray(wiring.Component):
 
     @property
     def latency(self):
-        """Cycles from an input transfer to its first output beat, at full rate."""
-        return self.fold[1] + 3
+        """Cycles from an input transfer (serial: a vector's ``SF``-th beat) to its first output beat, at
+        full rate."""
+        return 3 if self.serial else self.fold[1] + 3
+
+    @property
+    def held_bits(self):
+        """Flip-flops holding the input vector: ``in_count`` elements, none when serial."""
+        return 0 if self.serial else self.in_count * self.in_shape.width
 
     @property
     def weight_bits(self):
@@ -305,27 +320,30 @@ class BitMacArray(wiring.Component):
         en = Signal()                               # stall-all enable
         m.d.comb += en.eq(~o.valid | o.ready)
 
-        # Stage 0: the held vector and the fold counters (as MacArray).
-        vec = Signal(xw * self.in_count)
-        have = Signal()
+        # Stage 0: the held vector (unless the folds arrive one per beat) and the fold counters (as MacArray).
         addr = Signal(range(nf_count * sf_count))   # nf·SF + sf
         sf = Signal(range(sf_count))
         nf = Signal(range(nf_count))
         issue = Signal()
         last_fold = addr == nf_count * sf_count - 1
-        m.d.comb += [
-            issue.eq(have & en),
-            i.ready.eq(~have | (en & last_fold)),
-        ]
+        if self.serial:
+            m.d.comb += [issue.eq(i.valid & en), i.ready.eq(en)]
+        else:
+            vec = Signal(xw * self.in_count)
+            have = Signal()
+            m.d.comb += [
+                issue.eq(have & en),
+                i.ready.eq(~have | (en & last_fold)),
+            ]
+            with m.If(issue & last_fold):
+                m.d.sync += have.eq(0)
+            with m.If(i.valid & i.ready):           # (after: a vector taken as the last fold issues is held)
+                m.d.sync += [vec.eq(i.payload), have.eq(1)]
         with m.If(issue):
             m.d.sync += addr.eq(Mux(last_fold, 0, addr + 1))
             m.d.sync += sf.eq(Mux(sf == sf_count - 1, 0, sf + 1))
             with m.If(sf == sf_count - 1):
                 m.d.sync += nf.eq(Mux(nf == nf_count - 1, 0, nf + 1))
-            with m.If(last_fold):
-                m.d.sync += have.eq(0)
-        with m.If(i.valid & i.ready):
-            m.d.sync += [vec.eq(i.payload), have.eq(1)]
 
         m.submodules.weights = rom = Memory(shape=unsigned(pe * ww * simd), depth=nf_count * sf_count,
                                             init=self._weight_words())
@@ -338,10 +356,13 @@ class BitMacArray(wiring.Component):
         nf1 = Signal.like(nf)
         with m.If(en):
             m.d.sync += [v1.eq(issue), first1.eq(sf == 0), last1.eq(sf == sf_count - 1), nf1.eq(nf)]
-            with m.Switch(sf):                      # an SF-way multiplexer (no shifter, no offset product)
-                for f in range(sf_count):
-                    with m.Case(f):
-                        m.d.sync += x1.eq(vec[f * xw * simd:(f + 1) * xw * simd])
+            if self.serial:
+                m.d.sync += x1.eq(i.payload)
+            else:
+                with m.Switch(sf):                  # an SF-way multiplexer (no shifter, no offset product)
+                    for f in range(sf_count):
+                        with m.Case(f):
+                            m.d.sync += x1.eq(vec[f * xw * simd:(f + 1) * xw * simd])
 
         # Stage 2: one fold sum per PE, each register as wide as its lane's range.
         v2, first2, last2 = Signal(), Signal(), Signal()

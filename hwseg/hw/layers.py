@@ -27,9 +27,9 @@ class Conv2dLayer(wiring.Component):
 
     ``window="register"``: a :class:`SlidingWindow` hands whole windows (flip-flops) to the MAC array,
     which holds one while it folds it; consumes whole pixels (``channels`` lanes of ``elem_shape``).
-    ``window="folded"`` (multiply only; ``simd`` divides ``channels``): a :class:`FoldedWindow` serves
+    ``window="folded"`` (``simd`` divides ``channels``): a :class:`FoldedWindow` serves
     each window ``NF`` times, ``simd`` elements per cycle, out of its ring memory into a serial
-    :class:`MacArray`, and nothing holds a window; consumes ``simd`` lanes per beat.
+    :class:`MacArray` (or :class:`BitMacArray`), and nothing holds a window; consumes ``simd`` lanes per beat.
 
     Produces, per output pixel, ``C_out / pe`` beats of ``pe`` accumulators of ``acc_shape``.
     ``weights[c]`` lists the window elements in the order ``(ky·kw + kx)·channels + c_in``. A 1×1
@@ -45,8 +45,6 @@ class Conv2dLayer(wiring.Component):
         # The blocks are built here so that bad parameters fail at construction with their own messages.
         if window not in ("register", "folded"):
             raise ValueError(f"window must be 'register' or 'folded', not {window!r}")
-        if window == "folded" and arithmetic != "multiply":
-            raise ValueError(f"a folded window feeds a multiplying MAC array, not arithmetic={arithmetic!r}")
         self.sliding_window = None
         serial = window == "folded" and not _is_pointwise(kernel, stride, padding)
         if not serial and not _is_pointwise(kernel, stride, padding):
@@ -64,7 +62,7 @@ class Conv2dLayer(wiring.Component):
             shape = Shape.cast(elem_shape)
             self.mac_array = BitMacArray(in_bits=shape.width, in_signed=shape.signed, in_count=in_count,
                                          weights=weights, weight_bits=1, bias=bias, pe=pe, simd=simd,
-                                         acc_shape=acc_shape)
+                                         acc_shape=acc_shape, serial=serial)
         else:
             raise ValueError(f"arithmetic must be 'multiply' or 'popcount', not {arithmetic!r}")
         if serial:   # the window served once per output-channel fold of the MAC array

@@ -8,7 +8,8 @@ round trip when its reader has caught up with its writer.
 Requires: every join carries ``skip_fifos`` (``size_skip_fifos``), every node ``fifo_depth`` (``size_fifos``).
 Ensures: each join with a FIFO of at least ``min_bits``, and each layer with one of at least ``min_bits`` and
 :data:`LAYER_MIN_BITS` (depth × the beat it was sized in), carries
-``fifo_offchip`` (a tuple of bools, one per input: those FIFOs) and ``memory`` (the DRAM parameters,
+``fifo_offchip`` (a tuple of bools, one per input: those FIFOs), ``fifo_lanes`` (per input, the lanes of a beat
+of its FIFO in DRAM, :func:`dram_fifo_lanes`; 0 on chip) and ``memory`` (the DRAM parameters,
 ``hwseg.estimate.offchip.memory_parameters``). Smaller FIFOs stay on chip, where they take no block RAM or little.
 """
 
@@ -17,7 +18,7 @@ from __future__ import annotations
 from ..errors import UnsupportedError
 from ..ir import Add, Concat, Graph
 
-__all__ = ["apply", "fifo_bits", "fifo_depths", "LAYER_MIN_BITS"]
+__all__ = ["apply", "fifo_bits", "fifo_depths", "dram_fifo_lanes", "LAYER_MIN_BITS"]
 
 #: A FIFO in front of a layer absorbs its bursts and is often nearly empty, and in DRAM each time its reader
 #: catches up costs a round trip to the memory: only one worth a block RAM (18 Kb) moves.
@@ -38,6 +39,18 @@ def fifo_bits(graph: Graph, node, k: int) -> int:
     return fifo_depths(node)[k] * lanes * x.dtype.bits
 
 
+def dram_fifo_lanes(graph: Graph, node, k: int, data_bits: int) -> int:
+    """Lanes per beat of a DRAM FIFO on input ``k`` of ``node``: a multiple of the wider of the producer's and the
+    consumer's lanes that divides the channels, with the fewest ``data_bits`` memory words per pixel (never more
+    than a whole pixel takes), then the fewest lanes. A beat of about a memory word is gathered and scattered in
+    a word's flip-flops, where whole pixels would take a pixel's on each side of the FIFO and again inside it."""
+    x = graph.input_types(node.name)[k]
+    taken = x.channels if isinstance(node.op, Concat) else node.attrs["in_lanes"]
+    lanes = max(taken, graph[node.inputs[k]].attrs.get("out_lanes", taken))
+    widths = [g for g in range(lanes, x.channels + 1, lanes) if x.channels % g == 0]
+    return min(widths, key=lambda g: ((x.channels // g) * -(-g * x.dtype.bits // data_bits), g))
+
+
 def apply(graph: Graph, *, min_bits: int, memory: dict) -> tuple[Graph, bool]:
     nodes, changed = [], False
     for node in graph:
@@ -50,7 +63,9 @@ def apply(graph: Graph, *, min_bits: int, memory: dict) -> tuple[Graph, bool]:
         chosen = tuple(bool(depth) and fifo_bits(graph, node, k) >= least
                        for k, depth in enumerate(fifo_depths(node)))
         if any(chosen):
-            node = node.with_attrs(fifo_offchip=chosen, memory=dict(memory))
+            lanes = tuple(dram_fifo_lanes(graph, node, k, memory["data_bits"]) if offchip else 0
+                          for k, offchip in enumerate(chosen))
+            node = node.with_attrs(fifo_offchip=chosen, fifo_lanes=lanes, memory=dict(memory))
             changed = True
         nodes.append(node)
     return (graph.replace(nodes), True) if changed else (graph, False)

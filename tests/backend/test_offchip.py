@@ -237,3 +237,42 @@ def test_place_weights_refuses_what_cannot_load_by_name():
         place_weights.apply(graph, select=["bin"], memory={})
     with pytest.raises(UnsupportedError, match="there is no layer 'nope' to load weights for"):
         place_weights.apply(graph, select=["nope"], memory={})
+
+
+@pytest.mark.parametrize("channels,bits,produced,taken,data_bits,lanes", [
+    (128, 8, 1, 1, 128, 16),    # one 128-bit word: 16 lanes, not the 1,024-bit pixel
+    (128, 8, 1, 1, 64, 8),
+    (20, 8, 1, 1, 128, 10),     # 2 words a pixel either way (10 or 20 lanes): the fewer lanes
+    (20, 8, 4, 1, 128, 20),     # multiples of 4: 4 lanes would take 5 words a pixel, 20 take 2
+    (20, 8, 1, 4, 128, 20),
+    (48, 2, 1, 1, 64, 24),      # 2 words a pixel (24 or 48 lanes); 16 lanes would take 3
+    (16, 8, 16, 16, 128, 16),   # whole pixels in and out: whole pixels
+])
+def test_a_fifo_in_dram_keeps_beats_of_about_a_word(channels, bits, produced, taken, data_bits, lanes):
+    """The lanes of a DRAM FIFO's beat (figures by hand): a multiple of the producer's and the consumer's lanes
+    dividing the channels, the fewest memory words per pixel, then the fewest lanes."""
+    from hwseg.passes.place_fifos import dram_fifo_lanes
+    conv = Conv2d(np.ones((4, channels, 1, 1), dtype=np.int64), np.zeros(4, dtype=np.int64), Int(2))
+    graph = Graph([Node("x", Input((channels, 2, 2), UInt(bits)), (), {"out_lanes": produced}),
+                   Node("c", conv, ("x",), {"in_lanes": taken})])
+    assert dram_fifo_lanes(graph, graph["c"], 0, data_bits) == lanes
+
+
+def test_the_fifos_in_dram_are_regrouped_into_word_beats():
+    """erfnet_tiny, every FIFO in DRAM: the passes give each its beat (never more words a pixel than whole pixels),
+    the hardware's regions are the estimate's, and joins fed a few lanes a beat keep fewer than whole pixels."""
+    design = build(ROOT / "examples" / "erfnet_tiny.pt", "pynq-z2", offchip="all")
+    joins = [n for n in design.graph if any(n.attrs.get("fifo_offchip", ()))]
+    assert joins
+    for node in joins:
+        for k, (offchip, lanes) in enumerate(zip(node.attrs["fifo_offchip"], node.attrs["fifo_lanes"])):
+            x = design.graph.input_types(node.name)[k]
+            assert (lanes == 0) == (not offchip)
+            if offchip:
+                assert x.channels % lanes == 0
+                words = (x.channels // lanes) * -(-lanes * x.dtype.bits // 64)
+                assert words <= -(-x.channels * x.dtype.bits // 64)
+    assert any(0 < lanes < design.graph.input_types(n.name)[k].channels
+               for n in joins for k, lanes in enumerate(n.attrs["fifo_lanes"]))
+    assert [r["bytes"] for r in design.manifest["dram"]["regions"]] == [
+        b.region_bytes for b in design.estimate.dram_buffers]

@@ -98,9 +98,11 @@ def test_window_kind_follows_the_rule():
     asked = big["c"].with_attrs(window_request="folded")
     assert window_kind(big, asked) == "folded" and layer_cycles(big, asked) == _folded_cycles(big, big["c"])
     assert window_kind(row, row["c"].with_attrs(window_request="register")) == "register"
-    # simd not dividing the channels, a bit convolution, a pointwise convolution
+    # simd not dividing the channels; a bit convolution folds as a multiplying one (a serial BitMacArray);
+    # a pointwise convolution has no window
     assert window_kind(row, row["c"].with_attrs(simd=3)) == "register"
     bits = _window_graph(16, (32, 64), (1, 3), (0, 1), bipolar=True, pe=1, simd=1)
-    assert window_kind(bits, bits["c"]) == "register"
+    assert window_kind(bits, bits["c"]) == "folded"
+    assert window_kind(bits, bits["c"].with_attrs(simd=3)) == "register"
     point = _window_graph(16, (8, 8), (1, 1), (0, 0), pe=1, simd=1)
     assert window_kind(point, point["c"]) is None

@@ -105,26 +105,37 @@ CONFIGS = {
 }
 
 
-def _make(cout, count, pe, simd, in_bits, weight_bits, kind, weights, bias, acc_shape):
+def _make(cout, count, pe, simd, in_bits, weight_bits, kind, weights, bias, acc_shape, serial=False):
     return BitMacArray(in_bits=in_bits, in_signed=kind == "int", in_bipolar=kind == "bipolar", in_count=count,
                        weights=weights.tolist(), weight_bits=weight_bits,
-                       bias=None if bias is None else bias.tolist(), pe=pe, simd=simd, acc_shape=acc_shape)
+                       bias=None if bias is None else bias.tolist(), pe=pe, simd=simd, acc_shape=acc_shape,
+                       serial=serial)
 
 
+def _serial_beats(vectors, nf, simd):
+    """A serial array's input: each vector's SF slices of simd elements, NF times over (a FoldedWindow's order)."""
+    return [v[s:s + simd] for v in vectors for _ in range(nf) for s in range(0, len(v), simd)]
+
+
+@pytest.mark.parametrize("serial", [False, True], ids=["vector", "serial"])
 @pytest.mark.parametrize("rate", list(RATES))
 @pytest.mark.parametrize("name", list(CONFIGS))
-def test_matches_golden(name, rate):
+def test_matches_golden(name, rate, serial):
+    """serial=True: the folds come one slice per beat (as a FoldedWindow serves them), nothing is held."""
     cout, count, pe, simd, in_bits, weight_bits, kind, with_bias = CONFIGS[name]
-    rng = np.random.default_rng(zlib.crc32(f"{name}/{rate}".encode()))
+    rng = np.random.default_rng(zlib.crc32(f"{'serial/' * serial}{name}/{rate}".encode()))
     weights = _weights(rng, cout, count, weight_bits)
     bias = rng.integers(-50, 51, size=cout) if with_bias else None
     lo, hi = _value_range(in_bits, kind == "int", kind == "bipolar")
     values = np.concatenate([_random_values(rng, count, 3, in_bits, kind == "int", kind == "bipolar"),
                              np.full((1, count), hi), np.full((1, count), lo)])
     dut = _make(cout, count, pe, simd, in_bits, weight_bits, kind, weights, bias,
-                _tight_shape(weights, bias, lo, hi))
+                _tight_shape(weights, bias, lo, hi), serial)
+    assert dut.held_bits == (0 if serial else count * in_bits)
     valid_prob, ready_prob = RATES[rate]
-    got = run_stream_test(dut, _to_beats(values, kind == "bipolar"), len(values) * cout // pe, seed=3,
+    beats = _to_beats(values, kind == "bipolar")
+    got = run_stream_test(dut, _serial_beats(beats, cout // pe, simd) if serial else beats,
+                          len(values) * cout // pe, seed=4 if serial else 3,
                           valid_prob=valid_prob, ready_prob=ready_prob)
     _check(got, _golden(weights, bias, values), pe)
 
@@ -193,6 +204,23 @@ def test_timing_equals_mac_array(cout, count, pe, simd):
     assert (mac.fold, mac.cycles_per_vector, mac.latency) == (dut.fold, dut.cycles_per_vector, dut.latency)
     mac_in, mac_out, mac_got = measure_full_rate(mac, values.tolist(), len(values) * nf)
     assert (mac_in, mac_out, mac_got) == (in_cycles, out_cycles, got)
+
+
+def test_serial_throughput_and_latency():
+    """Serial: a slice every cycle from the first, each vector's NF beats 3 cycles after its slices (as a
+    serial MacArray's, which starts a cycle later: its ROM reads ahead)."""
+    rng = np.random.default_rng(9)
+    weights = _weights(rng, 6, 27, 1)
+    vectors = rng.integers(0, 4, size=(3, 27)).tolist()
+    dut = _make(6, 27, 2, 9, 2, 1, "uint", weights, None, signed(12), serial=True)
+    nf, sf = dut.fold
+    in_cycles, out_cycles, got = measure_full_rate(dut, _serial_beats(vectors, nf, 9), len(vectors) * nf)
+    _check(got, _golden(weights, None, vectors), 2)
+    assert in_cycles == list(range(len(vectors) * nf * sf))
+    assert dut.latency == 3
+    assert out_cycles == [in_cycles[(k + 1) * sf - 1] + 3 for k in range(len(vectors) * nf)]
+    with pytest.raises(TypeError, match=r"^serial must be a bool, not 1$"):
+        _make(6, 27, 2, 9, 2, 1, "uint", weights, None, signed(12), serial=1)
 
 
 def test_figures():

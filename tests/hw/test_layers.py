@@ -11,6 +11,7 @@ import pytest
 from amaranth.hdl import signed, unsigned
 
 from hwseg.golden import conv2d
+from hwseg.hw.bitconv import BitMacArray
 from hwseg.hw.layers import Conv2dLayer
 from tests.hw.streams import elem_range, run_stream_test
 
@@ -54,8 +55,9 @@ def _acc_shape(w4, bias, elem_shape):
 def _stimulus(config, rng):
     elem_shape, cin, height, width, cout, kernel, *_, bits = config
     lo, hi = elem_range(elem_shape)
-    wmax = (1 << (bits - 1)) - 1
-    w4 = rng.integers(-wmax, wmax + 1, size=(cout, cin, *kernel), dtype=np.int64)
+    wmax = (1 << (bits - 1)) - 1 if bits > 1 else 1   # one bit: Bipolar (±1)
+    w4 = (rng.choice([-1, 1], size=(cout, cin, *kernel)).astype(np.int64) if bits == 1
+          else rng.integers(-wmax, wmax + 1, size=(cout, cin, *kernel), dtype=np.int64))
     w4[0, 0, 0, 0], w4[-1, -1, -1, -1] = wmax, -wmax
     bias = rng.integers(-200, 201, size=cout, dtype=np.int64)
     x = rng.integers(lo, hi + 1, size=(2, cin, height, width), dtype=np.int64)
@@ -113,20 +115,25 @@ FOLDED = {
     "3x3-s2-p1-u8-pe4-simd3":     (unsigned(8), 3, 9, 8, 4, (3, 3), (2, 2), (1, 1), (1, 1), 4, 3, 8),
     "1x3-d8-p08-u8-pe1-simd1":    (unsigned(8), 2, 4, 19, 3, (1, 3), (1, 1), (0, 8), (1, 8), 1, 1, 8),
     "5x3-s12-d12-p21-s4-pe2-simd2": (signed(4), 2, 10, 10, 4, (5, 3), (1, 2), (2, 1), (1, 2), 2, 2, 4),
+    # Bipolar weights (one bit): a bit convolution's serial BitMacArray (BFCN's 1×3 over 2-bit activations)
+    "1x3-p01-u2-bipolar-pe1-simd1": (unsigned(2), 4, 4, 9, 3, (1, 3), (1, 1), (0, 1), (1, 1), 1, 1, 1),
+    "3x3-p1-s3-bipolar-pe2-simd2":  (signed(3), 4, 5, 6, 4, (3, 3), (1, 1), (1, 1), (1, 1), 2, 2, 1),
 }
 
 
 @pytest.mark.parametrize("name", list(FOLDED))
 def test_folded_window_matches_golden_under_stalls(name):
-    """window="folded": FoldedWindow → serial MacArray, simd channels per input beat."""
+    """window="folded": FoldedWindow → serial MacArray (BitMacArray for Bipolar weights), simd channels per
+    input beat."""
     config = FOLDED[name]
-    elem_shape, cin, height, width, cout, kernel, stride, padding, dilation, pe, simd, _ = config
+    elem_shape, cin, height, width, cout, kernel, stride, padding, dilation, pe, simd, bits = config
     w4, bias, x = _stimulus(config, np.random.default_rng(zlib.crc32(name.encode())))
     dut = Conv2dLayer(elem_shape=elem_shape, channels=cin, height=height, width=width, kernel=kernel,
                       stride=stride, padding=padding, dilation=dilation, weights=_window_weights(w4),
                       bias=bias.tolist(), pe=pe, simd=simd, acc_shape=_acc_shape(w4, bias, elem_shape),
-                      window="folded")
+                      window="folded", arithmetic="popcount" if bits == 1 else "multiply")
     assert dut.mac_array.serial and dut.mac_array.held_bits == 0 and dut.sliding_window.simd == simd
+    assert isinstance(dut.mac_array, BitMacArray) == (bits == 1)
     acc = conv2d(x, w4, bias, stride, padding, dilation)
     frames, _, ho, wo = acc.shape
     beats = [x[n, b * simd:(b + 1) * simd, y, col].tolist() for n in range(frames) for y in range(height)
@@ -176,8 +183,6 @@ GOOD = dict(elem_shape=unsigned(8), channels=2, height=5, width=6, kernel=(3, 3)
      "elem_shape must be an Amaranth shape unsigned(b) or signed(b) with b >= 1, not unsigned(0)"),
     # the window kind
     (dict(window="memory"), ValueError, "window must be 'register' or 'folded', not 'memory'"),
-    (dict(window="folded", arithmetic="popcount"), ValueError,
-     "a folded window feeds a multiplying MAC array, not arithmetic='popcount'"),
     (dict(window="folded"), ValueError, "simd must divide the 2 channels (one of 1, 2), not 9"),
 ])
 def test_constructor_errors(change, error, message):
