@@ -161,7 +161,9 @@ def _row_taps(graph: Graph, node) -> Callable:
     params = dict(elem_shape=amaranth_shape(x.dtype), channels=x.channels, height=x.height, width=x.width,
                   taps=op.taps, dilation=op.dilation, stride=op.stride, padding=op.padding,
                   data_bits=memory["data_bits"], address_bits=memory["address_bits"], burst=memory["burst"],
-                  outstanding=memory["outstanding"], tap_buffer=memory["read_buffer"])
+                  outstanding=memory["outstanding"], tap_buffer=memory["read_buffer"],
+                  # a memory word a beat where the lanes pass chose it (hwseg.passes.annotate_lanes.word_lanes)
+                  lanes=node.attrs["out_lanes"] if node.attrs["out_lanes"] < graph.types[node.name].channels else None)
     return lambda: DramRowTaps(**params)
 
 

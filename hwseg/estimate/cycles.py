@@ -146,12 +146,16 @@ def _folded_cycles(graph: Graph, node) -> int:
 
 
 def can_fold_window(graph: Graph, node) -> bool:
-    """Whether a convolution's windows can be served from memory: it has a window and its ``simd`` divides its
-    input channels (a multiplying or a bit convolution: both MAC arrays take their folds serially)."""
+    """Whether a convolution's windows can be served from memory: it is not channelwise and its ``simd`` divides
+    its input channels (a multiplying or a bit convolution: both MAC arrays take their folds serially; a pointwise
+    one's window is its pixel, a 1×1 window in a ring of a few pixels instead of the vector in flip-flops)."""
     op = node.op
     return (isinstance(op, Conv2d) and not op.channelwise
-            and (op.kernel, op.stride, op.padding) != ((1, 1), (1, 1), (0, 0))
             and graph.input_types(node.name)[0].channels % node.attrs["simd"] == 0)
+
+
+def _pointwise(op) -> bool:
+    return (op.kernel, op.stride, op.padding) == ((1, 1), (1, 1), (0, 0))
 
 
 def window_kind(graph: Graph, node) -> str | None:
@@ -159,7 +163,9 @@ def window_kind(graph: Graph, node) -> str | None:
     the MAC array holding nothing) where it can be (:func:`can_fold_window`) and its frame takes no more
     cycles than with the register window; ``"register"`` (the whole window in flip-flops, copied into the
     MAC array) otherwise; None for a layer without a window. A node's ``window_request`` attribute
-    (``"register"``, or ``"folded"`` where that is possible) overrides it.
+    (``"register"``, or ``"folded"`` where that is possible) overrides it. A pointwise convolution holds its
+    vector (None) unless ``"folded"`` is asked for (its pixel then a 1×1 window served from a ring of a few pixels:
+    lean where the pixel is wide, as in the cheapest design).
 
     The folded window keeps ``simd`` elements in flip-flops instead of ``2·kh·kw·C`` and the same pixels in
     memory plus ``slack``. Standalone it loses only its writer's cycles at a frame's start beyond its slack
@@ -169,13 +175,14 @@ def window_kind(graph: Graph, node) -> str | None:
     chosen only where it is no slower at all; designs that must be lean (the cheapest design when nothing
     fits, a fully folded sweep) ask for it."""
     op = node.op
-    if not isinstance(op, Conv2d) or op.channelwise or (
-            op.kernel == (1, 1) and op.stride == (1, 1) and op.padding == (0, 0)):
+    if not isinstance(op, Conv2d) or op.channelwise:
         return None
     request = node.attrs.get("window_request")
     if request not in (None, "register", "folded"):
         raise UnsupportedError(f"layer {node.name!r}: window_request must be 'register' or 'folded', "
                                f"not {request!r}")
+    if _pointwise(op):           # the vector held in flip-flops, unless a served 1×1 window is asked for
+        return "folded" if request == "folded" and can_fold_window(graph, node) else None
     if not can_fold_window(graph, node):
         return "register"      # (a "folded" request is checked with its simd where it is made: set_folding)
     if request is not None:
@@ -248,7 +255,7 @@ def layer_latency(graph: Graph, node) -> int:
     if isinstance(op, Conv2d):
         # (a folded window's 2 cycles to its first slice and the serial MacArray's 3 stages after the
         # SF-th slice add up to the same: 1 + SF + 3)
-        window = 0 if (op.kernel, op.stride, op.padding) == ((1, 1), (1, 1), (0, 0)) else 1
+        window = 0 if _pointwise(op) and node.attrs.get("window") != "folded" else 1
         x = graph.input_types(node.name)[0]
         sf = op.kernel[0] * op.kernel[1] * x.channels // node.attrs["simd"]
         nf = op.out_channels // node.attrs["pe"]

@@ -454,10 +454,10 @@ class StreamTiming:
         x = graph.input_types(node.name)[0]
         if isinstance(op, Conv2d):
             folds = (op.out_channels // node.attrs["pe"]) * (op.kernel[0] * op.kernel[1] * x.channels // node.attrs["simd"])
+            if node.attrs.get("window") == "folded":     # (a pointwise one's too: a 1×1 window)
+                return ("window", folds + 3, self._folded_walk(node, x.channels // node.attrs["simd"], folds))
             if not _is_window(op):
                 return ("vector", folds, folds + 3)
-            if node.attrs.get("window") == "folded":
-                return ("window", folds + 3, self._folded_walk(node, x.channels // node.attrs["simd"], folds))
             return ("window", folds + 3, self._walk(x, op.kernel, op.stride, op.padding, op.dilation, folds))
         if isinstance(op, MaxPool):
             return ("window", 1, self._walk(x, op.kernel, op.stride, op.padding, (1, 1), 1))

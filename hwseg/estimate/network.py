@@ -374,7 +374,7 @@ def _estimate_resources(graph: Graph, node, family: str = "xc7", uram: bool = Fa
             k = kernel[0] * kernel[1] * x.channels
             window, compute = R.Resources(), conv_compute(graph, node, pe, simd, family, uram)
             folding = {"pe": pe, "simd": simd, "nf": op.out_channels // pe, "sf": k // simd}
-            if not pointwise:
+            if not pointwise or window_kind(graph, node) == "folded":
                 folding["window"] = window_kind(graph, node)
         else:
             window = _window(graph, node, None, 0, 0, family, uram)
@@ -415,7 +415,8 @@ def _estimate_resources(graph: Graph, node, family: str = "xc7", uram: bool = Fa
                               row_words=geometry.row_words, ring_rows=geometry.ring_rows, stride=geometry.stride,
                               data_bits=memory["data_bits"], address_bits=memory["address_bits"],
                               burst=memory["burst"], outstanding=memory["outstanding"],
-                              read_buffer=memory["read_buffer"], family=family, uram=uram)
+                              read_buffer=memory["read_buffer"], family=family, uram=uram,
+                              word_beats=node.attrs["out_lanes"] < out.channels)
         return LayerEstimate(node.name, "RowTaps", op.describe(), convert + res, layer_cycles(graph, node),
                              {"offchip": True, "ring_rows": geometry.ring_rows}, fifos=fifos)
     if isinstance(op, MulShift):

@@ -872,16 +872,22 @@ MAX_BURST_BEATS = 256
 
 def dram_row_taps(*, taps: int, pixel_bits: int, words_per_beat: int, width: int, frame_rows: int, row_words: int,
                   ring_rows: int, stride: int, data_bits: int, address_bits: int, burst: int, outstanding: int, read_buffer: int,
-                  family: str = "xc7", uram: bool = False) -> Resources:
+                  family: str = "xc7", uram: bool = False, word_beats: bool = False) -> Resources:
     """A :class:`~hwseg.hw.dram.DramRowTaps`: the burst engines (a read buffer per tap: every tap, the newest and
     the padding ones too, is read back from DRAM, so the output needs no select), the word split of the input with
-    the zero row's words, the word gathers of the taps, the row-time, column, write, commit and read pointers and
+    the zero row's words, the word gathers of the taps (``word_beats``: a word a beat in and out, neither, but a
+    select of the tap's buffer and the word and tap counters), the row-time, column, write, commit and read pointers and
     the address computations."""
     total = _burst_engines(data_bits=data_bits, address_bits=address_bits, burst=burst, outstanding=outstanding,
                            read_buffer=read_buffer, reads=taps, family=family, uram=uram, role="window")
-    total = total + lane_converter(in_lanes=words_per_beat, out_lanes=1, elem_bits=data_bits, family=family)
-    for _ in range(taps):
-        total = total + lane_converter(in_lanes=1, out_lanes=words_per_beat, elem_bits=data_bits, family=family)
+    if word_beats:
+        # a word a beat in and out: the output selects the tap's read buffer (its words and the tap counted)
+        total = total + _part(family, "dram", lut=_mux(taps, data_bits, family), ff=0) + _counter(
+            family, "dram", words_per_beat, taps, words_per_beat)
+    else:
+        total = total + lane_converter(in_lanes=words_per_beat, out_lanes=1, elem_bits=data_bits, family=family)
+        for _ in range(taps):
+            total = total + lane_converter(in_lanes=1, out_lanes=words_per_beat, elem_bits=data_bits, family=family)
     row_bits = _bits(ring_rows) + 4
     # whether a row time gives an output: two compares of the row time (for the intake's and the output's row
     # times) where the stride is a power of two, else a table of the row times

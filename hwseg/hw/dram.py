@@ -460,7 +460,10 @@ class DramRowTaps(wiring.Component):
     Computes, for a ``height × width`` frame of ``channels``-element pixels (whole pixels a beat), one
     output pixel of ``taps · channels`` elements for every output row ``oy`` (``0 ≤ oy < out_height``) and
     column ``x``: element ``ky·channels + c`` is input ``(oy·stride − padding + ky·dilation, x)``, channel
-    ``c``, and 0 outside the frame. A ``taps × kw`` convolution is this followed by a ``1 × kw`` one over
+    ``c``, and 0 outside the frame. With ``lanes`` (a memory word's elements, dividing ``channels``) both
+    streams carry a word a beat instead of whole pixels: the input ``channels / lanes`` beats a pixel, the
+    output ``taps · channels / lanes`` (lane ``i`` of beat ``b`` is element ``b·lanes + i``), each straight
+    from a tap's read buffer, so nothing holds a pixel. A ``taps × kw`` convolution is this followed by a ``1 × kw`` one over
     ``taps · channels`` channels, whose line buffer is a few pixels.
 
     Two sides that meet only in DRAM:
@@ -486,7 +489,7 @@ class DramRowTaps(wiring.Component):
     """
 
     def __init__(self, *, elem_shape, channels, height, width, taps, dilation=1, stride=1, padding=0,
-                 data_bits, address_bits, burst=16, outstanding=4, tap_buffer=None):
+                 data_bits, address_bits, burst=16, outstanding=4, tap_buffer=None, lanes=None):
         self.elem_width = cast_shape("elem_shape", elem_shape).width
         for name, value, minimum in (("channels", channels, 1), ("height", height, 1), ("width", width, 1),
                                      ("taps", taps, 2), ("dilation", dilation, 1), ("stride", stride, 1),
@@ -516,9 +519,15 @@ class DramRowTaps(wiring.Component):
         if self.region_bytes > 1 << address_bits:
             raise ValueError(f"a region of {self.region_bytes} bytes does not fit {address_bits}-bit addresses")
         self.tap_buffer = 2 * burst if tap_buffer is None else check_int("tap_buffer", tap_buffer, minimum=burst)
+        if lanes is not None and (lanes * self.elem_width != data_bits or channels % lanes):
+            raise ValueError(f"lanes must be None (whole pixels) or fill a {data_bits}-bit word and divide the "
+                             f"{channels} channels ({data_bits // self.elem_width if data_bits % self.elem_width == 0 else 'none'} "
+                             f"here), not {lanes!r}")
+        self.lanes = lanes
+        beat = (lanes, lanes) if lanes is not None else (channels, taps * channels)
         super().__init__({
-            "i_stream": In(stream.Signature(data.ArrayLayout(elem_shape, channels))),
-            "o_stream": Out(stream.Signature(data.ArrayLayout(elem_shape, taps * channels))),
+            "i_stream": In(stream.Signature(data.ArrayLayout(elem_shape, beat[0]))),
+            "o_stream": Out(stream.Signature(data.ArrayLayout(elem_shape, beat[1]))),
             "base": In(address_bits),
             "mem": Out(memory_port_signature(address_bits=address_bits, data_bits=data_bits)),
         })
@@ -581,19 +590,22 @@ class DramRowTaps(wiring.Component):
         d, k_words, burst, taps = self.data_bits, self.words_per_beat, self.burst, self.taps
         pixel_bits = self.channels * self.elem_width
 
-        m.submodules.split = split = LaneConverter(elem_shape=d, in_lanes=k_words, out_lanes=1)
+        words_in = self.lanes is not None          # a word a beat in and out: no split, no gathers
+        if not words_in:
+            m.submodules.split = split = LaneConverter(elem_shape=d, in_lanes=k_words, out_lanes=1)
         m.submodules.writer = writer = BurstWriter(address_bits=self.address_bits, data_bits=d,
                                                    staging=2 * burst, outstanding=self.outstanding)
         m.submodules.reader = reader = BurstReader(address_bits=self.address_bits, data_bits=d,
                                                    buffer_words=self.tap_buffer, outstanding=self.outstanding,
                                                    destinations=taps)
         collectors = []
-        for k in range(taps):
+        for k in range(0 if words_in else taps):
             collectors.append(gather := LaneConverter(elem_shape=d, in_lanes=1, out_lanes=k_words))
             m.submodules[f"tap{k}"] = gather
             m.d.comb += [gather.i_stream.payload.as_value().eq(reader.words[k].payload),
                          gather.i_stream.valid.eq(reader.words[k].valid),
                          reader.words[k].ready.eq(gather.i_stream.ready)]
+        word_valid, word_ready = Signal(), Signal()
         # the row of zeros (after the ring) goes first: its words, then the input's
         zero_fed = Signal(range(self.row_words + 1))
         zeroing = zero_fed != self.row_words
@@ -602,9 +614,13 @@ class DramRowTaps(wiring.Component):
             with m.If(writer.words.ready):
                 m.d.sync += zero_fed.eq(zero_fed + 1)
         with m.Else():
-            m.d.comb += [writer.words.payload.eq(split.o_stream.payload.as_value()),
-                         writer.words.valid.eq(split.o_stream.valid),
-                         split.o_stream.ready.eq(writer.words.ready)]
+            if words_in:             # the input's beats are the words (gated by the ring's room below)
+                m.d.comb += [writer.words.payload.eq(self.i_stream.payload.as_value()),
+                             writer.words.valid.eq(word_valid), word_ready.eq(writer.words.ready)]
+            else:
+                m.d.comb += [writer.words.payload.eq(split.o_stream.payload.as_value()),
+                             writer.words.valid.eq(split.o_stream.valid),
+                             split.o_stream.ready.eq(writer.words.ready)]
         wiring.connect(m, wiring.flipped(self.mem.aw), writer.aw)
         wiring.connect(m, wiring.flipped(self.mem.w), writer.w)
         wiring.connect(m, writer.b, wiring.flipped(self.mem.b))
@@ -658,10 +674,18 @@ class DramRowTaps(wiring.Component):
         # --- intake: take a row while its slot is free (all of the row's pixels, then the next)
         in_row, in_x = Signal(row_bits), Signal(range(self.width))
         room = before(in_row, oldest + self.ring_rows)
-        m.d.comb += [split.i_stream.payload.as_value().eq(self.i_stream.payload.as_value()),
-                     split.i_stream.valid.eq(self.i_stream.valid & room),
-                     self.i_stream.ready.eq(split.i_stream.ready & room)]
-        with m.If(self.i_stream.valid & self.i_stream.ready):
+        if words_in:
+            in_word = Signal(range(k_words))                # the pixel's word the next beat is
+            pixel_in = in_word == k_words - 1
+            m.d.comb += [word_valid.eq(self.i_stream.valid & room), self.i_stream.ready.eq(word_ready & room)]
+            with m.If(self.i_stream.valid & self.i_stream.ready):
+                m.d.sync += in_word.eq(Mux(pixel_in, 0, in_word + 1))
+        else:
+            pixel_in = 1
+            m.d.comb += [split.i_stream.payload.as_value().eq(self.i_stream.payload.as_value()),
+                         split.i_stream.valid.eq(self.i_stream.valid & room),
+                         self.i_stream.ready.eq(split.i_stream.ready & room)]
+        with m.If(self.i_stream.valid & self.i_stream.ready & pixel_in):
             m.d.sync += in_x.eq(Mux(in_x == self.width - 1, 0, in_x + 1))
             with m.If(in_x == self.width - 1):
                 m.d.sync += in_row.eq(in_row + 1)
@@ -730,17 +754,33 @@ class DramRowTaps(wiring.Component):
 
         # --- the output: every tap from its buffer (padding taps were read from the zero row)
         t_gives = gives(t)
-        taps_ready = Signal()
-        m.d.comb += taps_ready.eq(1)
-        for k in range(taps):
-            with m.If(~collectors[k].o_stream.valid):
-                m.d.comb += taps_ready.eq(0)
-            m.d.comb += self.o_stream.payload.as_value()[k * pixel_bits:(k + 1) * pixel_bits].eq(
-                collectors[k].o_stream.payload.as_value()[:pixel_bits])
-        m.d.comb += self.o_stream.valid.eq(t_gives & taps_ready)
-        step = Mux(t_gives, self.o_stream.valid & self.o_stream.ready, 1)
-        for k in range(taps):
-            m.d.comb += collectors[k].o_stream.ready.eq(t_gives & self.o_stream.ready & taps_ready)
+        if words_in:
+            # a word a beat: tap after tap, each tap's words in order, straight from its read buffer
+            o_tap, o_word = Signal(range(taps)), Signal(range(k_words))
+            for k in range(taps):
+                with m.If(o_tap == k):
+                    m.d.comb += [self.o_stream.payload.as_value().eq(reader.words[k].payload),
+                                 self.o_stream.valid.eq(t_gives & reader.words[k].valid),
+                                 reader.words[k].ready.eq(t_gives & self.o_stream.ready)]
+            sent = self.o_stream.valid & self.o_stream.ready
+            pixel_out = (o_tap == taps - 1) & (o_word == k_words - 1)
+            with m.If(sent):
+                m.d.sync += o_word.eq(Mux(o_word == k_words - 1, 0, o_word + 1))
+                with m.If(o_word == k_words - 1):
+                    m.d.sync += o_tap.eq(Mux(o_tap == taps - 1, 0, o_tap + 1))
+            step = Mux(t_gives, sent & pixel_out, 1)
+        else:
+            taps_ready = Signal()
+            m.d.comb += taps_ready.eq(1)
+            for k in range(taps):
+                with m.If(~collectors[k].o_stream.valid):
+                    m.d.comb += taps_ready.eq(0)
+                m.d.comb += self.o_stream.payload.as_value()[k * pixel_bits:(k + 1) * pixel_bits].eq(
+                    collectors[k].o_stream.payload.as_value()[:pixel_bits])
+            m.d.comb += self.o_stream.valid.eq(t_gives & taps_ready)
+            step = Mux(t_gives, self.o_stream.valid & self.o_stream.ready, 1)
+            for k in range(taps):
+                m.d.comb += collectors[k].o_stream.ready.eq(t_gives & self.o_stream.ready & taps_ready)
         with m.If(step):
             with m.If((x == self.width - 1) | ~t_gives):
                 m.d.sync += x.eq(0)

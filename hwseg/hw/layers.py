@@ -33,7 +33,8 @@ class Conv2dLayer(wiring.Component):
 
     Produces, per output pixel, ``C_out / pe`` beats of ``pe`` accumulators of ``acc_shape``.
     ``weights[c]`` lists the window elements in the order ``(ky·kw + kx)·channels + c_in``. A 1×1
-    convolution of stride 1 without padding needs no window: the pixel is the vector.
+    convolution of stride 1 without padding needs no window: the pixel is the vector (held in the MAC array), or,
+    with ``window="folded"``, a 1×1 window served from a ring of a few pixels, ``simd`` elements a beat.
 
     Throughput: register, one window per ``max(gap, NF·SF)`` cycles; folded, as
     ``hwseg.estimate.cycles.folded_window_cycles`` (see ``hwseg.estimate.cycles``).
@@ -46,7 +47,7 @@ class Conv2dLayer(wiring.Component):
         if window not in ("register", "folded"):
             raise ValueError(f"window must be 'register' or 'folded', not {window!r}")
         self.sliding_window = None
-        serial = window == "folded" and not _is_pointwise(kernel, stride, padding)
+        serial = window == "folded"        # (a pointwise one's pixel then a 1×1 window served from memory)
         if not serial and not _is_pointwise(kernel, stride, padding):
             self.sliding_window = SlidingWindow(elem_shape=elem_shape, channels=channels, height=height,
                                                 width=width, kernel=kernel, stride=stride, padding=padding,

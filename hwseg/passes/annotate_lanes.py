@@ -9,7 +9,8 @@ producer's ``out_lanes`` differ from a consumer's ``in_lanes``.
 A convolution with a folded window takes ``simd`` lanes (a slice of a pixel per beat); a channelwise
 one takes and gives ``pe`` lanes. Other
 sliding-window ops (Conv2d, MaxPool, AvgPool), transposed convolutions and upsamplers consume whole
-pixels. A convolution (transposed or not) produces ``pe`` accumulators per beat; the requantizer (MulShift or Threshold) after it works on those lanes
+pixels. A line buffer in DRAM (RowTaps) takes and gives a memory word a beat where the streams around it allow
+(:func:`word_lanes`), else whole pixels in and all its taps out. A convolution (transposed or not) produces ``pe`` accumulators per beat; the requantizer (MulShift or Threshold) after it works on those lanes
 as they come; one that does not follow a convolution takes its own ``pe`` lanes. An Add takes ``pe`` lanes on both inputs and gives ``pe``;
 a Concat takes whole pixels, input ``k`` its own ``C_k`` lanes (``in_lanes`` is then the output's ``Σ C_k``).
 """
@@ -22,7 +23,26 @@ from ..ir import (Add, ArgMax, AvgPool, Concat, Conv2d, ConvTranspose2d, Fork, G
 from .choose_windows import KINDS, has_window
 from .set_folding import foldable, standalone_requantizer
 
-__all__ = ["apply"]
+__all__ = ["apply", "word_lanes"]
+
+
+def _taken(graph: Graph, node) -> int:
+    """Lanes a convolution takes: ``simd`` through a folded window, else whole pixels."""
+    return node.attrs["simd"] if node.attrs.get("window") == "folded" else graph.input_types(node.name)[0].channels
+
+
+def word_lanes(graph: Graph, node, produced: int) -> int:
+    """The lanes of a beat of a line buffer in DRAM (a RowTaps with ``offchip``) that streams a memory word a beat
+    (:class:`hwseg.hw.dram.DramRowTaps` ``lanes``): the word's elements, where they fill it exactly, divide the
+    channels and regroup to and from the ``produced`` lanes in front and the lanes its readers take; 0 otherwise."""
+    memory, x = node.attrs.get("memory"), graph.input_types(node.name)[0]
+    if not node.attrs.get("offchip") or not memory or memory["data_bits"] % x.dtype.bits:
+        return 0
+    word = memory["data_bits"] // x.dtype.bits
+    readers = [_taken(graph, reader) if isinstance(reader.op, Conv2d) else graph.types[node.name].channels
+               for reader in graph.consumers(node.name)]
+    fits = lambda lanes: lanes % word == 0 or word % lanes == 0
+    return word if x.channels % word == 0 and fits(produced) and all(fits(r) for r in readers) else 0
 
 
 def apply(graph: Graph) -> tuple[Graph, bool]:
@@ -48,8 +68,10 @@ def apply(graph: Graph) -> tuple[Graph, bool]:
             lanes[node.name] = (produced, produced)
         elif isinstance(op, (MaxPool, AvgPool, Upsample)):
             lanes[node.name] = (channels, channels)
-        elif isinstance(op, RowTaps):                # whole pixels in, all the taps of one out
-            lanes[node.name] = (graph.input_types(node.name)[0].channels, channels)
+        elif isinstance(op, RowTaps):
+            word = word_lanes(graph, node, lanes[node.inputs[0]][1])
+            # a memory word a beat in and out where the streams around allow, else whole pixels in, all the taps of one out
+            lanes[node.name] = (word, word) if word else (graph.input_types(node.name)[0].channels, channels)
         elif isinstance(op, Add):
             lanes[node.name] = (node.attrs["pe"], node.attrs["pe"])
         elif isinstance(op, Concat):

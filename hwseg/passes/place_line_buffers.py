@@ -8,8 +8,9 @@ row convolution carries row ``ky`` of channel ``c``, and its weight is the origi
 the output type, and so everything downstream, is unchanged.
 
 Requires: an integer graph whose convolutions are not folded yet, or folded by hand (``pe`` and ``simd``
-carry over: the window ``kh·kw·C`` has the same size; a ``window`` request does not, the row
-convolution's window being another one).
+carry over: the window ``kh·kw·C`` has the same size; a ``"register"`` window request does not, the row
+convolution's window being another one, but ``"folded"`` does: the row convolution's window, a pointwise one's
+pixel too, is then served from memory).
 Ensures: each chosen convolution ``n`` (:func:`movable`) is a RowTaps node ``n_rows`` with
 ``attrs["offchip"] = True`` and ``attrs["memory"]`` (the DRAM parameters,
 ``hwseg.estimate.offchip.memory_parameters``) and a Conv2d ``n`` reading it; nothing else changes. A chosen node that
@@ -72,7 +73,9 @@ def apply(graph: Graph, *, select: Callable[[Graph], Iterable[str]] | Iterable[s
         weight = op.weight.transpose(0, 2, 1, 3).reshape(op.out_channels, kh * channels, 1, kw)
         row_conv = Conv2d(np.ascontiguousarray(weight), op.bias, op.weight_type, stride=(1, op.stride[1]),
                           padding=(0, op.padding[1]), dilation=(1, op.dilation[1]))
-        attrs = {key: value for key, value in node.attrs.items() if key not in ("window", "window_request")}
+        # (a window kind chosen for the kh × kw window does not carry over, but one served from memory still can)
+        attrs = {key: value for key, value in node.attrs.items() if key not in ("window", "window_request")
+                 or (key == "window_request" and value == "folded")}
         nodes.append(Node(node.name + ROWS_SUFFIX, rows, node.inputs, {"offchip": True, "memory": dict(memory)}))
         nodes.append(Node(node.name, row_conv, (node.name + ROWS_SUFFIX,), attrs))
     if not chosen:

@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from typing import Callable, Mapping
 
 from ..errors import FoldingError, UnsupportedError
-from ..ir import Add, AvgPool, Bipolar, Conv2d, ConvTranspose2d, Graph, MaxPool, MulShift, Threshold
+from ..ir import Add, AvgPool, Conv2d, ConvTranspose2d, Graph, MaxPool, MulShift, Threshold
 
 __all__ = ["apply", "divisors", "window_size", "pixel_cycles", "foldable", "pointwise", "standalone_requantizer",
            "floor_cycles", "with_manual", "Choice",
@@ -153,16 +153,16 @@ def with_manual(graph: Graph, folding: Mapping) -> Graph:
 
 def _check_window_request(name: str, op, window, simd) -> None:
     """A manual window kind: "register" for any convolution with a window; "folded" (served from memory,
-    ``hwseg.hw.folded_window``) for a multiplying one whose ``simd``, given with it, divides its input channels."""
+    ``hwseg.hw.folded_window``; a pointwise one's vector too) for one whose ``simd``, given with it, divides its
+    input channels."""
     if window not in ("register", "folded"):
         raise FoldingError(f"folding of layer {name!r}: window must be \"register\" or \"folded\", not {window!r}")
-    if not isinstance(op, Conv2d) or op.kernel == (1, 1) and op.stride == (1, 1) and op.padding == (0, 0):
-        raise FoldingError(f"folding of layer {name!r}: it has no sliding window; leave out window")
+    pointwise_ = isinstance(op, Conv2d) and op.kernel == (1, 1) and op.stride == (1, 1) and op.padding == (0, 0)
+    if not isinstance(op, Conv2d) or op.channelwise or (pointwise_ and window == "register"):
+        raise FoldingError(f"folding of layer {name!r}: it has no sliding window; leave out window"
+                           + (" (or ask for \"folded\")" if pointwise_ and not op.channelwise else ""))
     if window == "folded":
         channels = op.in_channels
-        if isinstance(op.weight_type, Bipolar):
-            raise FoldingError(f"folding of layer {name!r}: a bit convolution keeps its window in registers; "
-                               f"leave out window or ask for \"register\"")
         if not isinstance(simd, int) or isinstance(simd, bool) or channels % simd:
             raise FoldingError(f"folding of layer {name!r}: window \"folded\" needs simd set beside it to a "
                                f"divisor of its {channels} input channels ({', '.join(map(str, divisors(channels)))})")

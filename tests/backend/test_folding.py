@@ -234,14 +234,14 @@ def _block_ram(board):
 
 
 def test_does_not_fit_says_what_is_short_where_and_what_would_fit():
-    """At 128×128 the first convolution's line buffer needs block RAM, at 64×64 it fits in LUTs."""
+    """At 256×256 the convolutions' windows need block RAM, at 64×64 they fit in LUTs."""
     key = _block_ram(load_board("pynq-z2"))
     board = _board(**{key: 1})
     with pytest.raises(DoesNotFitError) as error:
-        compile_graph(_graph(128), board, resize=lambda size: _graph(size[0]))
+        compile_graph(_graph(256), board, resize=lambda size: _graph(size[0]))
     message = str(error.value)
     assert "\n" not in message
-    fully_folded = compile_graph(_graph(128), board, estimate_only=True).estimate   # the report of the same design
+    fully_folded = compile_graph(_graph(256), board, estimate_only=True).estimate   # the report of the same design
     need = fully_folded.total.as_dict()[key]
     assert need > 1
     assert re.match(rf"the design does not fit pynq-z2: it needs BRAM18 {need:,} of 1 \(\d+ %\); use a smaller input",
@@ -263,5 +263,5 @@ def test_does_not_fit_says_what_is_short_where_and_what_would_fit():
     boards = re.search(r"a bigger board \(it fits ([\w\-, ]+)\)", message).group(1).split(", ")
     assert "pynq-z2" not in boards and "zcu104" in boards
     for name in boards:
-        assert not compile_graph(_graph(128), name, estimate_only=True).estimate.overflows()
+        assert not compile_graph(_graph(256), name, estimate_only=True).estimate.overflows()
     assert "fewer bits" in message and "a narrower model" in message

@@ -276,3 +276,25 @@ def test_the_fifos_in_dram_are_regrouped_into_word_beats():
                for n in joins for k, lanes in enumerate(n.attrs["fifo_lanes"]))
     assert [r["bytes"] for r in design.manifest["dram"]["regions"]] == [
         b.region_bytes for b in design.estimate.dram_buffers]
+
+
+@pytest.mark.filterwarnings("ignore::amaranth.hdl.UnusedElaboratable")    # line buffers built to look at
+def test_line_buffers_in_dram_stream_a_word_a_beat_where_they_can():
+    """erfnet_tiny, every line buffer in DRAM (64-bit words, 8-bit activations): a line buffer whose channels fill
+    whole words takes and gives a word (8 channels) a beat, so nothing around it holds a pixel; one of 4 channels
+    (half a word) keeps whole pixels."""
+    from hwseg.backend import lower_graph
+
+    design = build(ROOT / "examples" / "erfnet_tiny.pt", "pynq-z2", offchip="all")
+    lowered = {node.name: node for node in lower_graph(design.graph)}
+    rows = [n for n in design.graph if isinstance(n.op, RowTaps)]
+    words = [n for n in rows if n.attrs["out_lanes"] < design.graph.types[n.name].channels]
+    assert words and len(words) < len(rows)
+    for node in rows:
+        x = design.graph.input_types(node.name)[0]
+        hw = lowered[node.name].build()
+        if node in words:
+            assert node.attrs["in_lanes"] == node.attrs["out_lanes"] == hw.lanes == 64 // x.dtype.bits
+            assert x.channels % hw.lanes == 0
+        else:
+            assert hw.lanes is None and node.attrs["in_lanes"] == x.channels

@@ -23,6 +23,10 @@ def run_row_taps(dut, frames, *, seed=0, valid_prob=0.7, ready_prob=0.7, latency
     n, c, h, w = frames.shape
     beats = [list(frames[f, :, y, x]) for f in range(n) for y in range(h) for x in range(w)]
     count = n * dut.out_height * w
+    lanes = dut.lanes
+    if lanes is not None:            # a word a beat: each pixel in pieces of `lanes` channels
+        beats = [pixel[i:i + lanes] for pixel in beats for i in range(0, c, lanes)]
+        count *= dut.taps * c // lanes
     top = Module()
     top.submodules.dut = dut
     model = MemoryModel(dut.mem, data_bits=dut.data_bits, rng=random.Random(seed + 100), latency=latency,
@@ -53,6 +57,9 @@ def run_row_taps(dut, frames, *, seed=0, valid_prob=0.7, ready_prob=0.7, latency
     sim.add_testbench(model.serve, background=True)
     sim.add_testbench(monitor, background=True)
     sim.run()
+    if lanes is not None:            # the output's pixels, from their beats
+        per_pixel = dut.taps * c // lanes
+        got = [sum((list(b) for b in got[i:i + per_pixel]), []) for i in range(0, len(got), per_pixel)]
     return got, model
 
 
@@ -87,12 +94,22 @@ CASES = {
 }
 
 
-@pytest.mark.parametrize("case", list(CASES))
+#: a word a beat in and out (``lanes``: the word's elements)
+WORD_CASES = {
+    "words: 3x1, 2 words a pixel": (unsigned(8), 8, 7, 9, 3, 1, 1, 1, 32, 4),
+    "words: dilated 2, stride 2, 4 words": (unsigned(4), 32, 10, 5, 3, 2, 2, 2, 32, 8),
+    "words: one word a pixel": (signed(8), 4, 8, 6, 3, 4, 1, 4, 32, 4),
+    "words: 5 taps, 64-bit words": (unsigned(2), 64, 9, 7, 5, 1, 1, 2, 64, 4),
+}
+
+
+@pytest.mark.parametrize("case", list(CASES) + list(WORD_CASES))
 @pytest.mark.parametrize("rates", [(1.0, 1.0), (0.6, 0.6)])
 def test_matches_golden(case, rates):
-    elem, channels, height, width, taps, dilation, stride, padding, data_bits, burst = CASES[case]
+    elem, channels, height, width, taps, dilation, stride, padding, data_bits, burst = {**CASES, **WORD_CASES}[case]
+    lanes = data_bits // elem.width if case in WORD_CASES else None
     dut = DramRowTaps(elem_shape=elem, channels=channels, height=height, width=width, taps=taps, dilation=dilation,
-                      stride=stride, padding=padding, data_bits=data_bits, address_bits=32, burst=burst)
+                      stride=stride, padding=padding, data_bits=data_bits, address_bits=32, burst=burst, lanes=lanes)
     lo, hi = elem_range(elem)
     frames = np.random.default_rng(len(case)).integers(lo, hi + 1, (2, channels, height, width))
     expected, shape = expected_beats(frames, taps, stride, padding, dilation)
@@ -156,6 +173,8 @@ def test_full_rate_with_a_fast_memory():
     (dict(padding=5), r"padding must be at most \(taps - 1\)·dilation = 4, not 5"),
     (dict(height=2, padding=0), "shorter than the window"),
     (dict(channels=0), "channels must be a positive integer, not 0"),
+    (dict(lanes=2), r"lanes must be None \(whole pixels\) or fill a 32-bit word and divide the 2 channels \(4 here\), "
+                    "not 2"),
 ])
 def test_rejects_bad_parameters(kwargs, match):
     options = dict(elem_shape=unsigned(8), channels=2, height=8, width=8, taps=3, dilation=2, padding=2,

@@ -118,6 +118,9 @@ FOLDED = {
     # Bipolar weights (one bit): a bit convolution's serial BitMacArray (BFCN's 1×3 over 2-bit activations)
     "1x3-p01-u2-bipolar-pe1-simd1": (unsigned(2), 4, 4, 9, 3, (1, 3), (1, 1), (0, 1), (1, 1), 1, 1, 1),
     "3x3-p1-s3-bipolar-pe2-simd2":  (signed(3), 4, 5, 6, 4, (3, 3), (1, 1), (1, 1), (1, 1), 2, 2, 1),
+    # pointwise: the pixel a 1×1 window served from a ring of a few pixels (nothing holds the vector)
+    "1x1-u8-pe1-simd2":             (unsigned(8), 6, 4, 5, 4, (1, 1), (1, 1), (0, 0), (1, 1), 1, 2, 8),
+    "1x1-u2-bipolar-pe2-simd4":     (unsigned(2), 8, 3, 6, 4, (1, 1), (1, 1), (0, 0), (1, 1), 2, 4, 1),
 }
 
 
