@@ -25,7 +25,7 @@ from .estimate.offchip import dram_buffers, memory_parameters
 from .ir import Graph
 from .passes import place_line_buffers, place_weights
 
-__all__ = ["MODES", "MIN_BITS", "AUTO_LADDER", "WEIGHT_MIN_BITS", "check_mode", "place", "line_buffer_bits",
+__all__ = ["MODES", "MIN_BITS", "AUTO_LADDER", "WEIGHT_MIN_BITS", "SLOW_BURST", "check_mode", "place", "line_buffer_bits",
            "size_staging"]
 
 MODES = ("none", "all", "auto")
@@ -71,6 +71,10 @@ def place(graph: Graph, board: Board, min_bits: int) -> Graph:
     return graph.with_attrs(source.name, offchip_fifos={"min_bits": min_bits, "memory": memory})
 
 
+#: the burst of a buffer read far slower than its memory answers (:func:`size_staging`)
+SLOW_BURST = 16
+
+
 def size_staging(graph: Graph, frame_cycles: int) -> Graph:
     """``graph`` with each DRAM buffer's read staging (``attrs["memory"]["read_buffer"]``, words per tap or FIFO)
     sized for the rate it is read at when a frame takes ``frame_cycles``. A buffer keeps the staging that covers the
@@ -99,5 +103,9 @@ def size_staging(graph: Graph, frame_cycles: int) -> Graph:
         wait = 4 * latency + buffers * burst * load
         if words / frame_cycles * wait <= burst / 2:
             memory["read_buffer"] = min(memory["read_buffer"], 2 * burst)
+            if burst > SLOW_BURST and words / frame_cycles * wait <= SLOW_BURST / 2:
+                # read this slowly, it needs no long bursts either: bursts of SLOW_BURST words halve its staging
+                # both ways (two of them fill a 32-deep LUTRAM) for the same words moved
+                memory.update(burst=SLOW_BURST, read_buffer=2 * SLOW_BURST)
             graph = graph.with_attrs(name, memory=memory)
     return graph

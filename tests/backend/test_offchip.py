@@ -298,3 +298,21 @@ def test_line_buffers_in_dram_stream_a_word_a_beat_where_they_can():
             assert x.channels % hw.lanes == 0
         else:
             assert hw.lanes is None and node.attrs["in_lanes"] == x.channels
+
+
+def test_buffers_read_slowly_get_short_bursts_and_small_staging():
+    """size_staging on erfnet_tiny, every buffer in DRAM on zcu104 (bursts of 32 words, the read staging covering
+    the latency): at its own frame time each buffer keeps bursts of 32; read a million times slower, each takes
+    bursts of 16 and two of them of read staging (a 32-deep LUTRAM), for the same words moved."""
+    from hwseg.estimate import estimate_graph
+    from hwseg.offchip import size_staging
+
+    design = build(ROOT / "examples" / "erfnet_tiny.pt", "zcu104", offchip="all", estimate_only=True)
+    buffers = [n for n in design.graph if isinstance(n.op, RowTaps) or any(n.attrs.get("fifo_offchip", ()))]
+    assert buffers and {n.attrs["memory"]["burst"] for n in buffers} == {32}
+    slow = size_staging(design.graph, design.estimate.cycles_per_frame * 10**6)
+    assert {(slow[n.name].attrs["memory"]["burst"], slow[n.name].attrs["memory"]["read_buffer"]) for n in buffers} \
+        == {(16, 32)}
+    before, after = design.estimate, estimate_graph(slow, load_board("zcu104"))
+    assert after.dram_bytes_per_frame == before.dram_bytes_per_frame
+    assert after.total.memory_bits < before.total.memory_bits
