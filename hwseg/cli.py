@@ -192,8 +192,9 @@ def _parser() -> argparse.ArgumentParser:
                             "an error that names the best reachable frame rate")
     build.add_argument("--folding", metavar="FILE.json",
                        help='fix the folding of some layers, e.g. {"conv1": {"pe": 4, "simd": 9}} (either key may '
-                            'be left out), and their window: "window": "register" or "folded" (served from memory; '
-                            "needs simd dividing the input channels); the other layers are folded automatically")
+                            'be left out), and their window: "window": "register" or "folded" (served from memory, a 1x1 '
+                            "convolution's pixel too; needs simd dividing the input channels); the other layers are "
+                            "folded automatically")
     build.add_argument("--synth", action="store_true",
                        help="also synthesize the Verilog with Yosys for the board's family (synth_xilinx, "
                             "synth_ecp5, synth_ice40; minutes for a large design) and put its LUT, FF, DSP and "

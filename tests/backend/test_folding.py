@@ -265,3 +265,19 @@ def test_does_not_fit_says_what_is_short_where_and_what_would_fit():
     for name in boards:
         assert not compile_graph(_graph(256), name, estimate_only=True).estimate.overflows()
     assert "fewer bits" in message and "a narrower model" in message
+
+
+def test_a_pointwise_convolution_may_ask_to_serve_its_pixel_from_memory():
+    """c2 is a 1×1 convolution over 8 channels: "folded" serves its pixel, 2 channels a beat, from a ring of a few
+    pixels (nothing holds the vector); "register" means nothing for it, and is refused with what to do."""
+    design = compile_graph(_graph(), "pynq-z2", folding={"c2": {"pe": 1, "simd": 2, "window": "folded"}},
+                           estimate_only=True)
+    node = design.graph["c2"]
+    assert node.attrs["window"] == "folded" and node.attrs["in_lanes"] == 2
+    layer = next(layer for layer in design.estimate.layers if layer.name == "c2")
+    assert layer.folding["window"] == "folded"
+    plain = compile_graph(_graph(), "pynq-z2", folding={"c2": {"pe": 1, "simd": 2}}, estimate_only=True)
+    assert "window" not in plain.graph["c2"].attrs and plain.graph["c2"].attrs["in_lanes"] == 8
+    with pytest.raises(FoldingError, match=r"^folding of layer 'c2': it has no sliding window; leave out window "
+                                           r"\(or ask for \"folded\"\)$"):
+        compile_graph(_graph(), "pynq-z2", folding={"c2": {"window": "register"}})
