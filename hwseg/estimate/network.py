@@ -374,8 +374,9 @@ def _estimate_resources(graph: Graph, node, family: str = "xc7", uram: bool = Fa
             k = kernel[0] * kernel[1] * x.channels
             window, compute = R.Resources(), conv_compute(graph, node, pe, simd, family, uram)
             folding = {"pe": pe, "simd": simd, "nf": op.out_channels // pe, "sf": k // simd}
-            if not pointwise or window_kind(graph, node) == "folded":
-                folding["window"] = window_kind(graph, node)
+            kind = window_kind(graph, node)      # (None: a pointwise one holding its vector)
+            if kind is not None:
+                folding["window"] = kind
         else:
             window = _window(graph, node, None, 0, 0, family, uram)
             compute = (R.window_max if isinstance(op, MaxPool) else R.window_mean)(

@@ -520,9 +520,9 @@ class DramRowTaps(wiring.Component):
             raise ValueError(f"a region of {self.region_bytes} bytes does not fit {address_bits}-bit addresses")
         self.tap_buffer = 2 * burst if tap_buffer is None else check_int("tap_buffer", tap_buffer, minimum=burst)
         if lanes is not None and (lanes * self.elem_width != data_bits or channels % lanes):
+            word = data_bits // self.elem_width if data_bits % self.elem_width == 0 else "none"
             raise ValueError(f"lanes must be None (whole pixels) or fill a {data_bits}-bit word and divide the "
-                             f"{channels} channels ({data_bits // self.elem_width if data_bits % self.elem_width == 0 else 'none'} "
-                             f"here), not {lanes!r}")
+                             f"{channels} channels ({word} here), not {lanes!r}")
         self.lanes = lanes
         beat = (lanes, lanes) if lanes is not None else (channels, taps * channels)
         super().__init__({
@@ -590,8 +590,8 @@ class DramRowTaps(wiring.Component):
         d, k_words, burst, taps = self.data_bits, self.words_per_beat, self.burst, self.taps
         pixel_bits = self.channels * self.elem_width
 
-        words_in = self.lanes is not None          # a word a beat in and out: no split, no gathers
-        if not words_in:
+        word_beats = self.lanes is not None          # a word a beat in and out: no split, no gathers
+        if not word_beats:
             m.submodules.split = split = LaneConverter(elem_shape=d, in_lanes=k_words, out_lanes=1)
         m.submodules.writer = writer = BurstWriter(address_bits=self.address_bits, data_bits=d,
                                                    staging=2 * burst, outstanding=self.outstanding)
@@ -599,7 +599,7 @@ class DramRowTaps(wiring.Component):
                                                    buffer_words=self.tap_buffer, outstanding=self.outstanding,
                                                    destinations=taps)
         collectors = []
-        for k in range(0 if words_in else taps):
+        for k in range(0 if word_beats else taps):
             collectors.append(gather := LaneConverter(elem_shape=d, in_lanes=1, out_lanes=k_words))
             m.submodules[f"tap{k}"] = gather
             m.d.comb += [gather.i_stream.payload.as_value().eq(reader.words[k].payload),
@@ -614,7 +614,7 @@ class DramRowTaps(wiring.Component):
             with m.If(writer.words.ready):
                 m.d.sync += zero_fed.eq(zero_fed + 1)
         with m.Else():
-            if words_in:             # the input's beats are the words (gated by the ring's room below)
+            if word_beats:             # the input's beats are the words (gated by the ring's room below)
                 m.d.comb += [writer.words.payload.eq(self.i_stream.payload.as_value()),
                              writer.words.valid.eq(word_valid), word_ready.eq(writer.words.ready)]
             else:
@@ -674,7 +674,7 @@ class DramRowTaps(wiring.Component):
         # --- intake: take a row while its slot is free (all of the row's pixels, then the next)
         in_row, in_x = Signal(row_bits), Signal(range(self.width))
         room = before(in_row, oldest + self.ring_rows)
-        if words_in:
+        if word_beats:
             in_word = Signal(range(k_words))                # the pixel's word the next beat is
             pixel_in = in_word == k_words - 1
             m.d.comb += [word_valid.eq(self.i_stream.valid & room), self.i_stream.ready.eq(word_ready & room)]
@@ -754,7 +754,7 @@ class DramRowTaps(wiring.Component):
 
         # --- the output: every tap from its buffer (padding taps were read from the zero row)
         t_gives = gives(t)
-        if words_in:
+        if word_beats:
             # a word a beat: tap after tap, each tap's words in order, straight from its read buffer
             o_tap, o_word = Signal(range(taps)), Signal(range(k_words))
             for k in range(taps):

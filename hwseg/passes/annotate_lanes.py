@@ -59,8 +59,7 @@ def apply(graph: Graph) -> tuple[Graph, bool]:
         elif isinstance(op, (Conv2d, ConvTranspose2d)):
             if has_window(op) and node.attrs.get("window") not in KINDS:
                 raise UnsupportedError(f"layer {node.name!r} has no window kind; run choose_windows first")
-            taken = node.attrs["simd"] if node.attrs.get("window") == "folded" else graph.input_types(node.name)[0].channels
-            lanes[node.name] = (taken, node.attrs["pe"])
+            lanes[node.name] = (_taken(graph, node), node.attrs["pe"])
         elif isinstance(op, (MulShift, Threshold)) and standalone_requantizer(graph, node):
             lanes[node.name] = (node.attrs["pe"], node.attrs["pe"])
         elif isinstance(op, (MulShift, Threshold)):

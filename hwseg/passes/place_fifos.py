@@ -32,11 +32,14 @@ def fifo_depths(node) -> tuple[int, ...]:
     return (node.attrs.get("fifo_depth", 0),) * len(node.inputs)
 
 
+def _taken(graph: Graph, node, k: int) -> int:
+    """Lanes ``node`` takes on input ``k``: a Concat whole pixels, the rest ``in_lanes``."""
+    return graph.input_types(node.name)[k].channels if isinstance(node.op, Concat) else node.attrs["in_lanes"]
+
+
 def fifo_bits(graph: Graph, node, k: int) -> int:
     """Bits of the FIFO on input ``k`` of ``node``."""
-    x = graph.input_types(node.name)[k]
-    lanes = x.channels if isinstance(node.op, Concat) else node.attrs["in_lanes"]
-    return fifo_depths(node)[k] * lanes * x.dtype.bits
+    return fifo_depths(node)[k] * _taken(graph, node, k) * graph.input_types(node.name)[k].dtype.bits
 
 
 def dram_fifo_lanes(graph: Graph, node, k: int, data_bits: int) -> int:
@@ -44,8 +47,7 @@ def dram_fifo_lanes(graph: Graph, node, k: int, data_bits: int) -> int:
     consumer's lanes that divides the channels, with the fewest ``data_bits`` memory words per pixel (never more
     than a whole pixel takes), then the fewest lanes. A beat of about a memory word is gathered and scattered in
     a word's flip-flops, where whole pixels would take a pixel's on each side of the FIFO and again inside it."""
-    x = graph.input_types(node.name)[k]
-    taken = x.channels if isinstance(node.op, Concat) else node.attrs["in_lanes"]
+    x, taken = graph.input_types(node.name)[k], _taken(graph, node, k)
     lanes = max(taken, graph[node.inputs[k]].attrs.get("out_lanes", taken))
     widths = [g for g in range(lanes, x.channels + 1, lanes) if x.channels % g == 0]
     return min(widths, key=lambda g: ((x.channels // g) * -(-g * x.dtype.bits // data_bits), g))

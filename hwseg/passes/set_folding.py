@@ -32,6 +32,7 @@ from typing import Callable, Mapping
 
 from ..errors import FoldingError, UnsupportedError
 from ..ir import Add, AvgPool, Conv2d, ConvTranspose2d, Graph, MaxPool, MulShift, Threshold
+from .choose_windows import has_window
 
 __all__ = ["apply", "divisors", "window_size", "pixel_cycles", "foldable", "pointwise", "standalone_requantizer",
            "floor_cycles", "with_manual", "Choice",
@@ -157,10 +158,10 @@ def _check_window_request(name: str, op, window, simd) -> None:
     input channels."""
     if window not in ("register", "folded"):
         raise FoldingError(f"folding of layer {name!r}: window must be \"register\" or \"folded\", not {window!r}")
-    pointwise_ = isinstance(op, Conv2d) and op.kernel == (1, 1) and op.stride == (1, 1) and op.padding == (0, 0)
+    pointwise_ = isinstance(op, Conv2d) and not op.channelwise and not has_window(op)
     if not isinstance(op, Conv2d) or op.channelwise or (pointwise_ and window == "register"):
         raise FoldingError(f"folding of layer {name!r}: it has no sliding window; leave out window"
-                           + (" (or ask for \"folded\")" if pointwise_ and not op.channelwise else ""))
+                           + (" (or ask for \"folded\")" if pointwise_ else ""))
     if window == "folded":
         channels = op.in_channels
         if not isinstance(simd, int) or isinstance(simd, bool) or channels % simd:
