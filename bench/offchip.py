@@ -1,7 +1,7 @@
 """Buffers in DRAM, measured in RTL against the estimate (issue 14).
 
-    python bench/offchip.py [--case slow-memory|real-size|all] [--port-efficiency 0.1] [--memory-ready 0.1]
-                            [--frames 12] [--seed 2] [--json]
+    python bench/offchip.py [--case slow-memory|real-size|synth|all] [--port-efficiency 0.1] [--memory-ready 0.1]
+                            [--frames 12] [--seed 2] [--ports 4,16] [--json]
 
 ``real-size``: the zoo's ERFNet-tiny (``examples/erfnet_tiny.pt``) at 512×256 (``--input 256x512``) on pynq-z2 with
 the default ``--offchip auto`` (which puts its biggest buffers in DRAM), two unstalled and two stalled frames
@@ -18,7 +18,12 @@ the rest): the figure is the mean period between the end of frame 5 and that of 
 estimate. Prints the bound, both periods, the error, the DRAM words moved and whether every beat matched
 golden. About two minutes.
 
-Exits 1 if a beat differs, or a cycle figure is more than 5 % off.
+``synth`` (not part of ``all``): ``--ports`` DRAM FIFOs (16 lanes of 8 bits, 4,096 beats; 128-bit words, 40-bit
+addresses as on the UltraScale+ boards) sharing one memory port through the ``MemoryArbiter``, synthesized with
+Yosys for xcup, LUT and FF against the estimate: each buffer addresses its own region from 0 and the arbiter places
+it (the top level's wiring). About two minutes for 4 and 16 ports.
+
+Exits 1 if a beat differs, a cycle figure is more than 5 % off, or a synthesized total more than 15 % off.
 """
 
 from __future__ import annotations
@@ -88,7 +93,8 @@ def real_size(args) -> tuple[dict, bool]:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--case", choices=("slow-memory", "real-size", "all"), default="all")
+    parser.add_argument("--case", choices=("slow-memory", "real-size", "synth", "all"), default="all")
+    parser.add_argument("--ports", default="4,16", help="buffers sharing the memory in the synth case")
     parser.add_argument("--port-efficiency", type=float, default=0.1)
     parser.add_argument("--memory-ready", type=float, default=0.1)
     parser.add_argument("--frames", type=int, default=12)
@@ -106,7 +112,78 @@ def main(argv=None) -> int:
         ok &= passed
         if args.json:
             print(json.dumps(result))
+    if args.case == "synth":
+        for ports in (int(n) for n in args.ports.split(",")):
+            result, passed = shared_memory_synth(ports)
+            ok &= passed
+            if args.json:
+                print(json.dumps(result))
     return 0 if ok else 1
+
+
+def shared_memory_synth(ports: int) -> tuple[dict, bool]:
+    """``ports`` DRAM FIFOs through the arbiter, as the top level wires them, synthesized for xcup."""
+    from amaranth.back import verilog
+    from amaranth.hdl import Module, unsigned
+    from amaranth.lib import data, stream, wiring
+    from amaranth.lib.wiring import In, Out
+
+    from hwseg.backend.top import REGION_ALIGN
+    from hwseg.estimate import resources as R
+    from hwseg.estimate.offchip import fifo_geometry, region_address_bits
+    from hwseg.hw.dram import DramFifo, MemoryArbiter, memory_port_signature
+    from hwseg.synth import synthesize
+
+    beat = data.ArrayLayout(unsigned(8), 16)
+    memory = dict(data_bits=128, address_bits=40, burst=32, outstanding=4, read_buffer=64)
+
+    class Shared(wiring.Component):
+        def __init__(self):
+            self.fifos = [DramFifo(payload_shape=beat, depth=4096, **memory) for _ in range(ports)]
+            members = {"base": In(40), "mem": Out(memory_port_signature(address_bits=40, data_bits=128))}
+            for k in range(ports):
+                members.update({f"i{k}": In(stream.Signature(beat)), f"o{k}": Out(stream.Signature(beat))})
+            super().__init__(members)
+
+        def elaborate(self, platform):
+            m = Module()
+            offsets, offset = [], 0
+            for fifo in self.fifos:
+                offsets.append(offset)
+                offset += -(-fifo.region_bytes // REGION_ALIGN) * REGION_ALIGN
+            m.submodules.arbiter = arbiter = MemoryArbiter(address_bits=40, data_bits=128, ports=ports,
+                                                           offsets=offsets)
+            m.d.comb += arbiter.base.eq(self.base)
+            for k, fifo in enumerate(self.fifos):
+                m.submodules[f"fifo{k}"] = fifo
+                m.d.comb += fifo.base.eq(0)
+                wiring.connect(m, wiring.flipped(getattr(self, f"i{k}")), fifo.i_stream)
+                wiring.connect(m, fifo.o_stream, wiring.flipped(getattr(self, f"o{k}")))
+                wiring.connect(m, fifo.mem, arbiter.ports[k])
+            wiring.connect(m, arbiter.mem, wiring.flipped(self.mem))
+            return m
+
+    started = time.monotonic()
+    print(f"synthesizing {ports} DRAM FIFOs and their arbiter for xcup …", file=sys.stderr, flush=True)
+    measured = synthesize(verilog.convert(Shared(), name="shared"), "shared", "xcup").totals
+    geometry = fifo_geometry(beat_bits=128, depth=4096, data_bits=128, burst=32)
+    region = region_address_bits(geometry.region_bytes)
+    each = R.dram_fifo(beat_bits=128, words_per_beat=geometry.words_per_beat, region_words=geometry.region_words,
+                       family="xcup", **{**memory, "address_bits": region})
+    span = ports * -(-geometry.region_bytes // REGION_ALIGN) * REGION_ALIGN
+    estimate = R.memory_arbiter(ports=ports, data_bits=128, address_bits=40, port_address_bits=region,
+                                offset_bits=region_address_bits(span), family="xcup")
+    for _ in range(ports):
+        estimate = estimate + each
+    errors = {key: estimate.as_dict()[key] / measured[key] - 1 for key in ("lut", "ff")}
+    result = {"case": "synth", "ports": ports, "measured": {key: measured[key] for key in ("lut", "ff")},
+              "estimated": {key: estimate.as_dict()[key] for key in ("lut", "ff")},
+              "errors": {key: round(value, 4) for key, value in errors.items()},
+              "seconds": round(time.monotonic() - started, 1)}
+    print(f"{ports} DRAM FIFOs + arbiter on xcup: LUT {measured['lut']:,} measured, {estimate.lut:,} estimated "
+          f"({100 * errors['lut']:+.1f} %); FF {measured['ff']:,} measured, {estimate.ff:,} estimated "
+          f"({100 * errors['ff']:+.1f} %); {result['seconds']} s")
+    return result, all(abs(value) <= 0.15 for value in errors.values())
 
 
 def slow_memory(args) -> tuple[dict, bool]:

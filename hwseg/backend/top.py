@@ -140,20 +140,24 @@ class Accelerator(wiring.Component):
         return self._adapt(m, f"{name}_lanes", fifo.o_stream, shape, lanes, to_lanes)
 
     def _connect_memory(self, m):
-        """The DRAM buffers' regions and memory ports, through the arbiter, onto ``m_axi_*``."""
+        """The DRAM buffers' regions and memory ports, through the arbiter, onto ``m_axi_*``. Several buffers
+        address their own regions from 0 (only the bits a region needs) and the arbiter places each."""
         users, offset = self._memory_users, 0
         self.dram_regions = []
         for name, user in users:
             self.dram_regions.append((name, offset, user.region_bytes))
-            m.d.comb += user.base.eq(self.dram_base + offset)
             offset += -(-user.region_bytes // REGION_ALIGN) * REGION_ALIGN
         if len(users) > 1:
             m.submodules.memory_arbiter = arbiter = MemoryArbiter(
-                address_bits=self.memory["address_bits"], data_bits=self.memory["data_bits"], ports=len(users))
+                address_bits=self.memory["address_bits"], data_bits=self.memory["data_bits"], ports=len(users),
+                offsets=[start for _, start, _ in self.dram_regions])
+            m.d.comb += arbiter.base.eq(self.dram_base)
             for (_, user), port in zip(users, arbiter.ports):
+                m.d.comb += user.base.eq(0)
                 wiring.connect(m, user.mem, port)
             port = arbiter.mem
         else:
+            m.d.comb += users[0][1].base.eq(self.dram_base)
             port = users[0][1].mem
         size = (self.memory["data_bits"] // 8 - 1).bit_length()
         m.d.comb += [

@@ -16,8 +16,8 @@ from ..ir import (Add, ArgMax, AvgPool, Bipolar, Concat, Conv2d, ConvTranspose2d
 from . import resources as R
 from .cycles import (folded_window_geometry, layer_cycles, transposed_buffer_rows, upsample_buffer_rows,
                      window_geometry, window_kind)
-from .offchip import (REGION_ALIGN, DramBuffer, dram_buffers, loads_weights, offchip_fifos, row_taps_of, skip_fifo_of,
-                      weight_store_of)
+from .offchip import (REGION_ALIGN, DramBuffer, dram_buffers, loads_weights, offchip_fifos, region_address_bits,
+                      row_taps_of, skip_fifo_of, weight_store_of)
 from .roofline import Roofline, roofline
 
 __all__ = ["LayerEstimate", "NetworkEstimate", "estimate_graph", "conv_compute", "component_estimate"]
@@ -242,7 +242,7 @@ def _dram_fifos(graph: Graph, node, family: str, uram: bool) -> R.Resources:
         taken, produced = _input_lanes(graph, node)[k], graph[node.inputs[k]].attrs["out_lanes"]
         total = (total + R.dram_fifo(beat_bits=grouped * x.dtype.bits, words_per_beat=geometry.words_per_beat,
                                      region_words=geometry.region_words, data_bits=memory["data_bits"],
-                                     address_bits=memory["address_bits"], burst=memory["burst"],
+                                     address_bits=region_address_bits(geometry.region_bytes), burst=memory["burst"],
                                      outstanding=memory["outstanding"], read_buffer=memory["read_buffer"],
                                      family=family, uram=uram)
                  + R.lane_converter(in_lanes=produced, out_lanes=grouped, elem_bits=x.dtype.bits,
@@ -414,7 +414,7 @@ def _estimate_resources(graph: Graph, node, family: str = "xc7", uram: bool = Fa
         res = R.dram_row_taps(taps=op.taps, pixel_bits=x.channels * x.dtype.bits,
                               words_per_beat=geometry.words_per_beat, width=x.width, frame_rows=geometry.frame_rows,
                               row_words=geometry.row_words, ring_rows=geometry.ring_rows, stride=geometry.stride,
-                              data_bits=memory["data_bits"], address_bits=memory["address_bits"],
+                              data_bits=memory["data_bits"], address_bits=region_address_bits(geometry.region_bytes),
                               burst=memory["burst"], outstanding=memory["outstanding"],
                               read_buffer=memory["read_buffer"], family=family, uram=uram,
                               word_beats=node.attrs["out_lanes"] < out.channels)
@@ -461,21 +461,26 @@ def estimate_graph(graph: Graph, board: Board) -> NetworkEstimate:
     # The output adapter counts beats for tlast.
     out = graph.output_type
     loaded = [node for node in graph if loads_weights(node)]
-    # every buffer has a memory port, and one weight loader serves every loaded weight memory
-    ports = sum(1 for layer in layers for buffer in layer.dram if buffer.kind != "weights") + bool(loaded)
+    # every buffer has a memory port, and one weight loader serves every loaded weight memory (its region the image)
+    buffers = [buffer for layer in layers for buffer in layer.dram]
+    regions = ([buffer.region_bytes for buffer in buffers if buffer.kind != "weights"]
+               + ([sum(buffer.region_bytes for buffer in buffers if buffer.kind == "weights")] if loaded else []))
     with R.splitting() as entries:
         tail = R.axis_adapter(beats_per_frame=out.pixels, family=family)
         if loaded:
             memory = loaded[0].attrs["memory"]
             stores = [weight_store_of(graph, node) for node in loaded]
             tail = tail + R.weight_loader(stores=[(store.word_bits, store.depth) for store in stores],
-                                          data_bits=memory["data_bits"], address_bits=memory["address_bits"],
+                                          data_bits=memory["data_bits"], address_bits=region_address_bits(regions[-1]),
                                           burst=memory["burst"], outstanding=memory["outstanding"], family=family,
                                           uram=uram)
-        if ports > 1:        # the arbiter in front of the memory port
+        if regions:          # the arbiter in front of the memory port, or the one buffer's region placed
             memory = next(node.attrs["memory"] for node in graph if "memory" in node.attrs)
-            tail = tail + R.memory_arbiter(ports=ports, data_bits=memory["data_bits"],
-                                           address_bits=memory["address_bits"], family=family)
+            span = sum(-(-region // REGION_ALIGN) * REGION_ALIGN for region in regions)
+            tail = tail + R.memory_arbiter(ports=len(regions), data_bits=memory["data_bits"],
+                                           address_bits=memory["address_bits"],
+                                           port_address_bits=max(map(region_address_bits, regions)),
+                                           offset_bits=region_address_bits(span), family=family)
     last = layers[-1]
     layers[-1] = replace(last, resources=last.resources + tail, split=last.split + R.Split.of(entries))
     return NetworkEstimate(layers, board, roofline(graph, board, dram=[b for layer in layers for b in layer.dram]))

@@ -199,6 +199,12 @@ def row_taps_of(graph, node) -> RowTapsGeometry:
                              data_bits=memory["data_bits"], burst=memory["burst"])
 
 
+def region_address_bits(region_bytes: int) -> int:
+    """The address bits a buffer in DRAM drives: its region's, addressed from 0 (the arbiter or the top level
+    adds the region's place, ``hwseg.backend.top``; synthesis drops the constant-zero bits above)."""
+    return max(1, (region_bytes - 1).bit_length())
+
+
 def offchip_fifos(node) -> tuple[bool, ...]:
     """Which inputs of a join keep their FIFO in DRAM (``attrs["fifo_offchip"]``)."""
     return tuple(node.attrs.get("fifo_offchip", ())) or (False,) * len(node.inputs)

@@ -931,16 +931,22 @@ def weight_loader(*, stores: list[tuple[int, int]], data_bits: int, address_bits
                                                                     for bits, depth in stores))
 
 
-def memory_arbiter(*, ports: int, data_bits: int, address_bits: int, outstanding: int = 8,
-                   family: str = "xc7") -> Resources:
+def memory_arbiter(*, ports: int, data_bits: int, address_bits: int, port_address_bits: int | None = None,
+                   offset_bits: int = 0, outstanding: int = 8, family: str = "xc7") -> Resources:
     """A :class:`~hwseg.hw.dram.MemoryArbiter` for ``ports`` buffers: the two grants (round robin by priority
-    encoders, linear in the ports), the request and write-data selects (a ``ports``:1 mux each), the owners of
-    the bursts in flight."""
+    encoders, linear in the ports), the request and write-data selects (a ``ports``:1 mux each, of the
+    ``port_address_bits`` the buffers drive: each addresses its own region from 0), the owners of the bursts in
+    flight, and for each grant the place of the granted port's region — a table of the ports' offsets (their
+    ``offset_bits`` above the 4 KiB alignment), the sum with the base taken at the grant, and the sum with the
+    request's address. One buffer alone needs no arbiter: the top level adds the base to its addresses."""
     if ports <= 1:
-        return Resources()
-    request = address_bits + 8
+        return _part(family, "arbiter", lut=address_bits)
+    request = (address_bits if port_address_bits is None else port_address_bits) + 8
     # besides the selects, about 70 LUT per port: its grant decode, its share of the two priority encoders and
     # the routing of its valids and readies (measured on xcup, 40-bit addresses and 128-bit data: 2 ports take
     # 299 LUT, 8 1,081, 32 4,735, 80 11,850)
     lut = _mux(ports, 2 * request + data_bits + 1, family) + 70 * ports
-    return _part(family, "arbiter", lut=lut, ff=2 * _bits(ports) + 2 * outstanding * _bits(ports) + 2)
+    # (the table: per grant a function of the port index for each offset bit, as a ROM in LUTs, :func:`memory_mapping`)
+    table = 2 * memory_mapping(ports, offset_bits - 12, family, rom=True).luts if offset_bits > 12 else 0
+    return _part(family, "arbiter", lut=lut + table + 4 * address_bits,
+                 ff=2 * _bits(ports) + 2 * outstanding * _bits(ports) + 2 + 2 * address_bits)

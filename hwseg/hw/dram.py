@@ -236,18 +236,31 @@ class MemoryArbiter(wiring.Component):
     data from the same port (a write burst is announced only when all of its data is staged, so the
     data never waits); the responses return to the ports in order. Each granted request costs one cycle
     besides its transfer; data beats pass at one a cycle.
+
+    With ``offsets`` (a byte offset per port, each a multiple of 4 KiB) the ports' addresses are relative to their
+    own regions and the arbiter places port ``k``'s at ``base + offsets[k]``: the sum is taken once, when the
+    request is granted, instead of in every buffer. A buffer whose ``base`` is 0 then drives only the low address
+    bits its region needs, and synthesis drops the rest of its address logic and of the request select.
     """
 
-    def __init__(self, *, address_bits, data_bits, ports, outstanding=8):
+    def __init__(self, *, address_bits, data_bits, ports, outstanding=8, offsets=None):
         check_int("ports", ports)
         check_int("outstanding", outstanding)
+        if offsets is not None:
+            offsets = tuple(offsets) if isinstance(offsets, (list, tuple)) else offsets
+            if (not isinstance(offsets, tuple) or len(offsets) != ports
+                    or not all(isinstance(o, int) and not isinstance(o, bool) and 0 <= o < 1 << address_bits
+                               and o % _BOUNDARY_BYTES == 0 for o in offsets)):
+                raise ValueError(f"offsets must be {ports} byte offsets, multiples of {_BOUNDARY_BYTES} below "
+                                 f"2**{address_bits}, not {offsets!r}")
         self.address_bits, self.data_bits, self.ports_count, self.outstanding = \
             address_bits, data_bits, ports, outstanding
+        self.offsets = offsets
         signature = memory_port_signature(address_bits=address_bits, data_bits=data_bits)
-        super().__init__({
-            "ports": In(signature).array(ports),
-            "mem": Out(signature),
-        })
+        members = {"ports": In(signature).array(ports), "mem": Out(signature)}
+        if offsets is not None:
+            members["base"] = In(address_bits)
+        super().__init__(members)
 
     def _grant(self, m, name, requests):
         """A registered round-robin choice among ``requests``: ``(busy, chosen)``; ``release`` frees it.
@@ -261,6 +274,7 @@ class MemoryArbiter(wiring.Component):
         after = Signal(n, name=f"{name}_after", init=((1 << n) - 1) & ~1)
         pending = Signal(n, name=f"{name}_pending")
         m.d.comb += pending.eq(Cat(*requests))
+        region = Signal(self.address_bits, name=f"{name}_region")
         with m.If(~busy & pending.any()):
             first = Signal(range(n), name=f"{name}_first")
             later = pending & after
@@ -268,7 +282,24 @@ class MemoryArbiter(wiring.Component):
                 with m.If(Mux(later.any(), later[k], pending[k])):
                     m.d.comb += first.eq(k)
             m.d.sync += [busy.eq(1), chosen.eq(first), after.eq(Const((1 << n) - 1, n) << (first + 1))]
-        return busy, chosen
+            if self.offsets is not None:
+                offset = Signal(self.address_bits, name=f"{name}_offset")
+                with m.Switch(first):
+                    for k, value in enumerate(self.offsets):
+                        with m.Case(k):
+                            m.d.comb += offset.eq(value)
+                m.d.sync += region.eq(self.base + offset)
+        return busy, chosen, region
+
+    def _request(self, m, name, target, region):
+        """The granted port's request (assigned per port by the caller), forwarded to ``target`` (the memory's),
+        its address placed in its region with ``offsets`` — one adder after the select."""
+        request = Signal(burst_request(self.address_bits), name=f"{name}_request")
+        if self.offsets is None:
+            m.d.comb += target.eq(request)
+        else:
+            m.d.comb += [target.addr.eq(region + request.addr), target.len.eq(request.len)]
+        return request
 
     def elaborate(self, platform):
         m = Module()
@@ -277,10 +308,11 @@ class MemoryArbiter(wiring.Component):
 
         # reads
         m.submodules.read_owners = read_owners = fifo.SyncFIFO(width=owner_bits, depth=self.outstanding)
-        reading, reader = self._grant(m, "read", [p.ar.valid for p in self.ports])
+        reading, reader, read_region = self._grant(m, "read", [p.ar.valid for p in self.ports])
+        read_request = self._request(m, "read", mem.ar.payload, read_region)
         for k, port in enumerate(self.ports):
             with m.If(reading & (reader == k)):
-                m.d.comb += [mem.ar.valid.eq(port.ar.valid & read_owners.w_rdy), mem.ar.payload.eq(port.ar.payload),
+                m.d.comb += [mem.ar.valid.eq(port.ar.valid & read_owners.w_rdy), read_request.eq(port.ar.payload),
                              port.ar.ready.eq(mem.ar.ready & read_owners.w_rdy)]
             m.d.comb += [port.r.payload.eq(mem.r.payload),
                          port.r.valid.eq(mem.r.valid & read_owners.r_rdy & (read_owners.r_data == k))]
@@ -293,13 +325,14 @@ class MemoryArbiter(wiring.Component):
 
         # writes: address and data of one burst, then the next
         m.submodules.write_owners = write_owners = fifo.SyncFIFO(width=owner_bits, depth=self.outstanding)
-        writing, writer = self._grant(m, "write", [p.aw.valid for p in self.ports])
+        writing, writer, write_region = self._grant(m, "write", [p.aw.valid for p in self.ports])
+        write_request = self._request(m, "write", mem.aw.payload, write_region)
         address_sent, data_sent = Signal(), Signal()
         for k, port in enumerate(self.ports):
             with m.If(writing & (writer == k)):
                 m.d.comb += [
                     mem.aw.valid.eq(port.aw.valid & ~address_sent & write_owners.w_rdy),
-                    mem.aw.payload.eq(port.aw.payload),
+                    write_request.eq(port.aw.payload),
                     port.aw.ready.eq(mem.aw.ready & ~address_sent & write_owners.w_rdy),
                     mem.w.valid.eq(port.w.valid & ~data_sent),
                     mem.w.payload.eq(port.w.payload),

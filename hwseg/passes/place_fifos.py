@@ -44,13 +44,18 @@ def fifo_bits(graph: Graph, node, k: int) -> int:
 
 def dram_fifo_lanes(graph: Graph, node, k: int, data_bits: int) -> int:
     """Lanes per beat of a DRAM FIFO on input ``k`` of ``node``: a multiple of the wider of the producer's and the
-    consumer's lanes that divides the channels, with the fewest ``data_bits`` memory words per pixel (never more
-    than a whole pixel takes), then the fewest lanes. A beat of about a memory word is gathered and scattered in
-    a word's flip-flops, where whole pixels would take a pixel's on each side of the FIFO and again inside it."""
+    consumer's lanes that divides the channels; among those whose beat takes at most two ``data_bits`` memory words
+    (all of them if none does), the fewest memory words per pixel, then the fewest lanes.
+
+    A beat is gathered and scattered in flip-flops on each side of the FIFO and again inside it: beats of about
+    a word keep that small whatever the pixel. Where the element width does not divide the word (9-bit elements in
+    128-bit words), whole pixels would take fewer words (9 for 128 channels, not 16) but 1,152 bits of registers
+    three times over; the word-sized beat is taken, at up to twice the buffer's DRAM traffic."""
     x, taken = graph.input_types(node.name)[k], _taken(graph, node, k)
     lanes = max(taken, graph[node.inputs[k]].attrs.get("out_lanes", taken))
     widths = [g for g in range(lanes, x.channels + 1, lanes) if x.channels % g == 0]
-    return min(widths, key=lambda g: ((x.channels // g) * -(-g * x.dtype.bits // data_bits), g))
+    narrow = [g for g in widths if g * x.dtype.bits <= 2 * data_bits] or widths
+    return min(narrow, key=lambda g: ((x.channels // g) * -(-g * x.dtype.bits // data_bits), g))
 
 
 def apply(graph: Graph, *, min_bits: int, memory: dict) -> tuple[Graph, bool]:

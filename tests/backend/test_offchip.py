@@ -14,7 +14,7 @@ from hwseg.errors import DoesNotFitError, OffchipError, UnsupportedError
 from hwseg.estimate.offchip import memory_parameters
 from hwseg.flow import build, compile_graph, load_graph
 from hwseg.golden import run_graph
-from hwseg.ir import Bipolar, Conv2d, Graph, Input, Int, IRError, MulShift, Node, RowTaps, UInt
+from hwseg.ir import Bipolar, Concat, Conv2d, Graph, Input, Int, IRError, MulShift, Node, RowTaps, UInt
 from hwseg.offchip import check_mode
 from hwseg.passes import place_line_buffers, place_weights
 
@@ -247,10 +247,14 @@ def test_place_weights_refuses_what_cannot_load_by_name():
     (20, 8, 1, 4, 128, 20),
     (48, 2, 1, 1, 64, 24),      # 2 words a pixel (24 or 48 lanes); 16 lanes would take 3
     (16, 8, 16, 16, 128, 16),   # whole pixels in and out: whole pixels
+    (128, 9, 1, 1, 128, 8),     # 9-bit: a pixel is 9 words whole, 16 in beats of 8 (a word) — not 1,152-bit beats
+    (64, 9, 1, 1, 64, 4),       # 4 lanes (a word) or 8 (two) both take 16 words a pixel: the fewer lanes
+    (128, 9, 128, 1, 128, 128), # whole pixels from the producer: nothing narrower to take
 ])
 def test_a_fifo_in_dram_keeps_beats_of_about_a_word(channels, bits, produced, taken, data_bits, lanes):
     """The lanes of a DRAM FIFO's beat (figures by hand): a multiple of the producer's and the consumer's lanes
-    dividing the channels, the fewest memory words per pixel, then the fewest lanes."""
+    dividing the channels, of at most two memory words where one is, the fewest memory words per pixel, then the
+    fewest lanes."""
     from hwseg.passes.place_fifos import dram_fifo_lanes
     conv = Conv2d(np.ones((4, channels, 1, 1), dtype=np.int64), np.zeros(4, dtype=np.int64), Int(2))
     graph = Graph([Node("x", Input((channels, 2, 2), UInt(bits)), (), {"out_lanes": produced}),
@@ -259,8 +263,9 @@ def test_a_fifo_in_dram_keeps_beats_of_about_a_word(channels, bits, produced, ta
 
 
 def test_the_fifos_in_dram_are_regrouped_into_word_beats():
-    """erfnet_tiny, every FIFO in DRAM: the passes give each its beat (never more words a pixel than whole pixels),
-    the hardware's regions are the estimate's, and joins fed a few lanes a beat keep fewer than whole pixels."""
+    """erfnet_tiny, every FIFO in DRAM: the passes give each its beat (at most two words, or what the producer
+    gives; never more than twice the words a pixel of whole pixels), the hardware's regions are the estimate's, and
+    joins fed a few lanes a beat keep fewer than whole pixels."""
     design = build(ROOT / "examples" / "erfnet_tiny.pt", "pynq-z2", offchip="all")
     joins = [n for n in design.graph if any(n.attrs.get("fifo_offchip", ()))]
     assert joins
@@ -271,7 +276,10 @@ def test_the_fifos_in_dram_are_regrouped_into_word_beats():
             if offchip:
                 assert x.channels % lanes == 0
                 words = (x.channels // lanes) * -(-lanes * x.dtype.bits // 64)
-                assert words <= -(-x.channels * x.dtype.bits // 64)
+                assert words <= 2 * -(-x.channels * x.dtype.bits // 64)
+                produced = design.graph[node.inputs[k]].attrs["out_lanes"]
+                taken = x.channels if isinstance(node.op, Concat) else node.attrs["in_lanes"]   # (whole pixels)
+                assert lanes * x.dtype.bits <= 2 * 64 or lanes == max(produced, taken)
     assert any(0 < lanes < design.graph.input_types(n.name)[k].channels
                for n in joins for k, lanes in enumerate(n.attrs["fifo_lanes"]))
     assert [r["bytes"] for r in design.manifest["dram"]["regions"]] == [

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from amaranth.hdl import signed, unsigned
 
-from hwseg.estimate.offchip import fifo_geometry, row_taps_geometry, weight_store_of
+from hwseg.estimate.offchip import fifo_geometry, region_address_bits, row_taps_geometry, weight_store_of
 from hwseg.hw.dram import DramFifo, DramRowTaps
 from hwseg.hw.mac_array import MacArray
 from hwseg.hw.weights import WeightLoader, weight_image
@@ -57,3 +57,9 @@ def test_loaded_weight_store_is_the_hardware(cout, count, pe, simd, weight_max, 
     loader = WeightLoader(stores=[(hw.weight_word_bits, len(hw.weight_words))], data_bits=data_bits, address_bits=40)
     assert est.image_bytes == loader.image_bytes == len(weight_image([(hw.weight_word_bits, hw.weight_words)],
                                                                      data_bits=data_bits))
+
+
+@pytest.mark.parametrize("region,bits", [(1, 1), (4096, 12), (4097, 13), (1 << 20, 20), (3 << 20, 22)])
+def test_a_buffer_drives_the_address_bits_of_its_region(region, bits):
+    """Each buffer addresses its region from 0 (the arbiter places it): bytes 0 … region − 1, by hand."""
+    assert region_address_bits(region) == bits

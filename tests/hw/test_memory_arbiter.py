@@ -20,17 +20,21 @@ def round_robin(requesting, ports, count):
     return order
 
 
-def run_arbiter(ports, requesting, *, count, seed):
-    """Every port in ``requesting`` keeps a one-beat read and a one-beat write request up; a slow memory
-    (random ready, responses after random delays) takes them. Returns the ports in the order their reads and
-    writes reached the memory, and the ports each read beat and write response came back to."""
-    dut = MemoryArbiter(address_bits=16, data_bits=32, ports=ports, outstanding=4)
+def run_arbiter(ports, requesting, *, count, seed, offsets=None, base=0):
+    """Every port in ``requesting`` keeps a one-beat read and a one-beat write request up (port ``k`` at address
+    ``k``); a slow memory (random ready, responses after random delays) takes them. Returns the addresses in the
+    order the reads and writes reached the memory (the ports without ``offsets``), and the ports each read beat
+    and write response came back to."""
+    dut = MemoryArbiter(address_bits=16 if offsets is None else 32, data_bits=32, ports=ports, outstanding=4,
+                        offsets=offsets)
     rng = random.Random(seed)
     reads, writes, read_back, write_back = [], [], [], []
     sim = Simulator(dut)
     sim.add_clock(1e-8)
 
     async def masters(ctx):
+        if offsets is not None:
+            ctx.set(dut.base, base)
         for k in requesting:
             port = dut.ports[k]
             ctx.set(port.ar.payload.addr, k)
@@ -96,3 +100,25 @@ def test_round_robin_order_and_responses_back_to_their_ports(ports, requesting):
     assert writes == expected, f"writes granted {writes}, expected {expected}"
     assert read_back[:count] == expected, f"read data returned to {read_back}, expected {expected}"
     assert write_back[:count] == expected, f"write responses returned to {write_back}, expected {expected}"
+
+
+@pytest.mark.parametrize("ports,requesting", [(2, {0, 1}), (6, {0, 2, 3, 5})])
+def test_offsets_place_each_ports_requests_in_its_region(ports, requesting):
+    """With ``offsets`` a port's addresses are relative to its region: the memory sees ``base + offsets[k] +``
+    the port's address, for reads and writes, and the responses still go back to the port that asked."""
+    offsets = [4096 * (3 * k + 1) for k in range(ports)]
+    base = 0x1234_5000
+    count = 3 * len(requesting) + 2
+    reads, writes, read_back, write_back = run_arbiter(ports, requesting, count=count, seed=ports,
+                                                       offsets=offsets, base=base)
+    order = round_robin(requesting, ports, count)
+    expected = [base + offsets[k] + k for k in order]
+    assert reads == expected, f"read addresses {[hex(a) for a in reads]}, expected {[hex(a) for a in expected]}"
+    assert writes == expected, f"write addresses {[hex(a) for a in writes]}, expected {[hex(a) for a in expected]}"
+    assert read_back[:count] == order and write_back[:count] == order
+
+
+@pytest.mark.parametrize("offsets", [[0], [0, 100], [0, -4096], "nope", [0, 1 << 32]])
+def test_offsets_are_checked(offsets):
+    with pytest.raises(ValueError, match=r"^offsets must be 2 byte offsets, multiples of 4096 below 2\*\*32, not "):
+        MemoryArbiter(address_bits=32, data_bits=32, ports=2, offsets=offsets)
