@@ -192,8 +192,8 @@ def _weight_ram_styles(graph: Graph, estimate: NetworkEstimate) -> Graph:
     layers = {layer.name: layer for layer in estimate.layers}
     for node in graph:
         layer = layers.get(node.name)
-        if node.attrs.get("weight_memory") == "uram" and layer is not None and layer.split is not None \
-                and layer.split.memory["weights"]["uram"]:
+        if node.attrs.get("weight_memory") == "uram" and "weight_ram" not in node.attrs and layer is not None \
+                and layer.split is not None and layer.split.memory["weights"]["uram"]:   # (a pair's: its WeightRam's)
             graph = graph.with_attrs(node.name, weight_ram_style="ultra")
     return graph
 

@@ -26,7 +26,7 @@ from .estimate.network import component_estimate, conv_compute
 from .estimate.report import resource_label
 from .ir import Conv2d, ConvTranspose2d, Graph, MulShift, Threshold
 from .estimate.offchip import uses_dram
-from .offchip import size_staging
+from .offchip import pair_weight_rams, size_staging
 from .passes import lanes_for_hardware, prepare_for_hardware, set_folding, size_fifos
 
 __all__ = ["fold", "read_folding", "FIT_ROUNDS"]
@@ -104,8 +104,21 @@ def _estimate(folder, picks, board, *, folded_windows: bool = False):
                                else n for n in graph])
     prepared = prepare_for_hardware(graph, budget=dict(board.resources), dataflow=dataflow, window_kind=window_kind,
                                     cost=lambda node, pe, simd: {})   # every convolution is folded already
-    prepared = size_staging(prepared, _frame_cycles(folder, picks))
-    return prepared, estimate_graph(prepared, board)
+    return _paired(size_staging(prepared, _frame_cycles(folder, picks)), board)
+
+
+def _paired(prepared, board):
+    """``prepared`` with its loaded weights paired in UltraRAM (:func:`hwseg.offchip.pair_weight_rams`), and its
+    estimate: pairs that only save UltraRAM always; where block RAM overflows and UltraRAM does not, also pairs
+    that move weights from block RAM into the UltraRAM the design leaves."""
+    prepared = pair_weight_rams(prepared, board)
+    estimate = estimate_graph(prepared, board)
+    over = estimate.overflows()
+    if "bram" in over and "uram" not in over and board.uram:
+        traded = pair_weight_rams(prepared, board, spare_uram=board.uram - estimate.total.uram)
+        if traded is not prepared:
+            prepared, estimate = traded, estimate_graph(traded, board)
+    return prepared, estimate
 
 
 def _frame_cycles(folder, picks) -> int:
@@ -119,7 +132,7 @@ def _quick_estimate(folder, picks, board):
     """The estimate without the FIFOs on the inputs of joins (the slow part of the passes)."""
     graph = lanes_for_hardware(folder.assign(picks), window_kind=window_kind)
     graph, _ = size_fifos.apply(graph)
-    return estimate_graph(size_staging(graph, _frame_cycles(folder, picks)), board)
+    return _paired(size_staging(graph, _frame_cycles(folder, picks)), board)[1]
 
 
 def _rest(folder, picks, estimate) -> dict:

@@ -21,12 +21,13 @@ from __future__ import annotations
 
 from .boards import Board
 from .errors import OffchipError
-from .estimate.offchip import dram_buffers, memory_parameters
+from .estimate.offchip import dram_buffers, loads_weights, memory_parameters, weight_store_of
+from .estimate.resources import memory_mapping
 from .ir import Graph
 from .passes import place_line_buffers, place_weights
 
 __all__ = ["MODES", "MIN_BITS", "AUTO_LADDER", "WEIGHT_MIN_BITS", "SLOW_BURST", "check_mode", "place", "line_buffer_bits",
-           "size_staging"]
+           "size_staging", "pair_weight_rams"]
 
 MODES = ("none", "all", "auto")
 #: the least buffer ``auto`` moves: one 18 Kb block RAM
@@ -108,4 +109,52 @@ def size_staging(graph: Graph, frame_cycles: int) -> Graph:
                 # both ways (two of them fill a 32-deep LUTRAM) for the same words moved
                 memory.update(burst=SLOW_BURST, read_buffer=2 * SLOW_BURST)
             graph = graph.with_attrs(name, memory=memory)
+    return graph
+
+
+def pair_weight_rams(graph: Graph, board: Board, spare_uram: int = 0) -> Graph:
+    """``graph`` with loaded weight memories that do better two to an UltraRAM paired (``attrs["weight_ram"] =
+    (first one's name, client index)``: one :class:`hwseg.hw.weights.WeightRam`, a port each, ``ram_style``
+    "ultra").
+
+    Candidates are taken in graph order, each against the last unpaired one of the same word width and the same
+    place alone (the estimate's, :func:`hwseg.estimate.resources.memory_mapping`). Two that would each take
+    UltraRAM pair when together they take fewer (6,144 words and 6,144 words: 3 UltraRAMs, not 2 + 2): always, it
+    only saves. Two that would each take block RAM may pair in UltraRAM, spending at most ``spare_uram``
+    UltraRAMs in all (the caller's: what the design leaves), those that free the most block RAM per UltraRAM first,
+    and only where the UltraRAMs are worth fewer block RAMs, at the board's ratio of the two, than they free
+    (1,024 words of 64 bits each: 4 + 4 RAMB18 on a KV260, 288 of them beside 64 UltraRAMs, against one UltraRAM
+    worth 4.5). Smaller memories (LUTRAM) stay apart."""
+    if not board.uram or board.family != "xcup":
+        return graph
+    ratio = board.resources["bram"] / board.uram
+    waiting: dict = {}
+    pairs, trades = [], []
+    for node in graph:
+        if not loads_weights(node) or "weight_ram" in node.attrs:
+            continue
+        store = weight_store_of(graph, node)
+        alone = memory_mapping(store.depth, store.word_bits, board.family, uram=True)
+        if alone.kind not in ("huge", "block"):
+            continue
+        key = (alone.kind, store.word_bits)
+        if key in waiting:
+            first, first_alone, first_store = waiting.pop(key)
+            together = memory_mapping(first_store.depth + store.depth, store.word_bits, board.family, uram=True,
+                                      ultra=True).cells
+            freed = first_alone.cells + alone.cells
+            if alone.kind == "huge" and together < freed:
+                pairs.append((first, node.name))
+                continue
+            if alone.kind == "block" and together * ratio < freed:
+                trades.append((-freed / together, together, first, node.name))
+                continue
+        waiting[key] = (node.name, alone, store)
+    for _, cost, first, second in sorted(trades):
+        if cost <= spare_uram:
+            pairs.append((first, second))
+            spare_uram -= cost
+    for first, second in pairs:
+        graph = graph.with_attrs(first, weight_ram=(first, 0))
+        graph = graph.with_attrs(second, weight_ram=(first, 1))
     return graph

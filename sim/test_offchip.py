@@ -15,6 +15,7 @@ from hwseg.ir import Conv2d, RowTaps
 from hwseg.offchip import SLOW_BURST
 from hwseg.models import build_model
 from hwseg.quant import calibrate
+from tests.backend.nets import pointwise_chain
 
 ROOT = Path(__file__).resolve().parents[1]
 #: every ERFNet block type (downsamplers, non-bottleneck-1d blocks with dilations 2, 4, 8 and 16, transposed
@@ -76,6 +77,21 @@ def test_weights_loaded_from_dram_into_on_chip_ram():
     estimate = design.estimate
     assert sum(buffer.kind == "weights" for buffer in estimate.dram_buffers) >= 3 and design.weight_image
     report = simulate_design(design, frames=2, seed=5, valid_prob=0.7, ready_prob=0.7, memory_latency=(20, 200),
+                             memory_ready=0.9)
+    assert report.passed, _failure(report)
+    _check_traffic(design, report)
+
+
+def test_two_layers_read_their_weights_from_one_ultraram():
+    """Two fully folded 128 × 128 pointwise convolutions on a ZCU104 share one UltraRAM (a port each, written from
+    the weight image after reset), a third keeps its own: every beat equal to golden under stalls and memory
+    latency, the image read once."""
+    graph = pointwise_chain()
+    design = compile_graph(graph, "zcu104", offchip="all",
+                           folding={node.name: {"pe": 1, "simd": 1} for node in graph if isinstance(node.op, Conv2d)})
+    assert [node.attrs.get("weight_ram") for node in design.graph if isinstance(node.op, Conv2d)] == [
+        ("c0", 0), ("c0", 1), None]
+    report = simulate_design(design, frames=2, seed=7, valid_prob=0.7, ready_prob=0.7, memory_latency=(20, 200),
                              memory_ready=0.9)
     assert report.passed, _failure(report)
     _check_traffic(design, report)

@@ -59,6 +59,9 @@ class LoweredNode:
     memory: dict | None = None
     #: per input, the lanes of a beat of its FIFO in DRAM (0: on chip)
     fifo_lanes: tuple[int, ...] = ()
+    #: a convolution whose loaded weights share an UltraRAM with another's: (the first one's name, its client
+    #: index), ``attrs["weight_ram"]`` (:func:`hwseg.offchip.pair_weight_rams`)
+    weight_ram: tuple[str, int] | None = None
 
 
 def input_ports(component) -> list:
@@ -84,7 +87,9 @@ def _conv(graph: Graph, node) -> Callable:
                   window=node.attrs.get("window", "register"),
                   # weights in RAM written from DRAM after reset (hwseg.passes.place_weights)
                   weights_loaded=node.attrs.get("weight_memory") == "uram",
-                  weight_ram_style=node.attrs.get("weight_ram_style"))
+                  weight_ram_style=None if "weight_ram" in node.attrs else node.attrs.get("weight_ram_style"),
+                  # (shared with another convolution's: a WeightRam in the top level)
+                  external_weights="weight_ram" in node.attrs)
     return lambda: Conv2dLayer(**params)
 
 
@@ -219,5 +224,6 @@ def lower_graph(graph: Graph) -> list[LoweredNode]:
         lowered.append(LoweredNode(node.name, lowering(graph, node) if lowering else None, in_shapes,
                                    _input_lanes(graph, node), out_shape, node.attrs["out_lanes"], node.inputs,
                                    _fifo_depths(node), offchip, node.attrs.get("memory"),
-                                   tuple(node.attrs.get("fifo_lanes", ()))))
+                                   tuple(node.attrs.get("fifo_lanes", ())),
+                                   tuple(node.attrs["weight_ram"]) if "weight_ram" in node.attrs else None))
     return lowered

@@ -10,7 +10,7 @@ from ..hw.dram import DramFifo, MemoryArbiter
 from ..hw.fifo import StreamFIFO
 from ..hw.fork import StreamFork
 from ..hw.lanes import LaneConverter
-from ..hw.weights import WeightLoader, weight_image
+from ..hw.weights import WeightLoader, WeightRam, weight_image
 from .lower import LoweredNode, input_ports
 
 __all__ = ["Accelerator", "byte_padded", "REGION_ALIGN"]
@@ -175,7 +175,9 @@ class Accelerator(wiring.Component):
         ]
 
     def _load_weights(self, m, components):
-        """One loader for every layer whose weights are loaded, in graph order; its image in :attr:`weight_image`."""
+        """One loader for every layer whose weights are loaded, in graph order; its image in :attr:`weight_image`.
+        Layers whose weights share an UltraRAM (``LoweredNode.weight_ram``) read one :class:`WeightRam`, which the
+        loader writes."""
         loaded = [(name, component) for name, component in components if getattr(component, "weights_loaded", False)]
         if not loaded:
             self.weight_image = b""
@@ -186,8 +188,24 @@ class Accelerator(wiring.Component):
                               data_bits=memory["data_bits"], address_bits=memory["address_bits"], burst=memory["burst"],
                               outstanding=memory["outstanding"])
         m.submodules.weight_loader = loader
-        for k, (_, component) in enumerate(loaded):
-            wiring.connect(m, getattr(loader, f"store{k}"), component.load)
+        shared = {node.name: node.weight_ram for node in self._lowered if node.weight_ram is not None}
+        groups: dict[str, list] = {}
+        for k, (name, component) in enumerate(loaded):
+            if name in shared:
+                group, index = shared[name]
+                groups.setdefault(group, []).append((index, k, component))
+            else:
+                wiring.connect(m, getattr(loader, f"store{k}"), component.load)
+        for group, members in groups.items():
+            members.sort(key=lambda member: member[0])
+            if [index for index, _, _ in members] != list(range(len(members))):
+                raise ValueError(f"the layers sharing weight RAM {group!r} are not its clients 0, 1, …")
+            ram = WeightRam(clients=[(c.mac_array.weight_word_bits, len(c.mac_array.weight_words))
+                                     for _, _, c in members], ram_style="ultra")
+            m.submodules[f"{group}_weight_ram"] = ram
+            for index, k, component in members:
+                wiring.connect(m, getattr(loader, f"store{k}"), getattr(ram, f"load{index}"))
+                wiring.connect(m, component.weight_port, getattr(ram, f"port{index}"))
         self.weight_image = weight_image([(a.weight_word_bits, a.weight_words) for a in arrays],
                                          data_bits=memory["data_bits"])
         self._memory_users.append(("weights", loader))

@@ -17,7 +17,7 @@ from . import resources as R
 from .cycles import (folded_window_geometry, layer_cycles, transposed_buffer_rows, upsample_buffer_rows,
                      window_geometry, window_kind)
 from .offchip import (REGION_ALIGN, DramBuffer, dram_buffers, loads_weights, offchip_fifos, region_address_bits,
-                      row_taps_of, skip_fifo_of, weight_store_of)
+                      row_taps_of, shared_weight_ram, skip_fifo_of, weight_store_of)
 from .roofline import Roofline, roofline
 
 __all__ = ["LayerEstimate", "NetworkEstimate", "estimate_graph", "conv_compute", "component_estimate"]
@@ -267,12 +267,14 @@ def conv_compute(graph: Graph, node, pe: int, simd: int, family: str = "xc7", ur
         return window + R.bit_mac_array(in_count=k, in_bits=x.dtype.bits, out_channels=op.out_channels, pe=pe,
                                         simd=simd, acc_bits=out.dtype.bits, family=family, serial=kind == "folded")
     store = weight_store_of(graph, node, pe, simd) if loads_weights(node) else None
+    shared = shared_weight_ram(graph, node) if store is not None else None
     return window + R.mac_array(in_count=k, in_bits=x.dtype.bits, weight_bits=op.weight_type.bits,
                                 out_channels=op.out_channels, pe=pe, simd=simd, acc_bits=out.dtype.bits,
                                 family=family, serial=kind == "folded",
                                 pixel_slices=x.channels // simd if isinstance(op, ConvTranspose2d) else None,
                                 loaded_weights=None if store is None else (store.fold_bits, store.folds_per_word),
-                                uram=uram)
+                                uram=uram, external_weights=shared is not None) + (
+        R.weight_ram(clients=[(s.word_bits, s.depth) for s in shared], family=family) if shared else R.Resources())
 
 
 def _channel_affine(graph: Graph, node, lanes: int, family: str) -> R.Resources:

@@ -301,6 +301,20 @@ def weight_store_of(graph, node, pe: int | None = None, simd: int | None = None)
     return WeightStore(pe * simd * width, (op.out_channels // pe) * (in_count // simd), memory["data_bits"])
 
 
+def shared_weight_ram(graph, node) -> list[WeightStore] | None:
+    """For a convolution whose loaded weights share a :class:`hwseg.hw.weights.WeightRam` (``attrs["weight_ram"]``,
+    :func:`hwseg.offchip.pair_weight_rams`): its clients' stores where the node is client 0 (the RAM is counted
+    once, there), ``[]`` where it is another client; None for a memory of its own."""
+    if "weight_ram" not in node.attrs:
+        return None
+    group, index = node.attrs["weight_ram"]
+    if index:
+        return []
+    members = sorted((other.attrs["weight_ram"][1], other.name) for other in graph
+                     if other.attrs.get("weight_ram", (None,))[0] == group)
+    return [weight_store_of(graph, graph[name]) for _, name in members]
+
+
 def uses_dram(graph) -> bool:
     """Whether any buffer of ``graph`` is placed in DRAM."""
     return any("memory" in node.attrs for node in graph)

@@ -356,18 +356,22 @@ def _candidate_cost(cost: int, widthscale: int, depth_w: int, width_w: int, dept
 
 
 def memory_mapping(depth: int, width: int, family: str, *, rom: bool = False, uram: bool = False,
-                   delay_bound: bool = False) -> MemoryMapping:
+                   delay_bound: bool = False, ultra: bool = False) -> MemoryMapping:
     """Where Yosys puts a ``depth × width`` simple-dual-port RAM (or a ROM: ``rom=True``, synchronous read,
     initialized) on a ``family`` part, by memory_libmap's cost rule (logic costs 1 per bit for RAM,
     1/64 (Xilinx) or 1/16 (Lattice) for ROM; distributed RAM is never used for ROMs; UltraRAM only with ``uram`` and not for ROMs).
     ``delay_bound``: a ROM in LUT6s whose read ABC9 maps for delay rather than area (the weight ROM of a MAC array
     with at most 4 products per PE, :func:`mac_array`)."""
     _check_family(family)
+    if ultra and not (uram and family == "xcup" and not rom):
+        raise ValueError("ultra (ram_style 'ultra') needs a RAM on an xcup part with UltraRAM")
     # (a ROM's logic cost per bit: 1/64 on Xilinx — synth_xilinx's `-logic-cost-rom 0.015625`; measured, 256 × 32
     # and 144 × 64 weight ROMs stay in LUTs where a RAMB18 costs 129 and a RAMB36 257, 320 × 32 goes to a RAMB18 —
     # and memory_libmap's default 1/16 on Lattice)
     best = ("logic", depth * width / ((64 if _lut6(family) else 16) if rom else 1), 0, 1, 0)
     library = list(_LIBRARY[family]) + ([_URAM] if uram and family == "xcup" and not rom else [])
+    if ultra:   # ram_style "ultra": UltraRAM whatever it costs
+        best, library = ("logic", float("inf"), 0, 1, 0), [_URAM]
     for kind, cost, widthscale, shapes, units in library:
         if rom and kind == "distributed":
             continue
@@ -421,7 +425,7 @@ def _distinct_columns(depth: int, width: int) -> int:
 
 def memory(depth: int, width: int, family: str = "xc7", *, rom: bool = False, uram: bool = False,
            delay_bound: bool = False, read_first: bool = False, role: str | None = None,
-           part: str | None = None) -> Resources:
+           part: str | None = None, ultra: bool = False) -> Resources:
     """A simple dual-port memory (one write, one synchronous read; or a ROM) as Yosys maps it.
     A ROM in logic keeps its read register in flip-flops, also in front of the DSPs of a MAC array, which
     do not absorb it (measured on every family: 32 × 144 and 48 × 96 weight ROMs keep 144 and 96 read
@@ -429,10 +433,11 @@ def memory(depth: int, width: int, family: str = "xc7", *, rom: bool = False, ur
     ``read_first``: a read may meet a write
     of the same word (a FIFO's): on Lattice block RAM Yosys then emulates the old-data read. ``role``: what
     it holds, one of :data:`MEMORY_ROLES` (for the breakdown, :func:`splitting`). ``part``: the constant its
-    logic takes, where it is a structure of its own (default ``rom`` for a ROM in logic, else ``memory``)."""
+    logic takes, where it is a structure of its own (default ``rom`` for a ROM in logic, else ``memory``).
+    ``ultra``: synthesis is asked for UltraRAM (``ram_style`` "ultra")."""
     if depth <= 0 or width <= 0:
         return Resources()
-    mapping = memory_mapping(depth, width, family, rom=rom, uram=uram, delay_bound=delay_bound)
+    mapping = memory_mapping(depth, width, family, rom=rom, uram=uram, delay_bound=delay_bound, ultra=ultra)
     bits = depth * width
     ffs = mapping.ffs
     # a ROM in logic (LUT-ROM slices and their select) is a different structure from a RAM's address
@@ -537,7 +542,7 @@ def line_buffer_bits(*, channels: int, elem_bits: int, kernel, dilation, padded_
 def mac_array(*, in_count: int, in_bits: int, weight_bits: int, out_channels: int, pe: int, simd: int,
               acc_bits: int, family: str = "xc7", pixel_slices: int | None = None, serial: bool = False,
               loaded_weights: tuple[int, int] | None = None,
-              uram: bool = False) -> Resources:
+              uram: bool = False, external_weights: bool = False) -> Resources:
     """PE × SIMD multipliers and their product register, a SIMD-way adder tree per PE into a register, PE
     accumulators, the weight ROM (``NF·SF``
     words of ``pe·simd·weight_bits``; constants when ``NF·SF = 1``), the SF:1 slice select of the held
@@ -593,17 +598,31 @@ def mac_array(*, in_count: int, in_bits: int, weight_bits: int, out_channels: in
     if loaded_weights is not None:
         # a RAM written from DRAM after reset (UltraRAM where the part has it and the shape suits), packed folds
         # chosen by the registered low bits of the fold, the write address and the loaded flag
+        # (``external_weights``: the RAM, its write address and flags are a :func:`weight_ram`'s)
         fold_bits, packed = loaded_weights
         depth = -(-nf * sf // packed)
-        weights = (memory(depth, fold_bits * packed, family, uram=uram, role="weights")
-                   + _part(family, "mac_select", lut=_mux(packed, fold_bits, family) if packed > 1 else 0,
-                           ff=_bits(packed) if packed > 1 else 0)
-                   + _counter(family, "mac", depth) + _part(family, "mac", ff=2))
+        weights = _part(family, "mac_select", lut=_mux(packed, fold_bits, family) if packed > 1 else 0,
+                        ff=_bits(packed) if packed > 1 else 0)
+        if not external_weights:
+            weights = (weights + memory(depth, fold_bits * packed, family, uram=uram, role="weights")
+                       + _counter(family, "mac", depth) + _part(family, "mac", ff=2))
     else:
         weights = (memory(nf * sf, pe * simd * weight_bits, family, rom=True, delay_bound=simd <= 4, role="weights")
                    if nf * sf > 1 else Resources())
     bias = memory(nf, pe * 8, family, rom=True, role="weights") if nf > 1 else Resources()
     return logic + weights + bias + Resources(dsp=dsp) + _counter(family, "mac", nf * sf, sf, nf)
+
+
+def weight_ram(*, clients: list[tuple[int, int]], family: str = "xcup") -> Resources:
+    """A :class:`~hwseg.hw.weights.WeightRam`: the loaded weight memories of ``clients`` ``(word_bits, depth)`` in
+    one UltraRAM-backed RAM (``ram_style`` "ultra": a port each), and per client its write address counter (the
+    select of its port's address goes into the same LUTs: measured, two clients of 1,544 words take 36 LUT on
+    xcup, of 6,144 words 173 with the UltraRAM cascade's output select) and its written and loaded flags."""
+    total, width = sum(depth for _, depth in clients), max(bits for bits, _ in clients)
+    ram = memory(total, width, family, uram=True, ultra=True, role="weights")
+    for _, depth in clients:
+        ram = ram + _part(family, "weight_ram", lut=2 * _bits(depth), ff=_bits(depth) + 2, control=True)
+    return ram
 
 
 def bit_mac_array(*, in_count: int, in_bits: int, out_channels: int, pe: int, simd: int, acc_bits: int,

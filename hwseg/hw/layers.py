@@ -42,7 +42,7 @@ class Conv2dLayer(wiring.Component):
 
     def __init__(self, *, elem_shape, channels, height, width, kernel, stride, padding, dilation,
                  weights, bias, pe, simd, acc_shape, arithmetic="multiply", window="register", weights_loaded=False,
-                 weight_ram_style=None):
+                 weight_ram_style=None, external_weights=False):
         # The blocks are built here so that bad parameters fail at construction with their own messages.
         if window not in ("register", "folded"):
             raise ValueError(f"window must be 'register' or 'folded', not {window!r}")
@@ -56,7 +56,7 @@ class Conv2dLayer(wiring.Component):
         if arithmetic == "multiply":
             self.mac_array = MacArray(in_shape=elem_shape, in_count=in_count, weights=weights, bias=bias, pe=pe,
                                       simd=simd, acc_shape=acc_shape, serial=serial, weights_loaded=weights_loaded,
-                                      weight_ram_style=weight_ram_style)
+                                      weight_ram_style=weight_ram_style, external_weights=external_weights)
         elif arithmetic == "popcount":
             if weights_loaded:
                 raise ValueError("loaded weights (weights_loaded=True) need arithmetic='multiply', not 'popcount'")
@@ -74,7 +74,9 @@ class Conv2dLayer(wiring.Component):
             "i_stream": In(stream.Signature(data.ArrayLayout(elem_shape, simd if serial else channels))),
             "o_stream": Out(stream.Signature(data.ArrayLayout(acc_shape, pe))),
         }
-        if weights_loaded:   # the MAC array's weight memory is written through the layer (MacArray.load)
+        if external_weights:  # the MAC array reads a WeightRam outside the layer (MacArray.weight_port)
+            members["weight_port"] = Out(self.mac_array.signature.members["weight_port"].signature)
+        elif weights_loaded:   # the MAC array's weight memory is written through the layer (MacArray.load)
             members.update({"load": In(stream.Signature(unsigned(self.mac_array.weight_word_bits))), "loaded": Out(1)})
         super().__init__(members)
 
@@ -85,7 +87,9 @@ class Conv2dLayer(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         m.submodules.mac_array = mac = self.mac_array
-        if self.weights_loaded:
+        if getattr(mac, "external_weights", False):
+            wiring.connect(m, mac.weight_port, wiring.flipped(self.weight_port))
+        elif self.weights_loaded:
             wiring.connect(m, wiring.flipped(self.load), mac.load)
             m.d.comb += self.loaded.eq(mac.loaded)
         if self.sliding_window is not None:

@@ -6,6 +6,7 @@ from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from ._checks import cast_shape, check_int, is_int, range_of, shape_for
+from .weights import weight_read_signature
 
 __all__ = ["MacArray", "PACKED_WORD_BITS"]
 
@@ -88,11 +89,14 @@ class MacArray(wiring.Component):
     :attr:`weight_word_bits` wide, per beat, in the order of :attr:`weight_words`; always ready), which takes
     UltraRAM where ROMs cannot go (UltraScale+ UltraRAM has no initial contents): nothing is issued, and
     ``i_stream`` is not ready, until every word has been written (``loaded``, from the cycle after the last
-    write). ``weight_ram_style`` (``"ultra"``, ``"block"``) asks synthesis for that memory kind.
+    write). ``weight_ram_style`` (``"ultra"``, ``"block"``) asks synthesis for that memory kind. With
+    ``external_weights=True`` that RAM is outside, a :class:`~hwseg.hw.weights.WeightRam` another MAC array may share:
+    the array reads it through ``weight_port`` (:func:`~hwseg.hw.weights.weight_read_signature`; the same words, the same
+    timing) and waits for its ``loaded``.
     """
 
     def __init__(self, *, in_shape, in_count, weights, bias, pe, simd, acc_shape, serial=False, weights_loaded=False,
-                 weight_ram_style=None):
+                 weight_ram_style=None, external_weights=False):
         in_shape = cast_shape("in_shape", in_shape)
         check_int("in_count", in_count)
         if not isinstance(weights, (list, tuple)) or not weights:
@@ -150,7 +154,13 @@ class MacArray(wiring.Component):
             raise ValueError(f"weight_ram_style must be None, 'block' or 'ultra', not {weight_ram_style!r}")
         if weight_ram_style is not None and not weights_loaded:
             raise ValueError("weight_ram_style applies to loaded weights (weights_loaded=True) only")
+        if not isinstance(external_weights, bool):
+            raise TypeError(f"external_weights must be a bool, not {external_weights!r}")
+        if external_weights and (not weights_loaded or weight_ram_style is not None):
+            raise ValueError("external_weights applies to loaded weights (weights_loaded=True) whose memory, with its "
+                             "ram_style, is a WeightRam outside the MAC array")
         self.weights_loaded, self.weight_ram_style = weights_loaded, weight_ram_style
+        self.external_weights = external_weights
         self._sum_shape = shape_for(-bound, bound)     # internal accumulators: never overflow
         # ROM element shapes, always signed (the -1 makes shape_for choose a signed shape).
         self._w_shape = shape_for(min(-1, *(min(row) for row in weights)), max(max(row) for row in weights))
@@ -159,7 +169,10 @@ class MacArray(wiring.Component):
             "i_stream": In(stream.Signature(data.ArrayLayout(in_shape, simd if serial else in_count))),
             "o_stream": Out(stream.Signature(data.ArrayLayout(acc_shape, pe))),
         }
-        if weights_loaded:
+        if external_weights:
+            members["weight_port"] = Out(weight_read_signature(word_bits=self.weight_word_bits,
+                                                           depth=len(self.weight_words)))
+        elif weights_loaded:
             members.update({"load": In(stream.Signature(unsigned(self.weight_word_bits))), "loaded": Out(1)})
         super().__init__(members)
 
@@ -269,7 +282,7 @@ class MacArray(wiring.Component):
         issue = Signal()
         last_fold = addr == nf_count * sf_count - 1
         # loaded weights: nothing is taken before the last word is in (ROM weights are there from the start)
-        weights_in = self.loaded if self.weights_loaded else Const(1)
+        weights_in = (self.weight_port.loaded if self.external_weights else self.loaded) if self.weights_loaded else Const(1)
         if self.serial:
             # the weight ROM's read register holds fold 0 only after the first clock edge
             primed = Signal()
@@ -298,15 +311,18 @@ class MacArray(wiring.Component):
         # and the adder trees fall in different stages.
         next_fold = Mux(issue, Mux(last_fold, 0, addr + 1), addr)
         if self.weights_loaded:
-            attrs = {"ram_style": self.weight_ram_style} if self.weight_ram_style else None
-            words = self.weight_words
-            m.submodules.weights = rom = Memory(shape=unsigned(self.weight_word_bits), depth=len(words), init=[],
-                                                attrs=attrs)
-            self._load(m, rom)
+            if self.external_weights:        # a WeightRam's port: the same synchronous read
+                read = self.weight_port
+            else:
+                attrs = {"ram_style": self.weight_ram_style} if self.weight_ram_style else None
+                words = self.weight_words
+                m.submodules.weights = rom = Memory(shape=unsigned(self.weight_word_bits), depth=len(words),
+                                                    init=[], attrs=attrs)
+                self._load(m, rom)
+                read = rom.read_port()
             # packed folds: the word holding the next fold is read, and its slice chosen by the fold's low bits,
             # registered with the read
             packing = (self.folds_per_word - 1).bit_length()
-            read = rom.read_port()
             slot = Signal(packing)
             m.d.comb += [read.addr.eq(next_fold >> packing), read.en.eq(en)]
             with m.If(en):

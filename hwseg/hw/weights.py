@@ -9,13 +9,14 @@ whole.
 
 from amaranth.hdl import Module, Mux, Signal, unsigned
 from amaranth.lib import stream, wiring
+from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from ._checks import check_int
 from .dram import BurstReader, check_memory_geometry, memory_port_signature, words_per_beat
 from .lanes import LaneConverter
 
-__all__ = ["WeightLoader", "weight_image"]
+__all__ = ["WeightLoader", "WeightRam", "weight_image", "weight_read_signature"]
 
 
 def weight_image(stores, *, data_bits):
@@ -121,4 +122,75 @@ class WeightLoader(wiring.Component):
                         m.d.sync += [store.eq(k + 1), left.eq(following)]
                     with m.Else():
                         m.d.sync += left.eq(left - 1)
+        return m
+
+
+def weight_read_signature(*, word_bits, depth):
+    """A MAC array's reads of a weight memory outside it, seen from the MAC array: ``addr`` and ``en`` out
+    (a synchronous read: ``data`` holds the word ``addr`` named at the last edge ``en`` was high), ``data`` and
+    ``loaded`` (every word written, from the cycle the read register can hold one) in."""
+    return wiring.Signature({"addr": Out(range(depth)), "en": Out(1), "data": In(word_bits), "loaded": In(1)})
+
+
+class WeightRam(wiring.Component):
+    """The loaded weight memories of one or two MAC arrays in one RAM (the two ports of an UltraRAM).
+
+    ``clients`` lists each MAC array's memory as ``(word_bits, depth)``; client ``k``'s words sit after the
+    clients before it, written from ``load{k}`` (a word a beat, in address order, always ready; what
+    :class:`WeightLoader`'s store gives) and then read through ``port{k}`` (:func:`weight_read_signature`:
+    a synchronous read, as the MAC array's own memory reads). Each client has one port: its address is the write
+    address until its last word is in, then the reads' — one read-write port per client, so two clients take the
+    two ports of an UltraRAM (a second client's reads see the first's writes of the same cycle, as the UltraRAM's
+    port B does). ``loaded{k}`` rises the cycle after the last write, when the read register can hold a word.
+    ``ram_style`` (``"ultra"``, ``"block"``) asks synthesis for that memory kind. Two memories too small for one
+    UltraRAM each, or two whose depths round up to more UltraRAMs apart than together, share one this way.
+    """
+
+    def __init__(self, *, clients, ram_style=None):
+        if not isinstance(clients, (list, tuple)) or not 1 <= len(clients) <= 2:
+            raise ValueError(f"clients must list one or two (word_bits, depth), not {clients!r}")
+        for k, client in enumerate(clients):
+            if (not isinstance(client, tuple) or len(client) != 2
+                    or not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in client)):
+                raise ValueError(f"clients[{k}] must be (word_bits, depth) of positive ints, not {client!r}")
+        if ram_style not in (None, "block", "ultra"):
+            raise ValueError(f"ram_style must be None, 'block' or 'ultra', not {ram_style!r}")
+        self.clients, self.ram_style = tuple(clients), ram_style
+        members = {}
+        for k, (bits, depth) in enumerate(self.clients):
+            members[f"load{k}"] = In(stream.Signature(unsigned(bits)))
+            members[f"port{k}"] = In(weight_read_signature(word_bits=bits, depth=depth))
+        super().__init__(members)
+
+    @property
+    def word_bits(self):
+        return max(bits for bits, _ in self.clients)
+
+    @property
+    def depth(self):
+        return sum(depth for _, depth in self.clients)
+
+    def elaborate(self, platform):
+        m = Module()
+        attrs = {"ram_style": self.ram_style} if self.ram_style else None
+        m.submodules.memory = memory = Memory(shape=unsigned(self.word_bits), depth=self.depth, init=[], attrs=attrs)
+        start, writes = 0, []
+        for k, (bits, depth) in enumerate(self.clients):
+            load, port = getattr(self, f"load{k}"), getattr(self, f"port{k}")
+            written = Signal(name=f"written{k}")
+            fill = Signal(range(depth), name=f"fill{k}")
+            address = Signal(range(self.depth), name=f"address{k}")
+            write = memory.write_port()
+            read = memory.read_port(transparent_for=writes)
+            writes.append(write)
+            m.d.comb += [address.eq(start + Mux(written, port.addr, fill)),
+                         load.ready.eq(1), write.addr.eq(address), write.data.eq(load.payload),
+                         write.en.eq(load.valid & ~written),
+                         read.addr.eq(address), read.en.eq(port.en & written), port.data.eq(read.data[:bits])]
+            with m.If(load.valid & ~written):
+                m.d.sync += fill.eq(Mux(fill == depth - 1, 0, fill + 1))
+                with m.If(fill == depth - 1):
+                    m.d.sync += written.eq(1)
+            m.d.sync += port.loaded.eq(written)
+            start += depth
         return m

@@ -17,6 +17,7 @@ from hwseg.golden import run_graph
 from hwseg.ir import Bipolar, Concat, Conv2d, Graph, Input, Int, IRError, MulShift, Node, RowTaps, UInt
 from hwseg.offchip import check_mode
 from hwseg.passes import place_line_buffers, place_weights
+from tests.backend.nets import pointwise_chain
 
 ROOT = Path(__file__).resolve().parents[2]
 MEMORY = {"data_bits": 64, "address_bits": 32, "burst": 16, "outstanding": 4, "read_buffer": 64, "latency": 30}
@@ -324,3 +325,40 @@ def test_buffers_read_slowly_get_short_bursts_and_small_staging():
     before, after = design.estimate, estimate_graph(slow, load_board("zcu104"))
     assert after.dram_bytes_per_frame == before.dram_bytes_per_frame
     assert after.total.memory_bits < before.total.memory_bits
+
+
+def _folded(graph):
+    return {node.name: {"pe": 1, "simd": 1} for node in graph if isinstance(node.op, Conv2d)}
+
+
+def test_loaded_weights_pair_up_in_ultraram_where_it_saves_ultraram():
+    """Three 128 × 128 pointwise convolutions, fully folded on a ZCU104, weights loaded: each alone takes an
+    UltraRAM (2,048 words), the first two share one (4,096 words, a port each) and the third keeps its own; the
+    estimate counts 2 UltraRAMs, not 3, and the Verilog asks for UltraRAM twice."""
+    graph = pointwise_chain()
+    design = compile_graph(graph, "zcu104", offchip="all", folding=_folded(graph))
+    pairs = {node.name: node.attrs.get("weight_ram") for node in design.graph if isinstance(node.op, Conv2d)}
+    assert pairs == {"c0": ("c0", 0), "c1": ("c0", 1), "c2": None}
+    assert design.estimate.total.uram == 2 and design.estimate.split.memory["weights"]["bram"] == 0
+    assert design.verilog.count('ram_style = "ultra"') == 2
+    assert "c0_weight_ram" in design.verilog
+
+
+@pytest.mark.parametrize("board,widths,spare,paired", [
+    ("zcu104", (128, 256, 128), 0, False),  # 4,096 words each: an UltraRAM each; together two: nothing saved
+    ("kv260", (64, 128, 64), 1, True),      # 1,024 words, 4 RAMB18 each; together one UltraRAM, worth 4.5 (288 / 64)
+    ("kv260", (64, 128, 64), 0, False),     # … but no UltraRAM to spare
+    ("zcu104", (64, 128, 64), 1, True),     # … worth 6.5 on a ZCU104 (624 / 96), still fewer than the 8 freed
+    ("kv260", (32, 128, 32), 1, False),     # 512 words, 2 RAMB18 each: one UltraRAM is worth more than the 4 freed
+])
+def test_pairing_weighs_what_it_saves(board, widths, spare, paired):
+    """By hand: where each store goes alone (memory_mapping: 8-bit folds packed 8 to a 64-bit word), what the two
+    take together in UltraRAM (4,096 words each) and, from block RAM, the UltraRAM the design leaves decide."""
+    from hwseg.offchip import pair_weight_rams
+    memory = {"data_bits": 128, "address_bits": 40, "burst": 32, "outstanding": 4, "read_buffer": 64}
+    graph = pointwise_chain(widths)
+    graph = graph.replace([n.with_attrs(pe=1, simd=1, weight_memory="uram", memory=memory)
+                           if isinstance(n.op, Conv2d) else n for n in graph])
+    paired_graph = pair_weight_rams(graph, load_board(board), spare_uram=spare)
+    expected = {"c0": ("c0", 0), "c1": ("c0", 1)} if paired else {"c0": None, "c1": None}
+    assert {name: paired_graph[name].attrs.get("weight_ram") for name in ("c0", "c1")} == expected

@@ -13,7 +13,7 @@ from amaranth.sim import Simulator
 
 from hwseg.golden import conv2d
 from hwseg.hw.mac_array import MacArray
-from hwseg.hw.weights import WeightLoader, weight_image
+from hwseg.hw.weights import WeightLoader, WeightRam, weight_image
 from tests.hw.memory_model import MemoryModel
 from tests.hw.streams import collect, elem_range, send
 
@@ -33,7 +33,9 @@ ARRAYS = [(6, 27, 1, 3, unsigned(8), 8, False), (4, 12, 2, 6, signed(8), 8, True
           (3, 10, 1, 1, signed(6), 3, False)]
 
 
-def _run(arrays, *, data_bits, burst, seed, valid_prob=0.6, ready_prob=0.6, latency=(20, 200), mem_ready=0.7):
+def _run(arrays, *, data_bits, burst, seed, valid_prob=0.6, ready_prob=0.6, latency=(20, 200), mem_ready=0.7,
+         shared=False):
+    """``shared``: arrays 0 and 1, 2 and 3, … each read one WeightRam (a lone last array one of its own)."""
     rng = np.random.default_rng(seed)
     top, duts, cases = Module(), [], []
     for k, (cout, count, pe, simd, in_shape, bits, serial) in enumerate(arrays):
@@ -44,7 +46,7 @@ def _run(arrays, *, data_bits, burst, seed, valid_prob=0.6, ready_prob=0.6, late
         vectors = rng.integers(lo, hi + 1, size=(4, count))
         acc = _golden(weights, bias, vectors)
         dut = MacArray(in_shape=in_shape, in_count=count, weights=weights.tolist(), bias=bias.tolist(), pe=pe,
-                       simd=simd, acc_shape=signed(24), serial=serial, weights_loaded=True)
+                       simd=simd, acc_shape=signed(24), serial=serial, weights_loaded=True, external_weights=shared)
         top.submodules[f"mac{k}"] = dut
         nf, sf = dut.fold
         beats = ([v[s * simd:(s + 1) * simd] for v in vectors.tolist() for _ in range(nf) for s in range(sf)]
@@ -55,7 +57,15 @@ def _run(arrays, *, data_bits, burst, seed, valid_prob=0.6, ready_prob=0.6, late
     stores = [(dut.weight_word_bits, len(dut.weight_words)) for dut in duts]
     top.submodules.loader = loader = WeightLoader(stores=stores, data_bits=data_bits, address_bits=24, burst=burst)
     for k, dut in enumerate(duts):
-        wiring.connect(top, getattr(loader, f"store{k}"), dut.load)
+        if not shared:
+            wiring.connect(top, getattr(loader, f"store{k}"), dut.load)
+        elif k % 2 == 0:
+            pair = duts[k:k + 2]
+            top.submodules[f"ram{k}"] = ram = WeightRam(clients=[(d.weight_word_bits, len(d.weight_words))
+                                                                 for d in pair])
+            for j, d in enumerate(pair):
+                wiring.connect(top, getattr(loader, f"store{k + j}"), getattr(ram, f"load{j}"))
+                wiring.connect(top, d.weight_port, getattr(ram, f"port{j}"))
     image = weight_image([(dut.weight_word_bits, dut.weight_words) for dut in duts], data_bits=data_bits)
     assert len(image) == loader.image_bytes
     model = MemoryModel(loader.mem, data_bits=data_bits, rng=random.Random(seed), latency=latency,
@@ -93,6 +103,29 @@ def _run(arrays, *, data_bits, burst, seed, valid_prob=0.6, ready_prob=0.6, late
 def test_loaded_weights_match_golden(data_bits, burst):
     model, loader = _run(ARRAYS, data_bits=data_bits, burst=burst, seed=zlib.crc32(f"{data_bits}/{burst}".encode()))
     assert model.words_read == loader.image_words and model.words_written == 0
+
+
+@pytest.mark.parametrize("data_bits,burst,count", [(64, 8, 4), (128, 4, 3)])
+def test_two_arrays_share_a_weight_ram(data_bits, burst, count):
+    """Pairs of MAC arrays read one WeightRam each (the two ports of an UltraRAM), loaded under random memory
+    latency while their inputs come with gaps and their outputs see backpressure; a lone last one its own."""
+    model, loader = _run(ARRAYS[:count], data_bits=data_bits, burst=burst, seed=count, shared=True)
+    assert model.words_read == loader.image_words
+
+
+def test_weight_ram_parameters():
+    with pytest.raises(ValueError, match=r"clients must list one or two \(word_bits, depth\), not \[\]"):
+        WeightRam(clients=[])
+    with pytest.raises(ValueError, match=r"clients\[1\] must be \(word_bits, depth\) of positive ints, not \(8, 0\)"):
+        WeightRam(clients=[(8, 4), (8, 0)])
+    with pytest.raises(ValueError, match="ram_style must be None, 'block' or 'ultra', not 'huge'"):
+        WeightRam(clients=[(8, 4)], ram_style="huge")
+    options = dict(in_shape=unsigned(8), in_count=4, weights=[[1, 2, 3, 4]], bias=None, pe=1, simd=2,
+                   acc_shape=signed(16))
+    with pytest.raises(ValueError, match="external_weights applies to loaded weights"):
+        MacArray(**options, external_weights=True)
+    with pytest.raises(ValueError, match="external_weights applies to loaded weights"):
+        MacArray(**options, weights_loaded=True, weight_ram_style="ultra", external_weights=True)
 
 
 def test_fast_memory_full_rate():
