@@ -73,6 +73,7 @@ class Board:
     nextpnr: tuple[str, ...] = ()  # nextpnr device options (Lattice parts only)
     dram: Dram | None = None  # the DRAM for activations, if the flow can reach one
     no_dram: str = ""  # why not, where it cannot
+    board_files: str = ""  # Vivado board files ("vendor:board") of a Zynq board: its PS's DDR and MIO preset
 
     @property
     def lattice(self) -> bool:
@@ -109,6 +110,7 @@ def _read(path: Path) -> Board:
                      clock_mhz=float(raw["clock_mhz"]), resources=MappingProxyType(resources),
                      source=raw["source"], uram=uram, spram=int(raw["resources"].get("spram", 0)),
                      bram_kbits=int(raw["bram_kbits"]), bram_name=str(raw["bram_name"]),
+                     board_files=str(raw.get("board_files", "")),
                      nextpnr=tuple(str(option) for option in raw.get("nextpnr", ())), dram=_dram(raw),
                      no_dram=str(raw.get("dram", {}).get("none", "")))
     except (tomllib.TOMLDecodeError, KeyError, TypeError, ValueError) as error:

@@ -69,8 +69,13 @@ def _progress(message: str) -> None:
 def _cmd_build(args) -> int:
     from .flow import build
 
-    if (args.synth or args.pnr) and args.estimate_only:   # before any work
-        raise HwsegError("--synth and --pnr need the Verilog; drop --estimate-only")
+    if (args.synth or args.pnr or args.deploy) and args.estimate_only:   # before any work
+        raise HwsegError("--synth, --pnr and --deploy need the Verilog; drop --estimate-only")
+    if args.deploy:
+        from .boards import load_board
+        from .deploy import check_board
+
+        check_board(load_board(args.board))
     if args.pnr:
         from .boards import load_board
         from .synth import check_pnr_board
@@ -81,9 +86,12 @@ def _cmd_build(args) -> int:
                    folding=args.folding, offchip=args.offchip)
     if args.synth or args.pnr:
         design.synthesize(pnr=args.pnr, progress=_progress)
+    if args.deploy:
+        design.with_deploy()
     target = design.write(args.out)
     print(design.table())
-    _progress(f"wrote {target}/ ({', '.join(design.files())})")
+    shown = dict.fromkeys(name.split("/")[0] + ("/" if "/" in name else "") for name in design.files())
+    _progress(f"wrote {target}/ ({', '.join(shown)})")
     return 0
 
 
@@ -202,6 +210,11 @@ def _parser() -> argparse.ArgumentParser:
     build.add_argument("--pnr", action="store_true",
                        help="Lattice boards: synthesize, then place and route with nextpnr and report Fmax "
                             "against the board clock (implies --synth)")
+    build.add_argument("--deploy", action="store_true",
+                       help="Zynq boards: also write deploy/ — Vivado Tcl (and a Makefile) that builds the "
+                            "bitstream with the processing system and an AXI DMA, and the PYNQ driver "
+                            "(hwseg_driver: SegmentationOverlay.segment(images), throughput_test()) with a README "
+                            "and an example script for the board")
     build.set_defaults(run=_cmd_build)
 
     sim = commands.add_parser(

@@ -18,7 +18,7 @@ import os
 import re
 import shutil
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
 from typing import Callable, Mapping
@@ -70,6 +70,8 @@ class Design:
     synthesis: dict | None = None
     #: the weight image the host puts in DRAM before reset (``weights.bin``; empty: every weight in ROM)
     weight_image: bytes = b""
+    #: ``deploy/`` (:meth:`with_deploy`): the Vivado Tcl, the DMA wrapper and the PYNQ driver; empty: none
+    deploy: dict = field(default_factory=dict)
 
     @property
     def report(self) -> dict:
@@ -83,6 +85,14 @@ class Design:
         if self.verilog is None:
             raise HwsegError("an estimate-only design has no Verilog to synthesize; drop --estimate-only")
         self.synthesis = synthesize_design(self.verilog, self.name, self.estimate.board, pnr=pnr, progress=progress)
+        return self
+
+    def with_deploy(self) -> "Design":
+        """Adds ``deploy/`` (:mod:`hwseg.deploy`) to the files; a design it cannot package is a one-line error."""
+        from . import __version__
+        from .deploy import deploy_files
+
+        self.deploy = deploy_files(self, __version__)
         return self
 
     def files(self) -> dict[str, str | bytes]:
@@ -101,6 +111,7 @@ class Design:
             "manifest.json": json.dumps(self.manifest, indent=2) + "\n",
             **({"weights.bin": self.weight_image} if self.weight_image else {}),
             **reports,
+            **self.deploy,
         }
 
     def write(self, out_root: str | os.PathLike = "rtl_out") -> Path:
@@ -111,6 +122,7 @@ class Design:
         staging = Path(tempfile.mkdtemp(prefix=f".{self.name}-", dir=out_root))
         try:
             for file_name, content in self.files().items():
+                (staging / file_name).parent.mkdir(parents=True, exist_ok=True)
                 if isinstance(content, bytes):
                     (staging / file_name).write_bytes(content)
                 else:

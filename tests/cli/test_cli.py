@@ -272,3 +272,26 @@ def test_offchip_on_a_board_without_dram_is_one_line(tmp_path):
     assert result.returncode == 1 and len(lines) == 1 and "Traceback" not in result.stderr, result.stderr
     assert lines[0].startswith("error: ulx3s-85f has no DRAM for activations (") and "--offchip none" in lines[0]
     assert not out.exists()
+
+
+def test_build_deploy_writes_the_board_package(tmp_path):
+    result = hwseg("build", EXAMPLE, "--board", "pynq-z2", "--deploy", "--out", tmp_path)
+    assert result.returncode == 0, result.stderr
+    deploy = tmp_path / "int8_tiny" / "deploy"
+    assert sorted(str(p.relative_to(deploy)) for p in deploy.rglob("*") if p.is_file()) == [
+        "Makefile", "README.md", "build.tcl", "example.py", "hwseg_driver/__init__.py", "hwseg_driver/spec.json",
+        "int8_tiny_dma.v"]
+    assert "deploy/" in result.stderr.splitlines()[-1]
+
+
+@pytest.mark.parametrize("args,message", [
+    (("--board", "ulx3s-85f", "--deploy"), "error: --deploy packages for the Zynq boards (pynq-z1, pynq-z2, "
+                                          "ultra96-v2, zcu104, kv260, zcu102); ulx3s-85f has no processing system "
+                                          "to run the driver"),
+    (("--deploy", "--estimate-only"), "error: --synth, --pnr and --deploy need the Verilog; drop "
+                                      "--estimate-only"),
+])
+def test_build_deploy_refuses_before_any_work(args, message, tmp_path):
+    result = hwseg("build", EXAMPLE, *args, "--out", tmp_path)
+    assert result.returncode != 0 and result.stderr.strip().splitlines() == [message]
+    assert not any(tmp_path.iterdir())

@@ -1,0 +1,135 @@
+"""A stand-in for the ``pynq`` package, enough for the generated driver (``hwseg_driver``) to run unchanged against the
+emitted Verilog: ``allocate`` gives numpy buffers, ``Overlay(bitfile)`` checks the file as PYNQ does and offers
+``axi_dma_0``, an AXI DMA whose MM2S channel feeds the DMA wrapper (``{name}_dma``, the accelerator with DMA-wide
+streams) in the generated Verilator harness and whose S2MM channel fills each buffer it is given with one output
+frame — ended by tlast, as a real S2MM transfer is, or the stand-in fails.
+
+``attach(design, ...)`` says which design the next overlays simulate; ``hang=True`` makes the accelerator
+silent (the S2MM channel never finishes), as a wrong bitstream would.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from hwseg.cosim.native import run_harness
+from hwseg.cosim.network import watchdog_limit
+from hwseg.deploy import dma_ports, dma_wrapper
+
+_ATTACHED: dict = {}
+
+
+def attach(design, *, valid_prob=0.7, ready_prob=0.7, seed=1, hang=False, work_dir=None):
+    _ATTACHED.clear()
+    _ATTACHED.update(design=design, valid_prob=valid_prob, ready_prob=ready_prob, seed=seed, hang=hang,
+                     work_dir=work_dir, runs=[])
+
+
+class PynqBuffer(np.ndarray):
+    """A contiguous buffer; ``flush``/``invalidate`` are the cache operations (nothing to do here)."""
+
+    def flush(self):
+        pass
+
+    def invalidate(self):
+        pass
+
+    def freebuffer(self):
+        pass
+
+
+def allocate(shape, dtype=np.uint32, **kwargs):
+    return np.zeros(shape, dtype=dtype).view(PynqBuffer)
+
+
+class _Simulation:
+    """The accelerator behind the DMA: what MM2S sent, run through the Verilog when S2MM waits for it."""
+
+    def __init__(self):
+        self.design = _ATTACHED["design"]
+        self.sent: list[np.ndarray] = []      # beats not yet simulated
+        self.frames: list[np.ndarray] = []    # output frames not yet handed to S2MM
+
+    def run(self):
+        if not self.sent or _ATTACHED["hang"]:
+            return
+        design, manifest = self.design, self.design.manifest
+        stimulus = np.concatenate(self.sent)
+        self.sent.clear()
+        in_beats, out_beats = manifest["input"]["beats_per_frame"], manifest["output"]["beats_per_frame"]
+        if len(stimulus) % in_beats:
+            raise AssertionError(f"MM2S sent {len(stimulus)} beats, not whole frames of {in_beats}")
+        frames = len(stimulus) // in_beats
+        ports = dma_ports(design)
+        out_bytes = next(p["width"] for p in ports if p["name"] == "m_axis_tdata") // 8
+        verilog = design.verilog + dma_wrapper(design.name, manifest["input"]["tdata_bits"],
+                                               manifest["output"]["tdata_bits"])
+        work = Path(_ATTACHED["work_dir"] or tempfile.mkdtemp(prefix="hwseg-dma-"))
+        result = run_harness(verilog, ports, f"{design.name}_dma", stimulus, in_beats_per_frame=in_beats,
+                             out_beats_per_frame=out_beats, out_beats=frames * out_beats, out_bytes=out_bytes,
+                             valid_prob=_ATTACHED["valid_prob"], ready_prob=_ATTACHED["ready_prob"],
+                             seed=_ATTACHED["seed"], silence_limit=4 * watchdog_limit(design, 0.7, 0.7),
+                             work_dir=work / f"run{len(_ATTACHED['runs'])}")
+        _ATTACHED["runs"].append(result)
+        if result.status != "ok":
+            raise AssertionError(f"the simulation {result.status} (log: {result.log})")
+        got = np.asarray(result.got, dtype=np.uint8).reshape(frames, out_beats, out_bytes)
+        last = np.asarray(result.last).astype(bool).reshape(frames, out_beats)
+        if not (last[:, -1].all() and not last[:, :-1].any()):
+            raise AssertionError("tlast does not end each output frame exactly: S2MM transfers would split wrongly")
+        self.frames.extend(got)
+
+
+class _Channel:
+    def __init__(self, simulation: _Simulation, direction: str):
+        self._simulation, self._direction = simulation, direction
+        self._pending: list[np.ndarray] = []
+        self.error = False
+
+    def transfer(self, array, start=0, nbytes=0):
+        if not isinstance(array, PynqBuffer):
+            raise AssertionError("a DMA transfer needs a buffer from allocate()")
+        if not array.flags["C_CONTIGUOUS"]:
+            raise AssertionError("a DMA buffer must be contiguous")
+        if self._direction == "send":
+            self._simulation.sent.append(np.array(array, dtype=np.uint8).reshape(-1, array.shape[-1]))
+        else:
+            if self._pending:
+                raise AssertionError("S2MM transfer started while the last one is still running")
+            self._pending.append(array)
+
+    @property
+    def idle(self):
+        if self._direction == "send":
+            self._simulation.run()       # what is sent is taken when the accelerator runs
+            return not self._simulation.sent
+        if self._pending:
+            if not self._simulation.frames:
+                self._simulation.run()
+            if self._simulation.frames:
+                frame = self._simulation.frames.pop(0)
+                buffer = self._pending.pop()
+                if buffer.shape != frame.shape:
+                    raise AssertionError(f"S2MM buffer {buffer.shape} for a frame of {frame.shape} beats × bytes")
+                buffer[...] = frame
+        return not self._pending
+
+
+class _Dma:
+    def __init__(self):
+        simulation = _Simulation()
+        self.sendchannel, self.recvchannel = _Channel(simulation, "send"), _Channel(simulation, "receive")
+
+
+class Overlay:
+    def __init__(self, bitfile_name, download=True, **kwargs):
+        path = Path(bitfile_name)
+        if not path.is_file():                      # as PYNQ: the bitstream must exist
+            raise OSError(f"{bitfile_name} does not exist")
+        if not path.with_suffix(".hwh").is_file():  # PYNQ reads the design's IP from the .hwh beside it
+            raise OSError(f"{path.with_suffix('.hwh')} does not exist")
+        self.bitfile_name = str(path)
+        self.axi_dma_0 = _Dma()
