@@ -69,8 +69,10 @@ def _progress(message: str) -> None:
 def _cmd_build(args) -> int:
     from .flow import build
 
-    if (args.synth or args.pnr or args.deploy) and args.estimate_only:   # before any work
-        raise HwsegError("--synth, --pnr and --deploy need the Verilog; drop --estimate-only")
+    if (args.synth or args.pnr) and args.estimate_only:   # before any work
+        raise HwsegError("--synth and --pnr need the Verilog; drop --estimate-only")
+    if args.deploy and args.estimate_only:
+        raise HwsegError("--deploy needs the Verilog; drop --estimate-only")
     if args.deploy:
         from .boards import load_board
         from .deploy import check_board

@@ -153,7 +153,7 @@ print(f"{{result['fps']:.1f}} fps (estimated {{SPEC['estimated_fps']}}); {{resul
 _README = """# {name} on {board}
 
 Written by hwseg --deploy for Vivado {vivado}. The accelerator takes {c}×{h}×{w} images of 8-bit pixels and gives
-{oc}×{oh}×{ow} maps; the estimate is {fps} fps at {clock:g} MHz.
+{oc}×{oh}×{ow} maps; the estimate is {fps:,.1f} fps at {clock:g} MHz.
 
 ## Build the bitstream (a machine with Vivado {vivado})
 1. Install the board files of `{board_files}` (Vivado: Tools → Vivado Store → Boards, or the vendor's

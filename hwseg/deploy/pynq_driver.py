@@ -128,9 +128,10 @@ class SegmentationOverlay(Overlay):
     def segment(self, images: np.ndarray) -> np.ndarray:
         """Class maps (``N×H'×W'``, uint8) of ``images`` (uint8 ``N×H×W×C``), ``batch_size`` frames a transfer."""
         images = self._check(images)
+        if not len(images):
+            return unpack(np.zeros((0, SPEC["output"]["beats"], SPEC["output"]["dma_bytes"]), dtype=np.uint8))
         return np.concatenate([self._run(images[k:k + self.batch_size])
-                               for k in range(0, len(images), self.batch_size)]) if len(images) else unpack(
-            np.zeros((0, SPEC["output"]["beats"], SPEC["output"]["dma_bytes"]), dtype=np.uint8))
+                               for k in range(0, len(images), self.batch_size)])
 
     def throughput_test(self, batches: int = 10) -> dict:
         """Frames per second and MB/s each way over ``batches`` full batches of blank frames."""

@@ -288,8 +288,7 @@ def test_build_deploy_writes_the_board_package(tmp_path):
     (("--board", "ulx3s-85f", "--deploy"), "error: --deploy packages for the Zynq boards (pynq-z1, pynq-z2, "
                                           "ultra96-v2, zcu104, kv260, zcu102); ulx3s-85f has no processing system "
                                           "to run the driver"),
-    (("--deploy", "--estimate-only"), "error: --synth, --pnr and --deploy need the Verilog; drop "
-                                      "--estimate-only"),
+    (("--deploy", "--estimate-only"), "error: --deploy needs the Verilog; drop --estimate-only"),
 ])
 def test_build_deploy_refuses_before_any_work(args, message, tmp_path):
     result = hwseg("build", EXAMPLE, *args, "--out", tmp_path)

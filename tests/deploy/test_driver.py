@@ -66,6 +66,30 @@ def test_segment_gives_golden_class_maps(net, board, tmp_path):
     assert len(pynq_standin._ATTACHED["runs"]) == 3     # three batches, three runs of the accelerator
 
 
+def test_the_example_script_runs(tmp_path, monkeypatch, capsys):
+    """deploy/example.py as a user runs it on the board (here under the stand-in): the class map of a random image,
+    as the golden model gives it, then the fps."""
+    import runpy
+    design = _design("int8_tiny", "pynq-z2")
+    _deployed(design, tmp_path)
+    pynq_standin.attach(design, valid_prob=1.0, ready_prob=1.0, work_dir=tmp_path / "sim")
+    monkeypatch.chdir(tmp_path / "deploy")
+    monkeypatch.syspath_prepend(str(tmp_path / "deploy"))
+    monkeypatch.setattr(sys, "argv", ["example.py"])
+    sys.modules.pop("hwseg_driver", None)
+    try:
+        runpy.run_path("example.py", run_name="__main__")
+    finally:
+        sys.modules.pop("hwseg_driver", None)
+    lines = capsys.readouterr().out.splitlines()
+    c, h, w = design.graph.input_type.shape
+    image = np.random.default_rng(0).integers(0, 256, (h, w, c), dtype=np.uint8)
+    expected = run_graph(design.graph, np.moveaxis(image[None], -1, 1).astype(np.int64))[0, 0]
+    assert lines[:len(expected)] == ["".join("0123456789abcdefghijklmnopqrstuvwxyz"[v % 36] for v in row)
+                                     for row in expected]
+    assert lines[-1].endswith(" MB/s out") and " fps (estimated " in lines[-1]
+
+
 def test_throughput_test_reports_rates(tmp_path):
     design = _design("int8_tiny", "pynq-z2")
     driver = _deployed(design, tmp_path)
@@ -88,6 +112,13 @@ def test_bad_images_are_one_line_errors(images, match, tmp_path):
     with pytest.raises(driver.DriverError, match=match) as error:
         overlay.segment(images)
     assert "\n" not in str(error.value)
+
+
+def test_no_images_give_no_maps(tmp_path):
+    driver = _deployed(_design("int8_tiny", "pynq-z2"), tmp_path)
+    pynq_standin.attach(_design("int8_tiny", "pynq-z2"))
+    maps = driver.SegmentationOverlay().segment(np.zeros((0, 32, 32, 3), dtype=np.uint8))
+    assert maps.shape == (0, 8, 8) and maps.dtype == np.uint8
 
 
 def test_a_missing_bitstream_is_a_one_line_error(tmp_path):
