@@ -87,8 +87,8 @@ def _conv(graph: Graph, node) -> Callable:
                   window=node.attrs.get("window", "register"),
                   # weights in RAM written from DRAM after reset (hwseg.passes.place_weights)
                   weights_loaded=node.attrs.get("weight_memory") == "uram",
-                  weight_ram_style=None if "weight_ram" in node.attrs else node.attrs.get("weight_ram_style"),
-                  # (shared with another convolution's: a WeightRam in the top level)
+                  weight_ram_style=node.attrs.get("weight_ram_style"),
+                  # (shared with another convolution's: a WeightRam in the top level, which asks for UltraRAM)
                   external_weights="weight_ram" in node.attrs)
     return lambda: Conv2dLayer(**params)
 
