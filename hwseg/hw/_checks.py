@@ -13,16 +13,16 @@ def is_int(value):
 
 def _int_kind(minimum):
     if minimum == 1:
-        return "positive integer"
+        return "a positive integer"
     if minimum == 0:
-        return "non-negative integer"
-    return f"integer >= {minimum}"
+        return "a non-negative integer"
+    return f"an integer >= {minimum}"
 
 
 def check_int(name, value, minimum=1):
     """``value`` if it is an int ``>= minimum``, else ``ValueError``."""
     if not is_int(value) or value < minimum:
-        raise ValueError(f"{name} must be a {_int_kind(minimum)}, not {value!r}")
+        raise ValueError(f"{name} must be {_int_kind(minimum)}, not {value!r}")
     return value
 
 
@@ -30,7 +30,8 @@ def check_pair(name, value, minimum=1):
     """``value`` as a tuple if it is a pair (tuple or list) of ints ``>= minimum``, else ``ValueError``."""
     if (not isinstance(value, (tuple, list)) or len(value) != 2
             or any(not is_int(v) or v < minimum for v in value)):
-        raise ValueError(f"{name} must be a pair of {_int_kind(minimum)}s, not {value!r}")
+        kinds = {1: "positive integers", 0: "non-negative integers"}.get(minimum, f"integers >= {minimum}")
+        raise ValueError(f"{name} must be a pair of {kinds}, not {value!r}")
     return tuple(value)
 
 

@@ -151,7 +151,7 @@ def test_several_fifos_share_one_memory_port():
     (dict(data_bits=48), "data_bits must be a power of two from 32 to 1024, not 48"),
     (dict(burst=12), "burst must be a power of two"),
     (dict(burst=64, data_bits=1024), "burst must be a power of two of at most 256 beats and 4096 bytes, not 64"),
-    (dict(address_bits=8), "address_bits must be a integer >= 12, not 8"),
+    (dict(address_bits=8), "address_bits must be an integer >= 12, not 8"),
     (dict(address_bits=12, depth=4096), "does not fit 12-bit addresses"),
 ])
 def test_rejects_bad_parameters(kwargs, match):

@@ -169,7 +169,7 @@ def test_full_rate_with_a_fast_memory():
 
 
 @pytest.mark.parametrize("kwargs,match", [
-    (dict(taps=1), "taps must be a integer >= 2, not 1"),
+    (dict(taps=1), "taps must be an integer >= 2, not 1"),
     (dict(padding=5), r"padding must be at most \(taps - 1\)·dilation = 4, not 5"),
     (dict(height=2, padding=0), "shorter than the window"),
     (dict(channels=0), "channels must be a positive integer, not 0"),

@@ -84,7 +84,7 @@ def test_concat_matches_golden(channels, stall):
 
 
 @pytest.mark.parametrize("make, message", [
-    (lambda: StreamFork(payload_shape=8, outputs=1), "outputs must be a integer >= 2, not 1"),
+    (lambda: StreamFork(payload_shape=8, outputs=1), "outputs must be an integer >= 2, not 1"),
     (lambda: ElementwiseAdd(a_shape=signed(8), b_shape=signed(8), out_shape=signed(8), lanes=0, lo=0, hi=1),
      "lanes must be a positive integer, not 0"),
     (lambda: ElementwiseAdd(a_shape=signed(8), b_shape=signed(8), out_shape=unsigned(8), lanes=1, lo=-1, hi=9),
