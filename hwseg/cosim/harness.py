@@ -103,6 +103,28 @@ _XORSHIFT = """\
 
 
 @dataclass(frozen=True)
+class ConstantInputs(HarnessModel):
+    """Holds input ports at constant values, ``(port, width, value)`` each: registers a board's host sets before
+    the design runs (the control GPIO of a deployed design)."""
+    values: tuple[tuple[str, int, int], ...]
+    name: str = "constants"
+
+    def connections(self) -> dict[str, str]:
+        return {port: f"{width}'d{value}" for port, width, value in self.values}
+
+    def body(self) -> str:
+        return ""
+
+    @property
+    def progress(self) -> str:
+        return "1'b0"
+
+    @property
+    def done(self) -> str:
+        return "1'b1"
+
+
+@dataclass(frozen=True)
 class _StreamModel(HarnessModel):
     """What both stream models share: the four AXI4-Stream signals of ``port`` and a transfer as progress."""
     port: str

@@ -16,15 +16,16 @@ import subprocess
 import tempfile
 import time
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
 from ..errors import SimulationError
 from .axi_memory import AxiMemory
-from .harness import TOP, Harness, StreamSink, StreamSource, seed_state, threshold
+from .harness import TOP, ConstantInputs, Harness, StreamSink, StreamSource, seed_state, threshold
 from .runner import CosimResult, _cache_root, _verilator_bin, available_simulators
 
-__all__ = ["run_harness", "build_harness", "VERILATOR_FLAGS", "beats_to_bytes", "read_beats"]
+__all__ = ["run_harness", "build_harness", "cached_build", "VERILATOR_FLAGS", "beats_to_bytes", "read_beats"]
 
 #: Verilator options of every harness build (Amaranth's Verilog needs -Wno-WIDTH, toolchain.md)
 VERILATOR_FLAGS = ("-O3", "--x-assign", "fast", "--x-initial", "fast", "-Wno-WIDTH", "-Wno-fatal", "--no-timing")
@@ -109,38 +110,51 @@ def build_harness(verilog: str, harness: Harness, simulator: str, *, threads: in
         recipe = ["icarus", *version]
     digest = hashlib.sha256("\0".join([*recipe, verilog, harness_verilog, extra]).encode()).hexdigest()[:20]
     root = _cache_root() / "harness"
-    final = root / f"{simulator}-{digest}"
-    program = final / ("sim" if simulator == "verilator" else "sim.vvp")
-    if program.exists():
-        return _command(simulator, program)
-    root.mkdir(parents=True, exist_ok=True)
-    if progress is not None:
-        progress(f"building the {simulator} harness in {final} (cached for later runs)")
-    scratch = Path(tempfile.mkdtemp(prefix=f"{simulator}-{digest}.", suffix=".building", dir=root))
-    (scratch / "design.v").write_text(verilog)
-    (scratch / "harness.v").write_text(harness_verilog)
-    log = scratch / "build.log"
     if simulator == "verilator":
-        (scratch / "main.cpp").write_text(extra)
         runtime = root / ("verilator-runtime-" + hashlib.sha256("\0".join(recipe).encode()).hexdigest()[:20])
-        ok = _build_verilator(verilator, scratch, log, threads, runtime, tuning)
+        files = {"design.v": verilog, "harness.v": harness_verilog, "main.cpp": extra}
+        program = cached_build(root, f"verilator-{digest}", files, "sim", f"the {simulator} build of the harness",
+                               lambda scratch, log: _build_verilator(verilator, scratch, log, threads, runtime, tuning),
+                               progress=progress, announce=f"the {simulator} harness")
     else:
-        (scratch / "clock.v").write_text(extra)
         # -g2005: under -g2012 Icarus applies declaration initializers without an event, and Yosys's
         # Verilog then never evaluates an `always @*` reading registers that keep their initial value.
-        ok = _run_logged(["iverilog", "-g2005", "-o", "sim.vvp", "-s", f"{TOP}_clock", "design.v", "harness.v",
-                          "clock.v"], scratch, log)
-    if not ok or not (scratch / program.name).exists():
-        failed = root / f"{simulator}-{digest}.failed"
+        files = {"design.v": verilog, "harness.v": harness_verilog, "clock.v": extra}
+        program = cached_build(root, f"icarus-{digest}", files, "sim.vvp", f"the {simulator} build of the harness",
+                               lambda scratch, log: _run_logged(["iverilog", "-g2005", "-o", "sim.vvp", "-s",
+                                                                 f"{TOP}_clock", "design.v", "harness.v", "clock.v"],
+                                                                scratch, log),
+                               progress=progress, announce=f"the {simulator} harness")
+    return _command(simulator, program)
+
+
+def cached_build(root: Path, key: str, files: dict[str, str], program: str, what: str,
+                 build: Callable[[Path, Path], bool], *, progress=None, announce: str = "") -> Path:
+    """``root/key/program``, built once: ``files`` are written into a scratch directory beside it, ``build(scratch,
+    log)`` runs there, and the directory is renamed to ``root/key`` only when it succeeded and made ``program`` (so
+    the cache never holds half a build; a failed one is kept as ``key.failed`` with its ``build.log``, and the error
+    names it, ``what`` failing). ``progress`` hears of a build (``announce``: what is built)."""
+    final = root / key
+    if (final / program).exists():
+        return final / program
+    root.mkdir(parents=True, exist_ok=True)
+    if progress is not None:
+        progress(f"building {announce or what} in {final} (cached for later runs)")
+    scratch = Path(tempfile.mkdtemp(prefix=f"{key}.", suffix=".building", dir=root))
+    for name, text in files.items():
+        (scratch / name).write_text(text)
+    log = scratch / "build.log"
+    if not build(scratch, log) or not (scratch / program).exists():
+        failed = root / f"{key}.failed"
         shutil.rmtree(failed, ignore_errors=True)
         scratch.rename(failed)
-        raise SimulationError(f"the {simulator} build of the harness failed; see {failed / 'build.log'}")
+        raise SimulationError(f"{what} failed; see {failed / 'build.log'}")
     shutil.rmtree(scratch / "obj", ignore_errors=True)   # the object files are not needed to run
     try:
         scratch.rename(final)
     except OSError:   # another run built the same thing meanwhile
         shutil.rmtree(scratch, ignore_errors=True)
-    return _command(simulator, program)
+    return final / program
 
 
 def _run_logged(command: list[str], cwd: Path, log: Path, env: dict | None = None) -> bool:
@@ -240,18 +254,20 @@ def run_harness(verilog: str, ports: list[dict], top: str, stimulus: np.ndarray,
                 out_beats_per_frame: int, out_beats: int, out_bytes: int, simulator: str = "verilator",
                 valid_prob: float = 0.7, ready_prob: float = 0.7, unstalled_frames: int = 0, seed: int = 1,
                 silence_limit: int, work_dir: str | os.PathLike, threads: int = 1, progress=None,
-                memory: dict | None = None) -> CosimResult:
+                memory: dict | None = None, constants: dict[str, int] | None = None) -> CosimResult:
     """Simulate ``verilog`` (module ``top``) on ``stimulus`` beats in the generated harness; a design with an
     AXI4 master port gets an :class:`~.axi_memory.AxiMemory` of ``memory["bytes"]`` at ``memory["base"]`` with
     ``memory["latency"]`` (min, max) cycles and ``memory["ready"]`` (a probability); ``memory["init"]``, a list
-    of ``(byte offset, bytes)``, puts contents in it before the run (the weight image)."""
-    models = None
+    of ``(byte offset, bytes)``, puts contents in it before the run (the weight image). ``constants`` holds
+    further input ports at values (:class:`~.harness.ConstantInputs`)."""
+    widths = {p["name"]: p["width"] for p in ports}
+    models = [StreamSource("s_axis", widths["s_axis_tdata"]), StreamSink("m_axis", widths["m_axis_tdata"])]
     if any(p["name"].startswith("m_axi_") for p in ports):
         if memory is None:
             raise SimulationError(f"{top} has a memory port; give the memory model's size")
-        source = StreamSource("s_axis", next(p["width"] for p in ports if p["name"] == "s_axis_tdata"))
-        sink = StreamSink("m_axis", next(p["width"] for p in ports if p["name"] == "m_axis_tdata"))
-        models = [source, sink, AxiMemory.for_ports(ports, memory["bytes"], base=memory["base"])]
+        models.append(AxiMemory.for_ports(ports, memory["bytes"], base=memory["base"]))
+    if constants:
+        models.append(ConstantInputs(tuple((port, widths[port], value) for port, value in constants.items())))
     harness = Harness(top, ports, models)
     command = build_harness(verilog, harness, simulator, threads=threads, progress=progress)
     work = Path(work_dir).resolve()
@@ -265,10 +281,11 @@ def run_harness(verilog: str, ports: list[dict], top: str, stimulus: np.ndarray,
         "out_ready": threshold(ready_prob), "out_seed": seed_state(seed, 1),
         "silence_limit": silence_limit,
     }
-    if models is not None:
+    memory_model = next((model for model in models if isinstance(model, AxiMemory)), None)
+    if memory_model is not None:
         low, high = memory["latency"]
         if memory.get("init"):
-            (work / "memory_in.hex").write_text(memory_image_hex(memory["init"], models[2].data_bits))
+            (work / "memory_in.hex").write_text(memory_image_hex(memory["init"], memory_model.data_bits))
             plusargs["mem_init"] = 1
         plusargs.update({"mem_latency_min": low, "mem_latency_max": high, "mem_ready": threshold(memory["ready"]),
                          "mem_seed": seed_state(seed, 2)})
@@ -284,8 +301,8 @@ def run_harness(verilog: str, ports: list[dict], top: str, stimulus: np.ndarray,
                   f"{len(stimulus)} input and {int(received)} of {out_beats} output beats (log: {log})")
     if undefined:
         status = f"{undefined} output beat(s) had undefined (x) bits" if status == "ok" else status
-    words = (int(status_line[5]), int(status_line[6])) if models is not None else None
-    if models is not None and status == "ok" and int(status_line[4]) != 0:
+    words = (int(status_line[5]), int(status_line[6])) if memory_model is not None else None
+    if memory_model is not None and status == "ok" and int(status_line[4]) != 0:
         status = (f"the design's memory port asked for a burst the memory cannot serve (misaligned, not INCR of "
                   f"full-width beats, or outside the region of {memory['bytes']} bytes at {memory['base']:#x})")
     return CosimResult(got=got, last=last, when=when, cycles=int(cycles), status=status, log=log, seconds=seconds,

@@ -18,10 +18,8 @@ import hashlib
 import os
 import re
 import select
-import shutil
 import signal
 import subprocess
-import tempfile
 import threading
 import time
 from pathlib import Path
@@ -29,7 +27,7 @@ from pathlib import Path
 from ..errors import SimulationError
 from .harness import TOP
 from .native import (CXX_OPT, VERILATOR_FLAGS, _build_verilator, _compiler_check, _compiler_version, _cpu_tuning,
-                     _verilator, _verilator_version)
+                     _verilator, _verilator_version, cached_build)
 from .runner import _cache_root
 
 __all__ = ["build_serial_sim", "SerialSim", "POLL_CYCLES"]
@@ -257,35 +255,14 @@ def build_serial_sim(verilog: str, top: str, *, progress=None) -> Path:
               _compiler_version(), *tuning, cpu]
     wrapper = _wrapper(top)
     digest = hashlib.sha256("\0".join([*recipe, verilog, top, wrapper, MAIN_CPP]).encode()).hexdigest()[:20]
-    root = _cache_root() / "serial"
-    final = root / f"verilator-{digest}"
-    program = final / "sim"
-    if program.exists():
-        return program
-    root.mkdir(parents=True, exist_ok=True)
-    if progress is not None:
-        progress(f"building the serial-line simulator of {top} in {final} (cached for later runs)")
-    scratch = Path(tempfile.mkdtemp(prefix=f"verilator-{digest}.", suffix=".building", dir=root))
-    (scratch / "design.v").write_text(verilog)
-    (scratch / "harness.v").write_text(wrapper)
-    (scratch / "main.cpp").write_text(MAIN_CPP)
-    log = scratch / "build.log"
     runtime_root = _cache_root() / "harness"
     runtime_root.mkdir(parents=True, exist_ok=True)
     runtime = runtime_root / ("verilator-runtime-" + hashlib.sha256("\0".join(recipe).encode()).hexdigest()[:20])
-    ok = _build_verilator(verilator, scratch, log, 1, runtime, tuning)
-    if not ok or not (scratch / program.name).exists():
-        failed = root / f"verilator-{digest}.failed"
-        shutil.rmtree(failed, ignore_errors=True)
-        scratch.rename(failed)
-        raise SimulationError(f"the verilator build of the serial-line simulator of {top} failed; "
-                              f"see {failed / 'build.log'}")
-    shutil.rmtree(scratch / "obj", ignore_errors=True)   # the object files are not needed to run
-    try:
-        scratch.rename(final)
-    except OSError:   # another run built the same thing meanwhile
-        shutil.rmtree(scratch, ignore_errors=True)
-    return program
+    return cached_build(_cache_root() / "serial", f"verilator-{digest}",
+                        {"design.v": verilog, "harness.v": wrapper, "main.cpp": MAIN_CPP}, "sim",
+                        f"the verilator build of the serial-line simulator of {top}",
+                        lambda scratch, log: _build_verilator(verilator, scratch, log, 1, runtime, tuning),
+                        progress=progress, announce=f"the serial-line simulator of {top}")
 
 
 class SerialSim:

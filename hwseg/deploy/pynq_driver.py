@@ -10,8 +10,14 @@ Frames go to the accelerator through an AXI DMA (``axi_dma_0``): a batch in one 
 its own S2MM transfer into its own buffer (the accelerator ends every output frame with tlast). Buffers are allocated
 once. Every DMA
 wait has a timeout: a hung transfer is an error, not a hang.
+
+A design with buffers in DRAM (``SPEC["dram"]``) gets its region once, when the overlay loads: a contiguous buffer, the
+weight image (``weights.bin``, checked against its SHA-256) copied to its offset, the region's physical address written
+to the control GPIO (``control_gpio``: channel 1 the low 32 bits, channel 2 the high bits), and only then the
+accelerator let out of reset (channel 2's bit ``reset_bit``, set at power-up).
 """
 
+import hashlib
 import json
 import time
 from pathlib import Path
@@ -78,11 +84,42 @@ class SegmentationOverlay(Overlay):
             raise DriverError(f"timeout must be a positive number of seconds, not {timeout!r}")
         super().__init__(str(path), **kwargs)
         self.batch_size, self.timeout = batch_size, float(timeout)
+        if SPEC.get("dram"):
+            self._region = self._place_region(SPEC["dram"])
         self._dma = self.axi_dma_0
         self._in = allocate(shape=(batch_size, SPEC["input"]["beats"], SPEC["input"]["dma_bytes"]), dtype=np.uint8)
         # an output buffer per frame (each its own S2MM transfer, from its own start address)
         self._out = [allocate(shape=(SPEC["output"]["beats"], SPEC["output"]["dma_bytes"]), dtype=np.uint8)
                      for _ in range(batch_size)]
+
+    def _place_region(self, dram: dict):
+        """The accelerator's DRAM region, with the weight image in place; then the accelerator runs."""
+        image = b""
+        if dram["weights"]:
+            path = HERE / dram["weights"]["file"]
+            if not path.is_file():
+                raise DriverError(f"no weight image at {path}: copy deploy/hwseg_driver/ to the board whole")
+            image = path.read_bytes()
+            if hashlib.sha256(image).hexdigest() != dram["weights"]["sha256"]:
+                raise DriverError(f"{path} is not the weight image of this design (its SHA-256 differs): copy "
+                                  f"deploy/hwseg_driver/ from the same build")
+        region = allocate(shape=(dram["region_bytes"],), dtype=np.uint8)
+        base = int(region.physical_address)
+        if base % dram["align"] or base + dram["region_bytes"] > 1 << dram["address_bits"]:
+            raise DriverError(f"the DRAM region at {base:#x} is not {dram['align']}-byte aligned below "
+                              f"2**{dram['address_bits']}; free memory (or reboot) and load the overlay again")
+        region[:] = 0
+        if image:
+            offset = dram["weights"]["offset"]
+            region[offset:offset + len(image)] = np.frombuffer(image, dtype=np.uint8)
+        region.flush()
+        hold = 1 << dram["reset_bit"]
+        gpio = self.control_gpio
+        gpio.write(0x8, hold)                          # GPIO2_DATA: held in reset while the base changes
+        gpio.write(0x0, base & 0xFFFFFFFF)             # GPIO_DATA: the base's low bits
+        gpio.write(0x8, hold | (base >> 32))
+        gpio.write(0x8, base >> 32)                    # out of reset: it reads its weights, then takes frames
+        return region
 
     def _check(self, images) -> np.ndarray:
         c, h, w = SPEC["input"]["channels"], SPEC["input"]["height"], SPEC["input"]["width"]

@@ -14,17 +14,14 @@ from hwseg.errors import HwsegError
 from hwseg.flow import build
 from hwseg.golden import run_graph
 from tests.deploy import pynq_standin
-from tests.deploy.designs import DESIGNS, ROOT
+from tests.deploy.designs import DESIGNS, DRAM_DESIGNS, ROOT, write_deploy
 from tests.deploy.designs import deployed as _design
 
 
 def _deployed(design, folder: Path, *, bitstream=True):
     """Writes ``deploy/`` as the build does (with a stand-in .bit and .hwh where the Vivado build puts them) and
     imports its driver under the stand-in pynq."""
-    for name, content in design.deploy.items():
-        path = folder / name
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(content)
+    write_deploy(design, folder)
     driver = folder / "deploy" / "hwseg_driver"
     if bitstream:
         (driver / f"{design.name}.bit").write_bytes(b"stand-in bitstream")
@@ -64,6 +61,61 @@ def test_segment_gives_golden_class_maps(net, board, tmp_path):
     assert not len(bad), (f"{len(bad)} pixels differ; first: frame {bad[0][0]}, pixel ({bad[0][1]}, {bad[0][2]}), "
                           f"channel 0: expected {expected[tuple(bad[0])]}, got {maps[tuple(bad[0])]}")
     assert len(pynq_standin._ATTACHED["runs"]) == 3     # three batches, three runs of the accelerator
+
+
+@pytest.mark.parametrize("net,board", DRAM_DESIGNS)
+def test_a_design_with_buffers_in_dram(net, board, tmp_path):
+    """Every buffer and the weights in DRAM: the driver places the region (the weight image at its offset), writes
+    its base to the control GPIO with the accelerator held in reset, then lets it run; two batches against golden,
+    the memory model holding what the driver put at the base it wrote."""
+    design = _design(net, board, "all")
+    driver = _deployed(design, tmp_path)
+    pynq_standin.attach(design, seed=5, work_dir=tmp_path / "sim")
+    overlay = driver.SegmentationOverlay(batch_size=2, timeout=600)
+    gpio, dram = overlay.control_gpio, design.manifest["dram"]
+    base = int(overlay._region.physical_address)
+    hold = 1 << pynq_standin.CONTROL_RESET_BIT
+    assert base and gpio.writes[0] == (0x8, hold)                   # held in reset first (it is at power-up)
+    assert gpio.writes[-1] == (0x8, base >> 32)                      # released last, the base in place
+    assert all(value & hold for offset, value in gpio.writes[:-1] if offset == 0x8)
+    assert gpio.registers[0x0] == base & 0xFFFFFFFF
+    if "weights" in dram:                                            # (zcu104: the weights load from DRAM)
+        weights = dram["weights"]
+        assert bytes(overlay._region[weights["offset"]:weights["offset"] + weights["bytes"]]) == design.weight_image
+    c, h, w = design.graph.input_type.shape
+    images = np.random.default_rng(12).integers(0, 256, (4, h, w, c), dtype=np.uint8)
+    maps = overlay.segment(images)
+    expected = run_graph(design.graph, np.moveaxis(images, -1, 1).astype(np.int64))[:, 0]
+    bad = np.argwhere(maps != expected)
+    assert not len(bad), (f"{len(bad)} pixels differ; first: frame {bad[0][0]}, pixel ({bad[0][1]}, {bad[0][2]}), "
+                          f"channel 0: expected {expected[tuple(bad[0])]}, got {maps[tuple(bad[0])]}")
+    assert len(pynq_standin._ATTACHED["runs"]) == 2
+
+
+def test_a_wrong_weight_image_is_one_line(tmp_path):
+    design = _design("int8_tiny", "zcu104", "all")
+    driver = _deployed(design, tmp_path)
+    pynq_standin.attach(design)
+    image = tmp_path / "deploy" / "hwseg_driver" / "weights.bin"
+    image.write_bytes(b"\0" + image.read_bytes()[1:])
+    with pytest.raises(driver.DriverError, match=r"weights.bin is not the weight image of this design") as error:
+        driver.SegmentationOverlay()
+    assert "\n" not in str(error.value)
+    image.unlink()
+    with pytest.raises(driver.DriverError, match=r"^no weight image at .*weights.bin: copy deploy/hwseg_driver/"):
+        driver.SegmentationOverlay()
+
+
+def test_an_accelerator_left_in_reset_times_out(tmp_path):
+    """As on the board: a driver that never released the reset would wait on the DMA, and time out in one line."""
+    design = _design("int8_tiny", "zcu104", "all")
+    driver = _deployed(design, tmp_path)
+    pynq_standin.attach(design)
+    overlay = driver.SegmentationOverlay(timeout=0.5)
+    base = int(overlay._region.physical_address)
+    overlay.control_gpio.write(0x8, (1 << pynq_standin.CONTROL_RESET_BIT) | (base >> 32))
+    with pytest.raises(driver.DriverError, match=r"did not finish within 0.5 s"):
+        overlay.segment(np.zeros((1, 32, 32, 3), dtype=np.uint8))
 
 
 def test_the_example_script_runs(tmp_path, monkeypatch, capsys):

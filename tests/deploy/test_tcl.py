@@ -11,16 +11,14 @@ import pytest
 from hwseg.boards import load_board
 from hwseg.deploy import VIVADO_VERSION
 from hwseg.flow import build
-from tests.deploy.designs import DESIGNS, ROOT, deployed
+from tests.deploy.designs import DESIGNS, DRAM_DESIGNS, ROOT, deployed, write_deploy
 
 STANDINS = Path(__file__).with_name("vivado_standins.tcl")
 
 
 def _replay(design, folder: Path, installed: list[str]) -> tuple[subprocess.CompletedProcess, list[list[str]]]:
     (folder / f"{design.name}.v").write_text(design.verilog)
-    for name, content in design.deploy.items():
-        (folder / name).parent.mkdir(parents=True, exist_ok=True)
-        (folder / name).write_text(content)
+    write_deploy(design, folder)
     log = folder / "vivado_calls.log"
     script = folder / "replay.tcl"
     script.write_text(f"set ::standin_log {{{log}}}\nset ::standin_board_files {{{' '.join(installed)}}}\n"
@@ -102,6 +100,51 @@ def test_the_block_design(net, board_name, tmp_path):
     assert order.index("validate_bd_design") < order.index("launch_runs") < order.index("report_timing_summary")
 
 
+@pytest.mark.parametrize("net,board_name", DRAM_DESIGNS)
+def test_the_block_design_of_a_design_with_buffers_in_dram(net, board_name, tmp_path):
+    """Its memory port on a second high-performance port (through a SmartConnect), the control GPIO (base and
+    reset, reset held at power-up) on the processor's port, both clocked and reset, and in the address map."""
+    design = deployed(net, board_name, "all")
+    board = load_board(board_name)
+    run, calls = _replay(design, tmp_path, [f"{board.board_files}:part0:1.0"])
+    assert run.returncode == 0, run.stderr
+    assert ["ipx::infer_bus_interfaces", "xilinx.com:interface:aximm_rtl:1.0", "core"] in calls
+    assert any(call[:3] == ["set_property", "value", "s_axis:m_axis:m_axi"] for call in calls)
+    cells = {call[-1]: call[call.index("-vlnv") + 1] for call in calls if call[0] == "create_bd_cell"}
+    assert cells["control_gpio"] == "xilinx.com:ip:axi_gpio:2.0" and cells["dram"] == "xilinx.com:ip:smartconnect:1.0"
+    gpio = _config(calls, "control_gpio")
+    assert (gpio["C_IS_DUAL"], gpio["C_ALL_OUTPUTS"], gpio["C_ALL_OUTPUTS_2"]) == ("1", "1", "1")
+    assert int(gpio["C_DOUT_DEFAULT_2"], 16) == 1 << 31 and _config(calls, "control")["NUM_MI"] == "2"
+    port, port_clock, segment, width_key, enable_key, gpio_base = {
+        "xc7": ("S_AXI_HP1", "S_AXI_HP1_ACLK", "S_AXI_HP1/HP1_DDR_LOWOCM", "PCW_S_AXI_HP1_DATA_WIDTH",
+                "PCW_USE_S_AXI_HP1", "0x41200000"),
+        "xcup": ("S_AXI_HP1_FPD", "saxihp1_fpd_aclk", "SAXIGP3/HP1_DDR_LOW", "PSU__SAXIGP3__DATA_WIDTH",
+                 "PSU__USE__S_AXI_GP3", "0xA0010000")}[board.family]
+    ps = _config(calls, "ps")
+    assert ps[enable_key] == "1" and int(ps[width_key]) == design.manifest["dram"]["data_bits"]
+    links = {(call[1], call[2]) for call in calls if call[0] == "connect_bd_intf_net"}
+    assert {("accelerator/m_axi", "dram/S00_AXI"), ("dram/M00_AXI", f"ps/{port}"),
+            ("control/M01_AXI", "control_gpio/S_AXI")} <= links
+    nets = [set(call[1:]) for call in calls if call[0] == "connect_bd_net"]
+    assert {"control_gpio/gpio_io_o", "accelerator/ctrl_base_low"} in nets
+    assert {"control_gpio/gpio2_io_o", "accelerator/ctrl_base_high"} in nets
+    clock_net = next(net for net in nets if "accelerator/clk" in net)
+    assert {f"ps/{port_clock}", "control_gpio/s_axi_aclk", "dram/aclk"} <= clock_net
+    assert any({"control_gpio/s_axi_aresetn", "dram/aresetn"} <= net for net in nets)
+    addresses = [call for call in calls if call[0] == "assign_bd_address"]
+    assert ["assign_bd_address", "-offset", gpio_base, "-range", "64K", "-target_address_space", "ps/Data",
+            "control_gpio/S_AXI/Reg"] in addresses
+    assert ["assign_bd_address", "-target_address_space", "accelerator/m_axi", f"ps/{segment}"] in addresses
+    # the wrapper: the memory port through, the base and the reset from the GPIO's channels
+    wrapper = design.deploy[f"deploy/{design.name}_dma.v"]
+    bits = design.manifest["dram"]["address_bits"]
+    base = "{ctrl_base_high[7:0], ctrl_base_low}" if bits == 40 else f"ctrl_base_low[{bits - 1}:0]"
+    assert f".dram_base({base})" in wrapper and ".rst(rst | ctrl_base_high[31])" in wrapper
+    assert ".m_axi_araddr(m_axi_araddr)" in wrapper
+    image = tmp_path / "deploy" / "hwseg_driver" / "weights.bin"      # (a design whose weights load from DRAM)
+    assert image.read_bytes() == design.weight_image if design.weight_image else not image.exists()
+
+
 def test_missing_board_files_stop_the_build_with_one_line(tmp_path):
     run, calls = _replay(deployed("int8_tiny", "pynq-z2"), tmp_path, [])
     assert run.returncode != 0
@@ -110,13 +153,13 @@ def test_missing_board_files_stop_the_build_with_one_line(tmp_path):
     assert not any(call[0] == "create_bd_design" for call in calls)
 
 
-@pytest.mark.parametrize("net,board_name", DESIGNS)
-def test_deploy_is_byte_identical_when_rebuilt(net, board_name, tmp_path):
-    first = deployed(net, board_name)
-    second = build(ROOT / "examples" / f"{net}.pt", board_name).with_deploy()     # built again from scratch
+@pytest.mark.parametrize("net,board_name,offchip", [*((n, b, None) for n, b in DESIGNS), ("int8_tiny", "zcu104", "all")])
+def test_deploy_is_byte_identical_when_rebuilt(net, board_name, offchip, tmp_path):
+    first = deployed(net, board_name, offchip)
+    second = build(ROOT / "examples" / f"{net}.pt", board_name, offchip=offchip).with_deploy()   # again, from scratch
     assert sorted(first.deploy) == sorted(f"deploy/{name}" for name in (
         "Makefile", "README.md", f"{first.name}_dma.v", "build.tcl", "example.py", "hwseg_driver/__init__.py",
-        "hwseg_driver/spec.json"))
+        "hwseg_driver/spec.json", *(["hwseg_driver/weights.bin"] if offchip else [])))
     first.write(tmp_path / "a")
     second.write(tmp_path / "b")
     for name in first.deploy:
