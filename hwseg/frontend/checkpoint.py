@@ -19,6 +19,7 @@ file name, which torch would otherwise record inside the zip) and is byte-determ
 from __future__ import annotations
 
 import hashlib
+import math
 import io
 import os
 import pickle
@@ -242,6 +243,19 @@ def load_checkpoint(path) -> Checkpoint:
     if problem:
         raise CheckpointError(f"{path}: the state_dict does not match architecture {arch!r}: {problem}; save "
                               f"the checkpoint from a model built with the same arch and arch_args")
+    for name, tensor in state_dict.items():
+        if not (torch.is_tensor(tensor) and tensor.is_floating_point()):
+            continue
+        bad = ~torch.isfinite(tensor)
+        if name.endswith("running_var"):
+            bad |= tensor < 0
+        if bad.any():
+            index = tuple(int(i) for i in torch.nonzero(bad)[0])
+            value = tensor[index].item() if index else tensor.item()
+            what = ("a variance cannot be negative" if math.isfinite(value)
+                    else "the model diverged or was saved broken")
+            raise CheckpointError(f"{path}: tensor {name!r} holds {value} at {list(index)} ({what}); retrain the "
+                                  f"model or fix that tensor")
     model.load_state_dict(state_dict, strict=True)
     model.eval()
     return Checkpoint(path, model, arch, arch_args, tuple(shape), meta, digest)

@@ -56,9 +56,10 @@ def _check_weights(weight, weight_type, name):
             raise IRError(f"{name} weights of type Bipolar must all be +1 or −1")
     elif isinstance(wt, Int):
         limit = (1 << (wt.bits - 1)) - 1  # narrow range: symmetric
-        if weight.size and np.abs(weight).max() > limit:
-            raise IRError(f"{name} weights exceed the narrow range ±{limit} of {wt}: "
-                          f"max |w| is {int(np.abs(weight).max())}")
+        # compared at both ends, not as |w|: np.abs(−2**63) overflows to −2**63 and would pass
+        if weight.size and (weight.min() < -limit or weight.max() > limit):
+            worst = int(weight.min()) if -int(weight.min()) > int(weight.max()) else int(weight.max())
+            raise IRError(f"{name} weights exceed the narrow range ±{limit} of {wt}: one is {worst}")
     else:
         raise IRError(f"{name} weight_type must be Int(b) or Bipolar, not {wt!r}")
 

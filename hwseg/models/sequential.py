@@ -36,6 +36,10 @@ from .registry import register_architecture
 __all__ = ["LAYER_TYPES", "LayerType", "Field", "SequentialNet", "sequential", "normalize_layers"]
 
 _REQUIRED = object()
+#: bounds that keep a model file from asking for more memory than a machine has before anything is checked: the
+#: largest channel count, kernel, stride, padding, dilation or scale, and weights in one layer (ERFNet's largest
+#: layer has 73,728; 2**26 float weights take 256 MiB)
+MAX_CHANNELS, MAX_WINDOW, MAX_LAYER_WEIGHTS = 16_384, 255, 1 << 26
 
 
 class _Bad(Exception):
@@ -60,13 +64,13 @@ def _int(lo: int, hi: int | None = None):
     return check
 
 
-def _pair(lo: int):
+def _pair(lo: int, hi: int = MAX_WINDOW):
     def check(v):
-        if _is_int(v) and v >= lo:
+        if _is_int(v) and lo <= v <= hi:
             return v
-        if isinstance(v, (list, tuple)) and len(v) == 2 and all(_is_int(e) and e >= lo for e in v):
+        if isinstance(v, (list, tuple)) and len(v) == 2 and all(_is_int(e) and lo <= e <= hi for e in v):
             return [int(v[0]), int(v[1])]
-        raise ValueError(f"must be an integer ≥ {lo} or a pair [h, w] of them")
+        raise ValueError(f"must be an integer in {lo}…{hi} or a pair [h, w] of them")
     return check
 
 
@@ -151,9 +155,9 @@ def _optional(check):
 
 def _conv_fields(quantized: bool):
     fields = {
-        "in": Field(_int(1)), "out": Field(_int(1)), "kernel": Field(_pair(1)),
+        "in": Field(_int(1, MAX_CHANNELS)), "out": Field(_int(1, MAX_CHANNELS)), "kernel": Field(_pair(1)),
         "stride": Field(_pair(1), 1), "padding": Field(_pair(0), 0), "dilation": Field(_pair(1), 1),
-        "groups": Field(_int(1), 1), "bias": Field(_bool, True),
+        "groups": Field(_int(1, MAX_CHANNELS), 1), "bias": Field(_bool, True),
     }
     if quantized:
         fields["weight_bits"] = Field(_int(1, 16), 8)
@@ -192,18 +196,31 @@ def _weight_args(f):
                 bias_bits=f["bias_bits"])
 
 
+def _check_weights(f):
+    """Refuses a layer with more than :data:`MAX_LAYER_WEIGHTS` weights before torch allocates them."""
+    kh, kw = (f["kernel"], f["kernel"]) if _is_int(f["kernel"]) else f["kernel"]
+    groups = max(1, f["groups"])
+    count = f["in"] * f["out"] * kh * kw // groups
+    if count > MAX_LAYER_WEIGHTS:
+        raise _Bad("out", f"gives the layer {count:,} weights, more than hwseg takes in one layer "
+                          f"({MAX_LAYER_WEIGHTS:,}); use fewer channels or a smaller kernel")
+
+
 def _qconv(f):
+    _check_weights(f)
     return QConv2d(f["in"], f["out"], _tuple(f["kernel"]), _tuple(f["stride"]), _tuple(f["padding"]),
                    _tuple(f["dilation"]), f["groups"], f["bias"], **_weight_args(f))
 
 
 def _qconv_transpose(f):
+    _check_weights(f)
     return QConvTranspose2d(f["in"], f["out"], _tuple(f["kernel"]), _tuple(f["stride"]), _tuple(f["padding"]),
                             _tuple(f["output_padding"]), f["groups"], f["bias"], _tuple(f["dilation"]),
                             **_weight_args(f))
 
 
 def _conv(f):
+    _check_weights(f)
     return nn.Conv2d(f["in"], f["out"], _tuple(f["kernel"]), _tuple(f["stride"]), _tuple(f["padding"]),
                      _tuple(f["dilation"]), f["groups"], f["bias"])
 
@@ -255,11 +272,11 @@ def _check_pool_padding(f):
 LAYER_TYPES: dict[str, LayerType] = {
     "QuantInput": LayerType({}, lambda f: QuantInput()),
     "QConv2d": LayerType(_conv_fields(True), _qconv, _conv_channels),
-    "BatchNorm2d": LayerType({"channels": Field(_int(1)), "eps": Field(_number(0.0), 1e-5),
+    "BatchNorm2d": LayerType({"channels": Field(_int(1, MAX_CHANNELS)), "eps": Field(_number(0.0), 1e-5),
                               "momentum": Field(_number(0.0, 1.0), 0.1)},
                              lambda f: nn.BatchNorm2d(f["channels"], eps=f["eps"], momentum=f["momentum"]),
                              _bn_channels),
-    "L1BatchNorm2d": LayerType({"channels": Field(_int(1)), "eps": Field(_number(0.0), 1e-5),
+    "L1BatchNorm2d": LayerType({"channels": Field(_int(1, MAX_CHANNELS)), "eps": Field(_number(0.0), 1e-5),
                                 "momentum": Field(_number(0.0, 1.0), 0.1),
                                 "stat_bits": Field(_optional(_int(2, 32)), None),
                                 "param_bits": Field(_optional(_int(2, 32)), None)}, _l1bn, _bn_channels),
@@ -271,7 +288,7 @@ LAYER_TYPES: dict[str, LayerType] = {
     # Float and not-yet-lowerable torch layers: buildable, refused by the frontend by name.
     "Conv2d": LayerType(_conv_fields(False), _conv, _conv_channels),
     "ReLU": LayerType({}, lambda f: nn.ReLU()),
-    "Upsample": LayerType({"scale_factor": Field(_int(1)), "mode": Field(_choice("nearest", "bilinear"), "nearest")},
+    "Upsample": LayerType({"scale_factor": Field(_int(1, MAX_WINDOW)), "mode": Field(_choice("nearest", "bilinear"), "nearest")},
                           lambda f: nn.Upsample(scale_factor=f["scale_factor"], mode=f["mode"])),
     "AvgPool2d": LayerType(_pool_fields(), _avgpool),
     "Dropout": LayerType({"p": Field(_probability, 0.5)}, lambda f: nn.Dropout2d(f["p"])),

@@ -6,9 +6,11 @@ and nothing written to the output folder.
 
 import hashlib
 import json
+import os
 import re
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -63,7 +65,31 @@ def _bad_inputs(tmp_path):
     sigmoid = _sequential(tmp_path / "sigmoid.pt", [
         {"type": "QuantInput"}, CONV, {"type": "QReLU", "bits": 8},
         {"type": "Sigmoid", "name": "squash"}, {"type": "ArgMax"}])
+    huge = tmp_path / "huge.pt"      # a layer of 10**9 channels (torch would try to allocate 108 GB)
+    torch.save({"hwseg_checkpoint": 1, "arch": "sequential", "input_shape": [3, 16, 16], "state_dict": {}, "meta": {},
+                "arch_args": {"layers": [{"type": "QuantInput"}, {**CONV, "out": 10**9}]}}, huge)
+    broken = {}
+    for what, layers in (("weight", [{"type": "QuantInput"}, CONV, {"type": "QReLU", "bits": 8}, {"type": "ArgMax"}]),
+                         ("running_var", [{"type": "QuantInput"}, CONV, {"type": "BatchNorm2d", "channels": 4},
+                                          {"type": "QReLU", "bits": 8}, {"type": "ArgMax"}])):
+        model = build_model("sequential", {"layers": layers})
+        with torch.no_grad():
+            tensor = next(t for n, t in model.state_dict().items() if n.endswith(what))
+            tensor.view(-1)[1] = float("nan")
+        broken[what] = tmp_path / f"nan_{what}.pt"
+        save_checkpoint(model, broken[what], "sequential", {"layers": layers}, (3, 16, 16))
+    negative = tmp_path / "negative_var.pt"
+    model = build_model("sequential", {"layers": layers})      # (the BatchNorm one)
+    with torch.no_grad():
+        next(t for n, t in model.state_dict().items() if n.endswith("running_var"))[2] = -1.0
+    save_checkpoint(model, negative, "sequential", {"layers": layers}, (3, 16, 16))
     return {
+        "NaN in a weight": ([broken["weight"]], r"tensor '.*\.weight' holds nan at \[0, 0, 0, 1\]"),
+        "NaN in a BatchNorm": ([broken["running_var"]], r"tensor '.*\.running_var' holds nan at \[1\] \(the model "
+                                                        r"diverged"),
+        "negative variance": ([negative], r"tensor '.*\.running_var' holds -1.0 at \[2\] \(a variance cannot be "
+                                          r"negative\)"),
+        "huge layer": ([huge], r"field 'out' must be an integer in 1…16384, not 1000000000"),
         "missing file": ([tmp_path / "nope.pt"], r"nope\.pt.*(not found|does not exist|no such)"),
         "not a checkpoint": ([garbage], r"garbage\.pt.*not a PyTorch"),
         "pickle carrying code": ([evil], r"evil\.pt.*(refus|code)"),
@@ -118,18 +144,38 @@ def test_two_builds_of_the_checkpoint_are_byte_identical(tmp_path):
         assert (first / name).read_bytes() == (second / name).read_bytes(), name
 
 
-@pytest.mark.parametrize("command", [None, "build", "sim", "boards"])
+def test_an_unusable_out_is_one_line_before_any_work(tmp_path):
+    blocker = tmp_path / "a_file"
+    blocker.write_text("not a folder")
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    locked.chmod(0o500)
+    cases = {blocker: "is a file; pass a folder", blocker / "sub": f"lies under the file {blocker}"}
+    if os.geteuid() != 0:            # root writes anywhere
+        cases[locked / "out"] = "cannot write into"
+    for out, message in cases.items():
+        started = time.monotonic()
+        result = hwseg("build", EXAMPLE, "--out", out)
+        assert result.returncode == 1 and "Traceback" not in result.stderr
+        errors = [line for line in result.stderr.splitlines() if not line.startswith("hwseg: ")]
+        assert len(errors) == 1 and message in errors[0], result.stderr
+        assert "compiling" not in result.stderr and time.monotonic() - started < 20   # before any work
+    assert blocker.read_text() == "not a folder"
+
+
+@pytest.mark.parametrize("command", [None, "build", "sim", "boards", "run"])
 def test_help_documents_every_option(command):
     args = ["--help"] if command is None else [command, "--help"]
     result = hwseg(*args)
     assert result.returncode == 0
     text = result.stdout
     expected = {
-        None: ["build", "sim", "boards", "--version"],
+        None: ["build", "sim", "boards", "run", "--version"],
         "build": ["MODEL.pt", "--board", "--input", "--out"],
         "sim": ["MODEL.pt", "--board", "--input", "--frames", "--simulator", "--stall", "--seed", "--harness",
                 "--work"],
         "boards": [],
+        "run": ["IMAGE", "--port", "--baud", "--timeout", "--out", "--board"],
     }[command]
     for word in expected:
         assert word in text, f"{word} missing from `hwseg {command} --help`"

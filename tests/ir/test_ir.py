@@ -100,7 +100,10 @@ def conv(**kw):
     (dict(groups=3), "Conv2d groups must divide the 4 output channels, not 3"),
     (dict(groups=0), "Conv2d groups must divide the 4 output channels, not 0"),
     (dict(weight=np.zeros((4, 3, 3, 3)), weight_type=Bipolar()), "Conv2d weights of type Bipolar must all be \\+1 or −1"),
-    (dict(weight=np.full((4, 3, 3, 3), -8), weight_type=Int(4)), "exceed the narrow range ±7 of Int\\(4\\): max \\|w\\| is 8"),
+    (dict(weight=np.full((4, 3, 3, 3), -8), weight_type=Int(4)), "exceed the narrow range ±7 of Int\\(4\\): one is -8"),
+    # NaN cast to int64 is −2**63, whose |w| overflows back to −2**63: both ends are compared
+    (dict(weight=np.concatenate([np.full((1, 3, 3, 3), np.iinfo(np.int64).min), np.zeros((3, 3, 3, 3), np.int64)]),
+          weight_type=Int(8)), "exceed the narrow range ±127 of Int\\(8\\): one is -9223372036854775808"),
     (dict(weight_type=UInt(4)), "Conv2d weight_type must be Int\\(b\\) or Bipolar"),
 ])
 def test_conv2d_validation(kw, match):

@@ -305,7 +305,7 @@ def tconv(**kw):
     (dict(weight=np.zeros((4, 3, 3, 3)), weight_type=Bipolar()),
      "ConvTranspose2d weights of type Bipolar must all be \\+1 or −1"),
     (dict(weight=np.full((4, 3, 3, 3), -8), weight_type=Int(4)),
-     "ConvTranspose2d weights exceed the narrow range ±7 of Int\\(4\\): max \\|w\\| is 8"),
+     "ConvTranspose2d weights exceed the narrow range ±7 of Int\\(4\\): one is -8"),
     (dict(weight_type=UInt(4)), "ConvTranspose2d weight_type must be Int\\(b\\) or Bipolar"),
 ])
 def test_conv_transpose2d_validation(kw, match):

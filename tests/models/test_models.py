@@ -67,7 +67,7 @@ def test_float_and_not_yet_lowerable_layers_build_and_run():
     ([{"type": "QuantInput"}, "QReLU"], r"^layer 1: a layer spec must be a dict with a 'type', not str"),
     ([{"type": "QuantInput"}, {"type": "QConv2d", "in": 3, "out": 4}], r"^layer 1 \(QConv2d\): missing field 'kernel'"),
     ([{"type": "QuantInput"}, {"type": "QConv2d", "in": 3, "out": 4, "kernel": "3"}],
-     r"^layer 1 \(QConv2d\): field 'kernel' must be an integer ≥ 1 or a pair \[h, w\] of them, not '3'"),
+     r"^layer 1 \(QConv2d\): field 'kernel' must be an integer in 1…255 or a pair \[h, w\] of them, not '3'"),
     ([{"type": "QConv2d", "in": 3, "out": 4, "kernel": 3, "bias": 1}],
      r"^layer 0 \(QConv2d\): field 'bias' must be true or false, not 1"),
     ([{"type": "QConv2d", "in": 3, "out": 4, "kernel": 3, "weight_bits": 1}],
@@ -88,6 +88,13 @@ def test_float_and_not_yet_lowerable_layers_build_and_run():
     ([{"type": "QuantInput", "name": "a"}, {"type": "QReLU", "name": "a"}],
      r"^layer 1 \(QReLU\): field 'name' 'a' is already used by layer 0"),
     ([{"type": "QuantInput", "name": "a.b"}], r"^layer 0 \(QuantInput\): field 'name' must be an identifier"),
+    # sizes are bounded before torch allocates anything (10**9 channels asked for 108 GB)
+    ([{"type": "QConv2d", "in": 3, "out": 10**9, "kernel": 3}],
+     r"^layer 0 \(QConv2d\): field 'out' must be an integer in 1…16384, not 1000000000"),
+    ([{"type": "QConv2d", "in": 8000, "out": 16000, "kernel": 3}],
+     r"^layer 0 \(QConv2d\): field 'out' gives the layer 1,152,000,000 weights, more than hwseg takes in one layer"),
+    ([{"type": "Upsample", "scale_factor": 10**6}],
+     r"^layer 0 \(Upsample\): field 'scale_factor' must be an integer in 1…255, not 1000000"),
 ])
 def test_bad_specs_name_the_layer_type_and_field(layers, message):
     with pytest.raises(CheckpointError, match=message):
