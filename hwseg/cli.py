@@ -252,7 +252,8 @@ def _parser() -> argparse.ArgumentParser:
     build = commands.add_parser(
         "build", help="compile a checkpoint to Verilog with a resource and throughput report",
         description="Compile MODEL.pt into one AXI4-Stream accelerator. Writes OUT/<model>/: <model>.v, "
-                    "ports.json, manifest.json, report.json, report.md, report.html; prints the report table.")
+                    "ports.json, manifest.json, report.json, report.md, report.html; prints the report table. "
+                    "Not built yet: grouped and depthwise convolutions (groups > 1), refused naming the layer.")
     model_options(build)
     build.add_argument("--out", default="rtl_out", metavar="DIR", help="output root folder (default: rtl_out)")
     build.add_argument("--estimate-only", action="store_true",
