@@ -105,7 +105,8 @@ def _cmd_build(args) -> int:
         design.with_deploy()
     if args.bitstream:
         design.with_bitstream(baud=args.baud, progress=_progress)
-        _progress(f"bitstream: nextpnr reached {_fmax(design)} MHz against the {design.estimate.board.clock_mhz:g} MHz "
+        _progress(f"bitstream: nextpnr reached {design.bitstream_summary['fmax_mhz']:.2f} MHz against the "
+                  f"{design.estimate.board.clock_mhz:g} MHz "
                   f"clock; load {design.name}.bit, then `hwseg run --port PORT image.png`")
     target = design.write(args.out)
     print(design.table())
@@ -139,12 +140,6 @@ def _bitstream_defaults(args) -> None:
         graph, _ = load_graph(args.model, input_size=args.input)
         args.fps = 2 * link_fps(graph, args.baud)
         _progress(f"folding to {args.fps:,.1f} fps, twice what {args.baud:,} baud carries (--fps to change)")
-
-
-def _fmax(design) -> str:
-    import json as _json
-
-    return f"{_json.loads(design.bitstream['ulx3s/link.json'])['fmax_mhz']:.2f}"
 
 
 def _cmd_run(args) -> int:

@@ -74,6 +74,8 @@ class Design:
     deploy: dict = field(default_factory=dict)
     #: ``--bitstream`` (:meth:`with_bitstream`): ``<name>.bit`` and ``ulx3s/``; empty: none
     bitstream: dict = field(default_factory=dict)
+    #: what ``ulx3s/link.json`` says of it (baud, clock, PLL, nextpnr's Fmax, totals); None: no bitstream
+    bitstream_summary: dict | None = None
 
     @property
     def report(self) -> dict:
@@ -102,7 +104,7 @@ class Design:
         the files; one-line errors for a design it cannot serve or a clock nextpnr does not reach."""
         from .deploy.ulx3s import bitstream_files
 
-        self.bitstream, _ = bitstream_files(self, baud=baud, progress=progress)
+        self.bitstream, self.bitstream_summary = bitstream_files(self, baud=baud, progress=progress)
         return self
 
     def files(self) -> dict[str, str | bytes]:

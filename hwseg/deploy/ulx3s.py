@@ -156,7 +156,7 @@ def bitstream_files(design, *, baud: int = DEFAULT_BAUD, progress: Callable[[str
     c, h, w = spec.in_shape
     oc, oh, ow = spec.out_shape
     section = {"board": board.name, "baud": spec.baud, "clock_mhz": spec.clock_hz / 1e6,
-               "pll": {k: v for k, v in top.pll.items()}, "fmax_mhz": round(routed.fmax_mhz, 2),
+               "pll": dict(top.pll), "fmax_mhz": round(routed.fmax_mhz, 2),
                "meets_clock": routed.meets, "totals": result.totals, "link_fps": round(link_fps(design.graph, spec.baud), 2),
                "design_id": spec.design_id.hex(), "bitstream_sha256": hashlib.sha256(bit).hexdigest()}
     readme = _README.format(name=design.name, part=board.part, baud=spec.baud, clock=spec.clock_hz / 1e6,
