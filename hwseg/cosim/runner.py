@@ -6,6 +6,7 @@ Verilator builds are cached by a hash of the Verilog (``$HWSEG_CACHE``, default
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import os
@@ -113,8 +114,6 @@ def run_cosim(verilog: str, top: str, stimulus: np.ndarray, *, in_beats_per_fram
     build_dir = _cache_root() / "sim" / f"{simulator}-{digest}"
     build_dir.mkdir(parents=True, exist_ok=True)
     source = build_dir / f"{top}.v"
-    if not source.exists() or source.read_text() != verilog:
-        source.write_text(verilog)
 
     work = Path(work_dir) if work_dir is not None else Path(tempfile.mkdtemp(prefix="hwseg-cosim-"))
     work.mkdir(parents=True, exist_ok=True)
@@ -142,8 +141,13 @@ def run_cosim(verilog: str, top: str, stimulus: np.ndarray, *, in_beats_per_fram
     os.environ.update(env)  # the runner looks the simulator up on this process's PATH
     try:
         runner = get_runner(simulator)
-        runner.build(sources=[source], hdl_toplevel=top, build_dir=build_dir, build_args=build_args,
-                     timescale=timescale, log_file=build_dir / "build.log")
+        # Runs in parallel (pytest -n) may simulate the same design at once: one builds, the others wait.
+        with open(build_dir / ".lock", "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            if not source.exists() or source.read_text() != verilog:
+                source.write_text(verilog)
+            runner.build(sources=[source], hdl_toplevel=top, build_dir=build_dir, build_args=build_args,
+                         timescale=timescale, log_file=build_dir / "build.log")
         started = time.perf_counter()
         runner.test(test_module="hwseg.cosim.axis_tb", hdl_toplevel=top, build_dir=build_dir, test_dir=work,
                     extra_env={**env, "HWSEG_COSIM": str(work / "cosim.json"), "COCOTB_RANDOM_SEED": str(seed)},
