@@ -22,7 +22,7 @@ from .errors import DoesNotFitError, FoldingError, HwsegError
 from .estimate import NetworkEstimate, estimate_graph
 from .estimate.cycles import can_fold_window, layer_cycles, window_kind
 from .estimate.dataflow import dataflow
-from .estimate.network import component_estimate, conv_compute
+from .estimate.network import component_estimate, conv_compute, mac_variants
 from .estimate.report import resource_label
 from .ir import Conv2d, ConvTranspose2d, Graph, MulShift, Threshold
 from .estimate.offchip import uses_dram
@@ -189,7 +189,7 @@ def _cheapest(folder, board, rest) -> _Fit:
     tried: dict = {}
 
     def attempt(picks, folded_windows=False):
-        key = (folded_windows, *sorted((name, c.pe, c.simd) for name, c in picks.items()))
+        key = (folded_windows, *sorted((name, c.pe, c.simd, c.variant) for name, c in picks.items()))
         if key not in tried:
             tried[key] = (picks, *_estimate(folder, picks, board, folded_windows=folded_windows))
         return tried[key]
@@ -251,7 +251,9 @@ def _limit(folder, fit: _Fit, board) -> str:
 
 def _folder(graph: Graph, board) -> set_folding.Folder:
     """The folder of ``graph`` on ``board``: each convolution's legal foldings, their costs and cycles."""
-    return set_folding.Folder(graph, cost=_folding_cost(graph, board), cycles=_folding_cycles(graph))
+    folder = set_folding.Folder(graph, cost=_folding_cost(graph, board), cycles=_folding_cycles(graph),
+                                variants=lambda node, pe: mac_variants(graph, node, pe, board.family))
+    return folder.with_manual_variants(board.resources)
 
 
 def _granule(resize, height: int, width: int, graphs: dict) -> int:

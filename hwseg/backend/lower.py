@@ -89,7 +89,10 @@ def _conv(graph: Graph, node) -> Callable:
                   weights_loaded=node.attrs.get("weight_memory") == "uram",
                   weight_ram_style=node.attrs.get("weight_ram_style"),
                   # (shared with another convolution's: a WeightRam in the top level, which asks for UltraRAM)
-                  external_weights="weight_ram" in node.attrs)
+                  external_weights="weight_ram" in node.attrs,
+                  # the MAC variant (hwseg.estimate.network.mac_variants): two PEs' products per multiplier, or
+                  # products in logic
+                  pack=node.attrs.get("pack", 1), multiplier=node.attrs.get("multiplier", "dsp"))
     return lambda: Conv2dLayer(**params)
 
 

@@ -251,12 +251,35 @@ def _dram_fifos(graph: Graph, node, family: str, uram: bool) -> R.Resources:
     return total
 
 
+#: The narrowest weights whose products the folder may put in logic (``{"multiplier": "logic"}``).
+LOGIC_WEIGHT_BITS = 8
+
+
+def mac_variants(graph: Graph, node, pe: int, family: str) -> tuple[dict, ...]:
+    """The ways a convolution's MAC array may be built at ``pe`` on ``family``, as node attributes: always the
+    plain array (``{}``); for an integer-weight Conv2d also two PEs' products per DSP48 where that fits
+    (``{"pack": 2}``, :func:`.resources.packings`) and, for weights of :data:`LOGIC_WEIGHT_BITS` or more, products
+    in logic where they would take DSPs (``{"multiplier": "logic"}``). Binary, channelwise and transposed convolutions have only the plain one."""
+    op, x = node.op, graph.input_types(node.name)[0]
+    if not isinstance(op, Conv2d) or op.channelwise or isinstance(op.weight_type, Bipolar):
+        return ({},)
+    in_bits, weight_bits = x.dtype.bits, op.weight_type.bits
+    variants = [{}]
+    if 2 in R.packings(in_bits, weight_bits, pe, family):
+        variants.append({"pack": 2})
+    # (8-bit weights only for now: the estimate of narrower ones in logic was 35 % high on held-out data)
+    if weight_bits >= LOGIC_WEIGHT_BITS and R.dsp_per_product(in_bits + 1, weight_bits, family,
+                                                              y_bits=in_bits + weight_bits):
+        variants.append({"multiplier": "logic"})
+    return tuple(variants)
+
+
 def conv_compute(graph: Graph, node, pe: int, simd: int, family: str = "xc7", uram: bool = False, *,
                  with_window: bool = True) -> R.Resources:
-    """Resources of a convolution that depend on its folding ``pe`` × ``simd`` on a ``family`` part: its MAC
-    array and (``with_window``), for a Conv2d with a window, that window (register or folded,
-    :func:`.cycles.window_kind` at this folding); a transposed convolution's weight ROM holds every tap of every phase (``kh·kw·C_in``
-    per channel)."""
+    """Resources of a convolution that depend on its folding ``pe`` × ``simd`` (and its MAC variant, :func:`mac_variants`) on a
+    ``family`` part: its MAC array and (``with_window``), for a Conv2d with a window, that window (register or
+    folded, :func:`.cycles.window_kind` at this folding); a transposed convolution's weight ROM holds every tap
+    of every phase (``kh·kw·C_in`` per channel)."""
     op, x, out = node.op, graph.input_types(node.name)[0], graph.types[node.name]
     if isinstance(op, Conv2d) and op.channelwise:
         return _channel_affine(graph, node, pe, family)
@@ -273,7 +296,8 @@ def conv_compute(graph: Graph, node, pe: int, simd: int, family: str = "xc7", ur
                                 family=family, serial=kind == "folded",
                                 pixel_slices=x.channels // simd if isinstance(op, ConvTranspose2d) else None,
                                 loaded_weights=None if store is None else (store.fold_bits, store.folds_per_word),
-                                uram=uram, external_weights=shared is not None) + (
+                                uram=uram, external_weights=shared is not None,
+                                pack=node.attrs.get("pack", 1), multiplier=node.attrs.get("multiplier", "dsp")) + (
         R.weight_ram(clients=[(s.word_bits, s.depth) for s in shared], family=family) if shared else R.Resources())
 
 
@@ -376,6 +400,10 @@ def _estimate_resources(graph: Graph, node, family: str = "xc7", uram: bool = Fa
             k = kernel[0] * kernel[1] * x.channels
             window, compute = R.Resources(), conv_compute(graph, node, pe, simd, family, uram)
             folding = {"pe": pe, "simd": simd, "nf": op.out_channels // pe, "sf": k // simd}
+            if node.attrs.get("pack", 1) != 1:   # products per multiplier
+                folding["pack"] = node.attrs["pack"]
+            if node.attrs.get("multiplier", "dsp") != "dsp":
+                folding["multiplier"] = node.attrs["multiplier"]
             kind = window_kind(graph, node)      # (None: a pointwise one holding its vector)
             if kind is not None:
                 folding["window"] = kind

@@ -33,7 +33,7 @@ __all__ = ["Resources", "FAMILIES", "memory", "memory_mapping", "sliding_window"
            "fifo_memory_shape", "mac_array", "bit_mac_array",
            "multi_threshold", "mul_shift", "window_max", "window_mean", "argmax", "lane_converter", "fifo",
            "axis_adapter", "upsampler", "channel_affine", "stream_fork", "elementwise_add", "channel_concat",
-           "transposed_control", "dsp_per_product", "signed_bits", "recording", "reload_constants", "PARTS",
+           "transposed_control", "dsp_per_product", "packings", "packed_multiplicand_bits", "signed_bits", "recording", "reload_constants", "PARTS",
            "MULTIPLIER_BITS", "line_buffer_bits", "LOGIC_ROLES", "MEMORY_ROLES", "Split", "splitting"]
 
 #: Requantization multipliers are at most 16-bit signed (the frontend folds scales into them).
@@ -42,7 +42,7 @@ MULTIPLIER_BITS = 16
 FAMILIES = ("xc7", "xcup", "ecp5", "ice40")
 
 #: The component parts whose LUT and FF terms carry a fitted constant.
-PARTS = ("window", "window_gap", "folded_window", "mac", "mac_tree", "mac_soft", "mac_select", "bitmac", "bitmac_const", "threshold",
+PARTS = ("window", "window_gap", "folded_window", "mac", "mac_tree", "mac_pack", "mac_logic", "mac_soft", "mac_select", "bitmac", "bitmac_const", "threshold",
          "threshold_const", "threshold_encode", "threshold_table", "threshold_search", "mulshift", "mulshift_wide",
          "mulshift_split", "mulshift_soft", "mulshift_table", "pool", "mean", "argmax", "lanes", "fifo", "fork",
          "upsample", "upsample_blend", "upsample_control", "affine", "affine_soft", "affine_table", "add", "add_clamp", "concat",
@@ -74,6 +74,8 @@ LOGIC_ROLES = {
                                      # compares, the in-frame compares (+ the padding select of one slice)
     "mac": "datapath",               # held vector, product, fold-sum and accumulator registers, accumulate adds
     "mac_tree": "datapath",          # the SIMD adder trees
+    "mac_pack": "datapath",          # packing and unpacking two products per multiplier (7-series: the trees too)
+    "mac_logic": "datapath",         # shift-and-add products (multiplier="logic")
     "mac_soft": "datapath",          # products left in logic
     "mac_select": "datapath",        # the SF:1 slice select of the held vector
     "bitmac": "datapath",            # bit-plane popcounts, shifts and adds, their registers
@@ -300,6 +302,24 @@ def dsp_per_product(a_bits: int, b_bits: int, family: str, y_bits: int | None = 
     chunks_b = [size] * (b // size) + ([b % size] if b % size else [])
     return sum(1 for x in chunks_a for y in chunks_b
                if x >= p["min_ab"] and y >= p["min_ab"] and x + y >= p["min_y"])
+
+
+def packed_multiplicand_bits(in_bits: int, weight_bits: int) -> int:
+    """Width of a packed multiplier's weight operand (``w_hi · 2^S + w_lo``, :class:`hwseg.hw.mac_array.MacArray`
+    with ``pack=2``): the lane spacing ``S``, which holds one product of an ``in_bits`` activation (unsigned; a
+    signed one needs a bit less) and a narrow-range ``weight_bits`` weight, plus the high weight."""
+    return (in_bits + weight_bits) + weight_bits
+
+
+def packings(in_bits: int, weight_bits: int, pe: int, family: str) -> tuple[int, ...]:
+    """The ``pack`` values a MAC array may take on ``family``: 2 where ``pe`` is even and the packed product is
+    one DSP as the plain one is (DSP48E1: 25 × 18, DSP48E2: 27 × 18; int8 × uint8 packs into both, with a 16-bit
+    lane spacing); otherwise only 1. Lattice multipliers (18 × 18, 16 × 16) never take two products."""
+    plain = dsp_per_product(in_bits + 1, weight_bits, family, y_bits=in_bits + weight_bits)
+    wide = packed_multiplicand_bits(in_bits, weight_bits)
+    if pe % 2 or plain != 1 or family not in ("xc7", "xcup"):
+        return (1,)
+    return (1, 2) if dsp_per_product(in_bits + 1, wide, family, y_bits=in_bits + wide) == 1 else (1,)
 
 
 def _product_pieces(a_bits: int, b_bits: int, family: str) -> tuple[int, int]:
@@ -542,7 +562,8 @@ def line_buffer_bits(*, channels: int, elem_bits: int, kernel, dilation, padded_
 def mac_array(*, in_count: int, in_bits: int, weight_bits: int, out_channels: int, pe: int, simd: int,
               acc_bits: int, family: str = "xc7", pixel_slices: int | None = None, serial: bool = False,
               loaded_weights: tuple[int, int] | None = None,
-              uram: bool = False, external_weights: bool = False) -> Resources:
+              uram: bool = False, external_weights: bool = False, pack: int = 1,
+              multiplier: str = "dsp") -> Resources:
     """PE × SIMD multipliers and their product register, a SIMD-way adder tree per PE into a register, PE
     accumulators, the weight ROM (``NF·SF``
     words of ``pe·simd·weight_bits``; constants when ``NF·SF = 1``), the SF:1 slice select of the held
@@ -553,13 +574,24 @@ def mac_array(*, in_count: int, in_bits: int, weight_bits: int, out_channels: in
     of ``pixel_slices = channels / simd``). ``serial``: the folds arrive one per beat (from a folded
     window): the same array without the held vector and its select. ``loaded_weights`` (its folds' bits and folds
     per word, :class:`.offchip.WeightStore`): the weights are in a RAM loaded from DRAM,
-    which may take UltraRAM (``uram``)."""
+    which may take UltraRAM (``uram``). ``pack=2``: PE pairs share the multipliers (:func:`packed_multiplicand_bits`
+    wide), whose packing adds, unpacking adds and — on 7-series, whose DSP48E1s then no longer take the adder
+    trees into their post-adders — trees are logic (part ``mac_pack``). ``multiplier="logic"``: every product is
+    shifts and adds, a partial product per bit of the narrower operand (part ``mac_logic``), no DSP."""
     nf, sf = out_channels // pe, in_count // simd
     product_bits = in_bits + weight_bits
+    multipliers = pe * simd // pack
     # the product of an unsigned in_bits and a signed weight is in_bits + weight_bits wide (Amaranth)
-    per_product = dsp_per_product(in_bits + 1, weight_bits, family, y_bits=in_bits + weight_bits)
-    dsp = pe * simd * per_product
-    soft = 0 if per_product else pe * simd * in_bits * weight_bits
+    multiplicand_bits = weight_bits if pack == 1 else packed_multiplicand_bits(in_bits, weight_bits)
+    in_logic = multiplier == "logic"
+    per_product = 0 if in_logic else dsp_per_product(in_bits + 1, multiplicand_bits, family,
+                                                     y_bits=in_bits + multiplicand_bits)
+    dsp = multipliers * per_product
+    # products Yosys leaves in logic (too narrow for a DSP); shift-and-add products (multiplier="logic")
+    soft = 0 if per_product or in_logic else pe * simd * in_bits * weight_bits
+    # a partial product of the wider operand per bit of the narrower, each add as wide as the product (calibrated
+    # on 8-bit weights, the only ones the folder puts in logic: :func:`hwseg.estimate.network.mac_variants`)
+    shift_add = pe * simd * min(in_bits, weight_bits) * product_bits if in_logic else 0
     tree_bits = product_bits + _bits(simd)
     adders = pe * (simd - 1) * tree_bits
     accumulate = pe * 2 * acc_bits
@@ -589,7 +621,17 @@ def mac_array(*, in_count: int, in_bits: int, weight_bits: int, out_channels: in
         # array's held vectors vanish on xc7, their fold-sum and accumulator registers stay; UltraScale+
         # keeps both)
         held = 0
-    logic = (_part(family, "mac_tree", lut=adders)
+    if pack > 1:
+        # per multiplier the pre-add of the high weight (its borrow from the low one) and the high product's
+        # borrow add; on 7-series also the trees the DSPs took unpacked (and their product registers)
+        packing = multipliers * (weight_bits + product_bits)
+        logic = _part(family, "mac_pack", lut=packing + (adders if family == "xc7" else 0),
+                      ff=multipliers * product_bits if family == "xc7" else 0)
+    else:
+        logic = Resources()
+    if in_logic:
+        logic += _part(family, "mac_logic", lut=shift_add)
+    logic += (_part(family, "mac_tree", lut=adders)
              + _part(family, "mac_soft", lut=soft)
              + _part(family, "mac_select", lut=select)
              + _part(family, "mac", lut=accumulate, ff=held + stage_registers + accumulators + 4))

@@ -4,16 +4,20 @@ A streaming accelerator computes every layer at once, each on its own multiplier
 board's compute bounds the frame rate by how many multiply-accumulates its resources can
 perform per cycle. A convolution's MAC is one *lane* of its MAC array; a lane costs what the
 estimator charges per lane of that layer's array when fully unfolded (``pe = C_out``,
-``simd`` = the whole window): one DSP for a multi-bit multiplier, some LUTs for a binary
-one (bit planes and popcounts). If the layers' lanes were sized in proportion to their work,
-``T`` cycles per frame need ``Σ_l MACs_l · cost_l[r] / T`` of resource ``r``; the least ``T``
-the board allows is
+``simd`` = the whole window), for each way the array may be built (:func:`.network.mac_variants`): one DSP for a
+multi-bit multiplier, half of one where two lanes share a DSP48 (more LUTs), none for products in logic (many
+more LUTs); some LUTs for a binary one (bit planes and popcounts). If each layer's MACs were split between its
+variants at will and its lanes sized in proportion to its work, ``T`` cycles per frame need
+``Σ_l Σ_v MACs_lv · cost_lv[r] / T`` of resource ``r``; the compute bound is the least ``T`` for which some split
+fits the board,
 
-    T_compute = max_r Σ_l MACs_l · cost_l[r] / available[r]         (r ∈ DSP, LUT)
+    T_compute = min over splits of max_r Σ_l Σ_v MACs_lv · cost_lv[r] / available[r]     (r ∈ DSP, LUT)
 
-and the compute roofline is ``clock / T_compute`` frames per second. It ignores everything
-but the MAC lanes (line buffers, requantizers, FIFOs) and the integer constraints of folding
-(``pe`` divides ``C_out``, ``simd`` the window), so no real design reaches it.
+(for a cap on DSPs, the split with the fewest LUTs fills the DSPs with the layers that save the most LUTs per DSP
+first: a fractional knapsack over each layer's convex trade curve; ``T`` by bisection), and the compute roofline
+is ``clock / T_compute`` frames per second. It ignores everything but the MAC lanes (line buffers, requantizers,
+FIFOs) and the integer constraints of folding (``pe`` divides ``C_out``, ``simd`` the window), so no real design
+reaches it.
 
 A second bound is architectural: every stream moves at most one beat per cycle, so a layer
 that walks a padded frame of ``P`` positions (or emits ``P`` pixels) needs ``P`` cycles; the
@@ -33,7 +37,7 @@ from ..boards import Board
 from ..ir import AvgPool, Conv2d, ConvTranspose2d, Graph, MaxPool
 from .work import layer_macs
 
-__all__ = ["Roofline", "roofline", "lane_cost", "stream_bound_cycles", "bandwidth_bound"]
+__all__ = ["Roofline", "roofline", "lane_costs", "stream_bound_cycles", "bandwidth_bound"]
 
 #: The resources MAC lanes are made of.
 COMPUTE_RESOURCES = ("dsp", "lut")
@@ -83,18 +87,79 @@ def _is_conv(node) -> bool:
     return isinstance(op, ConvTranspose2d) or (isinstance(op, Conv2d) and not op.channelwise)
 
 
-def lane_cost(graph: Graph, node, family: str) -> dict[str, float]:
+def lane_costs(graph: Graph, node, family: str) -> list[dict[str, float]]:
     """Resources per MAC lane of ``node``'s array, fully unfolded, from the analytic estimate for a ``family``
-    part."""
-    from .network import conv_compute   # network imports this module's users; import late
+    part: one entry per MAC variant the array may take (:func:`.network.mac_variants`: plain, two lanes per
+    DSP48, products in logic)."""
+    from .network import conv_compute, mac_variants   # network imports this module's users; import late
 
     op = node.op
     # simd spans a Conv2d's window kh·kw·C_in, a ConvTranspose2d's C_in (it folds over taps in time)
     window = op.in_channels if isinstance(op, ConvTranspose2d) else op.kernel[0] * op.kernel[1] * op.in_channels
     lanes_pe, lanes_simd = op.out_channels, window
-    spent = conv_compute(graph, node, lanes_pe, lanes_simd, family, with_window=False).as_dict()
     lanes = lanes_pe * lanes_simd
-    return {key: spent[key] / lanes for key in COMPUTE_RESOURCES}
+    costs = []
+    for attrs in mac_variants(graph, node, lanes_pe, family):
+        built = node.with_attrs(**{"pack": 1, "multiplier": "dsp", **attrs})     # (not the variant it was folded to)
+        spent = conv_compute(graph, built, lanes_pe, lanes_simd, family, with_window=False).as_dict()
+        costs.append({key: spent[key] / lanes for key in COMPUTE_RESOURCES})
+    return costs
+
+
+def _trade_curve(options: list[dict[str, float]]) -> list[tuple[float, float]]:
+    """The ``(dsp, lut)`` per lane of the variants worth mixing: the lower-left convex hull, by DSP ascending."""
+    points = sorted({(o["dsp"], o["lut"]) for o in options})
+    hull: list[tuple[float, float]] = []
+    for point in points:
+        if hull and point[1] >= hull[-1][1]:        # more DSP and no fewer LUTs: never worth it
+            continue
+        while len(hull) >= 2 and ((hull[-1][1] - hull[-2][1]) * (point[0] - hull[-2][0])
+                                  >= (point[1] - hull[-2][1]) * (hull[-1][0] - hull[-2][0])):
+            hull.pop()                              # not convex: the middle point is beaten by mixing its neighbours
+        hull.append(point)
+    return hull
+
+
+def _least_luts(layers: list[tuple[float, list[tuple[float, float]]]], dsp_cap: float) -> tuple[float, float]:
+    """``(dsp, lut)`` of the demand that spends the fewest LUTs with at most ``dsp_cap`` DSPs, each layer's MACs
+    split between its variants (a fractional choice: the bound ignores that lanes are whole), or ``(inf, inf)``
+    if even the fewest DSPs exceed the cap. Greedy over the hulls' segments, the most LUTs saved per DSP first."""
+    dsp = sum(macs * curve[0][0] for macs, curve in layers)
+    lut = sum(macs * curve[0][1] for macs, curve in layers)
+    if dsp > dsp_cap * (1 + 1e-12):
+        return float("inf"), float("inf")
+    segments = sorted(((l0 - l1) / (d1 - d0), macs * (d1 - d0), macs * (l0 - l1))
+                      for macs, curve in layers for (d0, l0), (d1, l1) in zip(curve, curve[1:]))
+    for _, more_dsp, fewer_lut in reversed(segments):
+        share = min(1.0, (dsp_cap - dsp) / more_dsp)
+        dsp, lut = dsp + share * more_dsp, lut - share * fewer_lut
+        if share < 1.0:
+            break
+    return dsp, lut
+
+
+def _compute_bound(layers, available: dict) -> tuple[float, dict[str, float]]:
+    """The least cycles per frame ``T`` with ``dsp ≤ T·available["dsp"]`` and ``lut ≤ T·available["lut"]`` for
+    some split of the layers' MACs between their variants, and that split's demand (bisection on ``T``)."""
+    def demand(cycles):
+        dsp, lut = _least_luts(layers, cycles * available["dsp"])
+        return {"dsp": dsp, "lut": lut}
+
+    def fits(cycles):
+        return demand(cycles)["lut"] <= cycles * available["lut"] * (1 + 1e-12)
+
+    low = 0.0
+    high = max(sum(macs * curve[0][0] for macs, curve in layers) / available["dsp"],
+               sum(macs * curve[0][1] for macs, curve in layers) / available["lut"])   # the fewest DSPs fit
+    if high <= 0:
+        return 0.0, {"dsp": 0.0, "lut": 0.0}
+    for _ in range(100):
+        middle = (low + high) / 2
+        if fits(middle):
+            high = middle
+        else:
+            low = middle
+    return high, demand(high)
 
 
 def stream_bound_cycles(graph: Graph) -> tuple[int, str]:
@@ -128,15 +193,11 @@ def bandwidth_bound(board: Board, read_bytes: int, write_bytes: int) -> tuple[fl
 def roofline(graph: Graph, board: Board, dram=()) -> Roofline:
     """The compute roofline, the stream bound and (for the ``dram`` buffers, :class:`.offchip.DramBuffer`) the
     bandwidth bound of ``graph`` on ``board``."""
-    demand = {key: 0.0 for key in COMPUTE_RESOURCES}
-    for node in graph:
-        if _is_conv(node):
-            macs = layer_macs(graph, node.name)
-            for key, cost in lane_cost(graph, node, board.family).items():
-                demand[key] += macs * cost
+    layers = [(layer_macs(graph, node.name), _trade_curve(lane_costs(graph, node, board.family)))
+              for node in graph if _is_conv(node)]
+    compute_cycles, demand = _compute_bound(layers, board.resources)
     ratios = {key: demand[key] / board.resources[key] for key in COMPUTE_RESOURCES}
     binding = max(ratios, key=lambda key: ratios[key])
-    compute_cycles = ratios[binding]
     clock = board.clock_mhz * 1e6
     stream_cycles, stream_layer = stream_bound_cycles(graph)
     compute_fps = clock / compute_cycles if compute_cycles > 0 else float("inf")

@@ -21,7 +21,8 @@ def _is_pointwise(kernel, stride, padding):
 class Conv2dLayer(wiring.Component):
     """A convolution: sliding window → folded MAC array.
 
-    ``arithmetic="multiply"`` uses a :class:`MacArray` (multipliers, DSP slices);
+    ``arithmetic="multiply"`` uses a :class:`MacArray` (multipliers, DSP slices; ``pack=2``: two PEs' products
+    per multiplier; ``multiplier="logic"``: shift-and-add products);
     ``"popcount"`` takes ±1 weights to a :class:`BitMacArray` (bit planes and popcounts, no
     multiplier), with the same interface and timing.
 
@@ -42,7 +43,7 @@ class Conv2dLayer(wiring.Component):
 
     def __init__(self, *, elem_shape, channels, height, width, kernel, stride, padding, dilation,
                  weights, bias, pe, simd, acc_shape, arithmetic="multiply", window="register", weights_loaded=False,
-                 weight_ram_style=None, external_weights=False):
+                 weight_ram_style=None, external_weights=False, pack=1, multiplier="dsp"):
         # The blocks are built here so that bad parameters fail at construction with their own messages.
         if window not in ("register", "folded"):
             raise ValueError(f"window must be 'register' or 'folded', not {window!r}")
@@ -56,10 +57,14 @@ class Conv2dLayer(wiring.Component):
         if arithmetic == "multiply":
             self.mac_array = MacArray(in_shape=elem_shape, in_count=in_count, weights=weights, bias=bias, pe=pe,
                                       simd=simd, acc_shape=acc_shape, serial=serial, weights_loaded=weights_loaded,
-                                      weight_ram_style=weight_ram_style, external_weights=external_weights)
+                                      weight_ram_style=weight_ram_style, external_weights=external_weights,
+                                      pack=pack, multiplier=multiplier)
         elif arithmetic == "popcount":
             if weights_loaded:
                 raise ValueError("loaded weights (weights_loaded=True) need arithmetic='multiply', not 'popcount'")
+            if pack != 1 or multiplier != "dsp":
+                raise ValueError(f"a MAC variant (pack={pack!r}, multiplier={multiplier!r}) needs arithmetic='multiply', "
+                                 f"not 'popcount'")
             shape = Shape.cast(elem_shape)
             self.mac_array = BitMacArray(in_bits=shape.width, in_signed=shape.signed, in_count=in_count,
                                          weights=weights, weight_bits=1, bias=bias, pe=pe, simd=simd,

@@ -14,6 +14,12 @@ and cycle). Foldings are compared by their cost weighted by the scarcity of each
 (``Σ_r cost_r / budget_r``); a resource that overflows the budget is weighted up until the
 convolutions fit or no reweighting helps.
 
+A convolution whose MAC array can be built in more than one way at a folding (``variants(node, pe)``: the
+attributes of each, from the flow's estimate — ``{}``, ``{"pack": 2}`` for two PEs' products per DSP,
+``{"multiplier": "logic"}`` for products in LUTs; by default only ``{}``) has a choice for each: the node the
+cost sees carries the variant's attributes, and the pick sets them — the cheaper by the same weighting, at the
+same frame time (the first variant on a tie).
+
 The pipeline is balanced: for a per-frame cycle target ``T``, each convolution takes its
 cheapest folding that computes a frame in at most ``T`` cycles — no layer is folded faster than
 it needs (:meth:`Folder.pick`; the flow's ``--fps`` gives ``T``). :func:`apply` looks for the
@@ -31,15 +37,19 @@ from dataclasses import dataclass
 from typing import Callable, Mapping
 
 from ..errors import FoldingError, UnsupportedError
-from ..ir import Add, AvgPool, Conv2d, ConvTranspose2d, Graph, MaxPool, MulShift, Threshold
+from ..ir import Add, AvgPool, Conv2d, ConvTranspose2d, Graph, MaxPool, MulShift, Node, Threshold
 from .choose_windows import has_window
 
 __all__ = ["apply", "divisors", "window_size", "pixel_cycles", "foldable", "pointwise", "standalone_requantizer",
-           "floor_cycles", "with_manual", "Choice",
+           "floor_cycles", "with_manual", "Choice", "VARIANT_KEYS",
            "Folder"]
 
 Cost = Callable[[object, int, int], Mapping[str, float]]
 Cycles = Callable[[object, int, int], int]
+Variants = Callable[[object, int], tuple]
+
+#: The node attributes a MAC variant sets (:data:`Variants`).
+VARIANT_KEYS = ("pack", "multiplier")
 
 #: How often the resources that overflow are weighted up (×4 each time) before a target counts as unreachable.
 REWEIGHTS = 6
@@ -177,6 +187,10 @@ class Choice:
     simd: int
     cycles: int
     spent: Mapping[str, float]
+    #: the MAC variant's node attributes, as sorted pairs (empty: the plain array)
+    variant: tuple = ()
+    #: its place among the variants offered (ties go to the earlier)
+    rank: int = 0
 
 
 class Folder:
@@ -185,14 +199,16 @@ class Folder:
     ``free`` lists the convolutions without a complete manual folding; ``fixed_cycles`` is the
     frame time of the manually folded ones (0 if none)."""
 
-    def __init__(self, graph: Graph, *, cost: Cost, cycles: Cycles | None = None):
+    def __init__(self, graph: Graph, *, cost: Cost, cycles: Cycles | None = None, variants: Variants | None = None):
         self.graph = graph
+        self.variants = variants or (lambda node, pe: ({},))
+        self.cost = cost
         convs = foldable(graph)
         for node in convs:
             if getattr(node.op, "groups", 1) != 1 and not (isinstance(node.op, Conv2d) and node.op.channelwise):
                 raise UnsupportedError(f"layer {node.name!r}: grouped convolution (groups={node.op.groups}) "
                                        f"has no hardware yet; use groups=1")
-        frame_time = cycles or (lambda node, pe, simd: pixel_cycles(graph, node, pe, simd))
+        self.frame_time = frame_time = cycles or (lambda node, pe, simd: pixel_cycles(graph, node, pe, simd))
         self.free = [n for n in convs if "pe" not in n.attrs or "simd" not in n.attrs]
         self.manual = [n for n in convs if "pe" in n.attrs and "simd" in n.attrs]
         self.fixed_cycles = max((frame_time(n, n.attrs["pe"], n.attrs["simd"]) for n in self.manual), default=0)
@@ -201,13 +217,36 @@ class Folder:
         for node in self.free:
             pes = [node.attrs["pe"]] if "pe" in node.attrs else divisors(graph.types[node.name].channels)
             simds = [node.attrs["simd"]] if "simd" in node.attrs else divisors(window_size(node.op))
-            self.choices[node.name] = [Choice(pe, simd, frame_time(node, pe, simd), dict(cost(node, pe, simd)))
-                                       for pe in pes for simd in simds]
+            self.choices[node.name] = [Choice(pe, simd, frame_time(node, pe, simd), spent, variant, rank)
+                                       for pe in pes for simd in simds
+                                       for rank, (variant, spent) in enumerate(self._variants(node, pe, simd))]
         #: the frame times worth trying: every choice's at or above the floor, and the floor
         self.targets = sorted({c.cycles for cs in self.choices.values() for c in cs if c.cycles >= self.floor}
                               | {self.floor})
         #: the least frame time every free convolution can meet
         self.fastest_cycles = max([min(c.cycles for c in cs) for cs in self.choices.values()] + [self.floor])
+
+    def _variants(self, node, pe: int, simd: int) -> list[tuple[int, dict]]:
+        """``(variant, cost)`` of each MAC variant the node may take at ``pe`` × ``simd`` (a variant as sorted
+        attribute pairs; the cost of the node with those attributes and without another variant's)."""
+        plain = _without_variant(node)
+        return [(tuple(sorted(attrs.items())), dict(self.cost(plain.with_attrs(**attrs), pe, simd)))
+                for attrs in self.variants(node, pe)]
+
+    def with_manual_variants(self, budget: Mapping[str, float]) -> "Folder":
+        """This folder, or one over the graph whose manually folded convolutions take their cheapest MAC variant by
+        the budget's weights (a manual folding names ``pe`` and ``simd``, not the variant)."""
+        weights = {key: 1 / max(limit, 1e-9) for key, limit in budget.items()}
+        chosen = {}
+        for node in self.manual:
+            variants = self._variants(node, node.attrs["pe"], node.attrs["simd"])
+            if len(variants) > 1:
+                chosen[node.name] = min(enumerate(variants), key=lambda v: (
+                    sum(v[1][1].get(k, 0) * w for k, w in weights.items()), v[0]))[1][0]
+        graph = self.graph.replace([_with_variant(n, chosen[n.name]) if n.name in chosen else n for n in self.graph])
+        if all(graph[name].attrs == self.graph[name].attrs for name in chosen):
+            return self
+        return Folder(graph, cost=self.cost, cycles=self.frame_time, variants=self.variants)
 
     @staticmethod
     def spent(picks: Mapping[str, Choice]) -> dict[str, float]:
@@ -231,7 +270,7 @@ class Folder:
                 if not within:
                     return {}, {"cycles": min(c.cycles for c in choices) - target}
                 picks[name] = min(within, key=lambda c: (sum(c.spent.get(k, 0) * w for k, w in weights.items()),
-                                                         c.cycles, -c.simd))
+                                                         c.cycles, -c.simd, c.rank))
             spent = self.spent(picks)
             over = {key: spent.get(key, 0) - limit for key, limit in budget.items() if spent.get(key, 0) > limit}
             if not over:
@@ -241,19 +280,52 @@ class Folder:
                 best = (worst, picks, over)
             for key in over:
                 weights[key] *= 4
-        return best[1], best[2]
+        picks = self._repair(best[1], target, budget)
+        spent = self.spent(picks)
+        over = {key: spent.get(key, 0) - limit for key, limit in budget.items() if spent.get(key, 0) > limit}
+        return (picks, {}) if not over else (best[1], best[2])
+
+    def _repair(self, picks: Mapping[str, Choice], target: float, budget: Mapping[str, float]) -> dict[str, Choice]:
+        """``picks`` changed one layer at a time towards fitting ``budget``: each step takes the change (another
+        choice meeting ``target``) that removes the most overflow per share of the budget it adds elsewhere,
+        never overflowing another resource. Reweighting moves every layer at once, from one resource's overflow
+        to another's; this trades a few layers (say, some MAC arrays into logic while the rest keep DSPs)."""
+        picks = dict(picks)
+        for _ in range(4 * len(picks)):
+            spent = self.spent(picks)
+            over = {key for key, limit in budget.items() if spent.get(key, 0) > limit}
+            if not over:
+                break
+            best = None
+            for name, current in picks.items():
+                for choice in self.choices[name]:
+                    if choice.cycles > target or choice is current:
+                        continue
+                    delta = {key: choice.spent.get(key, 0) - current.spent.get(key, 0) for key in budget}
+                    relief = sum(-delta[key] / max(budget[key], 1e-9) for key in over)
+                    if relief <= 0 or any(key not in over and spent.get(key, 0) + delta[key] > budget[key]
+                                          for key in budget):
+                        continue
+                    added = sum(max(delta[key], 0) / max(budget[key], 1e-9) for key in budget if key not in over)
+                    score = relief / (added + 1e-9)
+                    if best is None or score > best[0]:
+                        best = (score, name, choice)
+            if best is None:
+                break
+            picks[best[1]] = best[2]
+        return picks
 
     def fully_folded(self) -> dict[str, Choice]:
         """Every free convolution at its least folding: one output channel and one window element per cycle
         (or the manual one of the two, where one is given)."""
-        return {name: min(choices, key=lambda c: (c.pe, c.simd)) for name, choices in self.choices.items()}
+        return {name: min(choices, key=lambda c: (c.pe, c.simd, c.rank)) for name, choices in self.choices.items()}
 
     def cheapest_in(self, key: str, budget: Mapping[str, float]) -> dict[str, Choice]:
         """Each free convolution's folding that spends the least of ``key``, then the least of the rest
         (weighted by ``budget``), then the fastest."""
         weights = {k: 1 / max(limit, 1e-9) for k, limit in budget.items() if k != key}
         return {name: min(choices, key=lambda c: (c.spent.get(key, 0), sum(c.spent.get(k, 0) * w for k, w in
-                                                                             weights.items()), c.cycles))
+                                                                             weights.items()), c.cycles, c.rank))
                 for name, choices in self.choices.items()}
 
     def fastest(self, budget: Mapping[str, float]) -> tuple[int, dict[str, Choice]] | None:
@@ -282,21 +354,33 @@ class Folder:
         return self.targets[index - 1]
 
     def assign(self, picks: Mapping[str, Choice]) -> Graph:
-        """The graph with the picks' folding set on the free convolutions."""
-        return self.graph.replace([n.with_attrs(pe=picks[n.name].pe, simd=picks[n.name].simd)
-                                   if n.name in picks else n for n in self.graph])
+        """The graph with the picks' folding (and MAC variant) set on the free convolutions."""
+        def folded(node):
+            choice = picks[node.name]
+            return _with_variant(node, choice.variant).with_attrs(pe=choice.pe, simd=choice.simd)
+        return self.graph.replace([folded(n) if n.name in picks else n for n in self.graph])
+
+
+def _without_variant(node):
+    """``node`` without MAC variant attributes."""
+    return Node(node.name, node.op, node.inputs, {k: v for k, v in node.attrs.items() if k not in VARIANT_KEYS})
+
+
+def _with_variant(node, variant):
+    """``node`` with the MAC variant ``variant`` (sorted attribute pairs) and no other."""
+    return _without_variant(node).with_attrs(**dict(variant))
 
 
 def apply(graph: Graph, *, cost: Cost, budget: Mapping[str, float],
-          cycles: Cycles | None = None) -> tuple[Graph, bool]:
+          cycles: Cycles | None = None, variants: Variants | None = None) -> tuple[Graph, bool]:
     """Fold every free convolution to the highest throughput whose summed cost stays within ``budget``.
     Without a fitting folding every convolution takes its cheapest one (the flow's resource check then
     says by how much it does not fit)."""
     if not budget or any(limit <= 0 for limit in budget.values()):
         raise ValueError(f"the folding budget needs positive limits, not {dict(budget)!r}")
-    folder = Folder(graph, cost=cost, cycles=cycles)
+    folder = Folder(graph, cost=cost, cycles=cycles, variants=variants).with_manual_variants(budget)
     if not folder.free:
-        return graph, False
+        return folder.graph, folder.graph is not graph
     found = folder.fastest(budget)
     picks = found[1] if found else folder.pick(float("inf"), budget)[0]
     result = folder.assign(picks)

@@ -14,11 +14,13 @@ from pathlib import Path
 
 import pytest
 
+from hwseg import fold_to_board
 from hwseg.boards import load_board
 from hwseg.errors import DoesNotFitError, FoldingError
 from hwseg.estimate import estimate_graph
 from hwseg.estimate.cycles import window_kind
 from hwseg.estimate.dataflow import dataflow
+from hwseg.estimate.network import mac_variants
 from hwseg.flow import build, compile_graph
 from hwseg.passes import prepare_for_hardware, set_folding
 
@@ -38,18 +40,20 @@ def _board(**resources):
     return replace(board, resources={**board.resources, **resources})
 
 
-def _every_folding(graph, board):
-    """(pe/simd per convolution, estimate) for every legal folding of ``graph``."""
+def _every_folding(graph, board, variants=False):
+    """(pe/simd per convolution, estimate) for every legal folding of ``graph`` (``variants``: and every MAC variant
+    the estimator lists for each, :func:`hwseg.estimate.network.mac_variants`)."""
     convs = set_folding.foldable(graph)
-    options = [[(pe, simd) for pe in set_folding.divisors(n.op.out_channels)
-                for simd in set_folding.divisors(set_folding.window_size(n.op))] for n in convs]
+    options = [[(pe, simd, attrs) for pe in set_folding.divisors(n.op.out_channels)
+                for simd in set_folding.divisors(set_folding.window_size(n.op))
+                for attrs in (mac_variants(graph, n, pe, board.family) if variants else ({},))] for n in convs]
     for combo in itertools.product(*options):
         folded = graph
-        for node, (pe, simd) in zip(convs, combo):
-            folded = folded.with_attrs(node.name, pe=pe, simd=simd)
+        for node, (pe, simd, attrs) in zip(convs, combo):
+            folded = folded.with_attrs(node.name, pe=pe, simd=simd, **attrs)
         prepared = prepare_for_hardware(folded, cost=lambda node, pe, simd: {}, budget={"lut": 1}, dataflow=dataflow,
                                         window_kind=window_kind)
-        yield dict(zip((n.name for n in convs), combo)), estimate_graph(prepared, board)
+        yield {n.name: (pe, simd) for n, (pe, simd, _) in zip(convs, combo)}, estimate_graph(prepared, board)
 
 
 def _folding(design):
@@ -58,8 +62,14 @@ def _folding(design):
 
 # ---- the highest throughput that fits -------------------------------------------------------------
 
+@pytest.fixture
+def plain_macs(monkeypatch):
+    """The folder without MAC variants (one DSP per product), as the brute force below enumerates."""
+    monkeypatch.setattr(fold_to_board, "mac_variants", lambda graph, node, pe, family: ({},))
+
+
 @pytest.mark.parametrize("dsp", [12, 30, 60, 220])
-def test_the_fastest_fitting_folding_is_found(dsp):
+def test_the_fastest_fitting_folding_is_found(dsp, plain_macs):
     board = _board(dsp=dsp)
     graph = _graph()
     best = max(estimate.fps for _, estimate in _every_folding(graph, board) if not estimate.overflows())
@@ -68,7 +78,21 @@ def test_the_fastest_fitting_folding_is_found(dsp):
     assert design.estimate.fps == pytest.approx(best, rel=1e-9), (dsp, _folding(design))
 
 
-def test_the_pipeline_is_balanced():
+@pytest.mark.parametrize("dsp,lut", [(6, 53_200), (6, 9_000)])
+def test_the_fastest_fitting_folding_with_mac_variants_is_found(dsp, lut):
+    """With two products per DSP48 and products in logic to choose from, on a board short of DSPs (and then
+    also of LUTs): the folder finds the fastest design brute force finds over every folding and variant."""
+    board = _board(dsp=dsp, lut=lut)
+    graph = _graph(size=6, width=4)
+    best = max(estimate.fps for _, estimate in _every_folding(graph, board, variants=True) if not estimate.overflows())
+    plain = max(estimate.fps for _, estimate in _every_folding(graph, board) if not estimate.overflows())
+    design = compile_graph(graph, board, estimate_only=True)
+    assert not design.estimate.overflows()
+    assert design.estimate.fps == pytest.approx(best, rel=1e-9), (dsp, lut, _folding(design))
+    assert best > plain
+
+
+def test_the_pipeline_is_balanced(plain_macs):
     """No convolution is folded faster than the slowest layer needs: a cheaper folding of each would
     make the whole design slower."""
     board = _board(dsp=60)
@@ -121,7 +145,7 @@ def test_examples_fit_and_reach_the_roofline_or_name_what_limits_them(name):
 # ---- fps targets ----------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("fps", [20_000, 60_000, 150_000, 300_000])
-def test_fps_target_takes_the_smallest_folding_that_meets_it(fps):
+def test_fps_target_takes_the_smallest_folding_that_meets_it(fps, plain_macs):
     board = load_board("pynq-z2")
     graph = _graph()
     design = compile_graph(graph, board, fps=fps, estimate_only=True)
@@ -164,7 +188,7 @@ def test_fps_above_the_stream_bound_names_the_best_fps():
                     rf"\(limit: the stream bound: layer \w+ moves {best.roofline.stream_cycles:,} beats", message), message
 
 
-def test_fps_beyond_the_resources_names_the_best_fps_and_the_resource():
+def test_fps_beyond_the_resources_names_the_best_fps_and_the_resource(plain_macs):
     board = _board(dsp=30)
     best = compile_graph(_graph(), board, estimate_only=True).estimate
     assert best.fps < best.roofline.stream_fps   # DSP-bound, not stream-bound

@@ -156,3 +156,50 @@ def test_the_fully_folded_and_the_cheapest_in_one_resource():
     assert {(c.pe, c.simd) for c in folder.cheapest_in("dsp", {"dsp": 10, "lut": 10}).values()} == {(1, 1)}
     least_lut = folder.cheapest_in("lut", {"dsp": 10, "lut": 10})
     assert (least_lut["c1"].pe, least_lut["c1"].simd) == (8, 1) and (least_lut["c2"].pe, least_lut["c2"].simd) == (6, 1)
+
+
+def _variant_cost(node, pe, simd):
+    """Two lanes per DSP when packed, for a few LUTs per shared multiplier; products in logic: many LUTs."""
+    lanes = pe * simd
+    if node.attrs.get("multiplier") == "logic":
+        return {"dsp": 0, "lut": 100 * lanes}
+    pack = node.attrs.get("pack", 1)
+    return {"dsp": lanes / pack, "lut": 10 * lanes * (pack - 1)}
+
+
+def _variants(node, pe):
+    return ({}, {"pack": 2}, {"multiplier": "logic"}) if pe % 2 == 0 else ({}, {"multiplier": "logic"})
+
+
+def _mac(node):
+    return node.attrs.get("pack", 1), node.attrs.get("multiplier", "dsp")
+
+
+def test_mac_variants_are_chosen_where_the_weighted_cost_is_lower():
+    # DSPs scarce, LUTs plenty: every convolution at an even pe packs; the same DSPs then go faster
+    scarce = {"dsp": 40, "lut": 100_000}
+    chosen, _ = set_folding.apply(_graph(), cost=_variant_cost, budget=scarce, variants=_variants)
+    plain, _ = set_folding.apply(_graph(), cost=_variant_cost, budget=scarce)
+    convs = [n for n in chosen if isinstance(n.op, Conv2d)]
+    for node in convs:
+        assert _mac(node) in ((2, "dsp"), (1, "logic")) if node.attrs["pe"] % 2 == 0 else _mac(node) == (1, "logic")
+        assert _mac(plain[node.name]) == (1, "dsp")
+    lanes = lambda graph: min(n.attrs["pe"] * n.attrs["simd"] for n in graph if isinstance(n.op, Conv2d))
+    assert lanes(chosen) > lanes(plain)
+    # no DSP at all: every product in logic
+    none, _ = set_folding.apply(_graph(), cost=_variant_cost, budget={"dsp": 1e-3, "lut": 100_000}, variants=_variants)
+    assert all(_mac(n) == (1, "logic") for n in none if isinstance(n.op, Conv2d))
+    # LUTs scarce and DSPs plenty: the plain arrays, with no variant attribute
+    roomy, _ = set_folding.apply(_graph(), cost=_variant_cost, budget={"dsp": 10_000, "lut": 50}, variants=_variants)
+    assert not any(key in n.attrs for n in roomy for key in set_folding.VARIANT_KEYS)
+
+
+def test_a_manual_folding_takes_its_cheapest_variant_and_a_refold_drops_a_stale_one():
+    graph = set_folding.with_manual(_graph(), {"c1": {"pe": 4, "simd": 9}})
+    # 36 lanes by the budget's weights: plain 36/40 = 0.9, packed 18/40 + 360/5000 = 0.52, logic 3600/5000 = 0.72
+    folded, changed = set_folding.apply(graph, cost=_variant_cost, budget={"dsp": 40, "lut": 5000},
+                                        variants=_variants)
+    assert changed and _mac(folded["c1"]) == (2, "dsp") and folded["c1"].attrs["pe"] == 4
+    stale = _graph().replace([n.with_attrs(pack=2) if n.name == "c2" else n for n in _graph()])
+    refolded, _ = set_folding.apply(stale, cost=_variant_cost, budget={"dsp": 10_000, "lut": 50}, variants=_variants)
+    assert _mac(refolded["c2"]) == (1, "dsp") and "pack" not in refolded["c2"].attrs

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from hwseg.boards import RESOURCES, load_board
+from hwseg.estimate import network
 from hwseg.estimate.html import report_html
 from hwseg.estimate.roofline import roofline
 from hwseg.flow import build
@@ -124,10 +125,8 @@ def test_every_chart_holds_every_layer_with_the_bottleneck_marked(built):
             assert row["text"][1] == f"{layer.resources.as_dict()[metric]:,}", (metric, row)
 
 
-def test_roofline_figures_are_the_boards(built):
-    design, html, report = built
-    graph, board = design.graph, load_board("pynq-z2")
-    # int8_tiny is all int8: every MAC lane is one DSP, so the compute bound is clock · DSPs / MACs.
+def _int8_tiny_bounds(graph, board):
+    """int8_tiny's MACs per frame and its stream bound (fps), counted from the graph."""
     macs, stream = 0, 0
     for node in graph:
         out = graph.types[node.name]
@@ -138,12 +137,30 @@ def test_roofline_figures_are_the_boards(built):
         if isinstance(node.op, (Conv2d, MaxPool)):
             x, (ph, pw) = graph.input_types(node.name)[0], node.op.padding
             stream = max(stream, (x.height + 2 * ph) * (x.width + 2 * pw))
-    clock = board.clock_mhz * 1e6
-    compute_fps, stream_fps = clock * board.resources["dsp"] / macs, clock / stream
+    return macs, board.clock_mhz * 1e6 / stream
+
+
+def test_with_one_dsp_per_lane_the_compute_bound_is_clock_dsps_over_macs(built, monkeypatch):
+    """int8_tiny is all int8: with only the plain MAC arrays (one DSP a lane) the compute bound is
+    clock · DSPs / MACs; with two lanes per DSP48 and products in logic to mix in, it is higher."""
+    design, _, _ = built
+    graph, board = design.graph, load_board("pynq-z2")
+    macs, stream_fps = _int8_tiny_bounds(graph, board)
+    mixed = roofline(graph, board)
+    monkeypatch.setattr(network, "mac_variants", lambda graph, node, pe, family: ({},))
+    plain = roofline(graph, board)
+    assert plain.binding == "dsp"
+    assert plain.compute_fps == pytest.approx(board.clock_mhz * 1e6 * board.resources["dsp"] / macs, rel=1e-9)
+    assert plain.stream_fps == mixed.stream_fps == pytest.approx(stream_fps, rel=1e-12)
+    assert mixed.compute_fps > 1.5 * plain.compute_fps
+
+
+def test_roofline_figures_are_the_boards(built):
+    design, html, report = built
+    graph, board = design.graph, load_board("pynq-z2")
+    _, stream_fps = _int8_tiny_bounds(graph, board)
     roof = roofline(graph, board)
-    assert roof.binding == "dsp"
-    assert roof.compute_fps == pytest.approx(compute_fps, rel=1e-12)
-    assert roof.stream_fps == pytest.approx(stream_fps, rel=1e-12)
+    clock, compute_fps, label = board.clock_mhz * 1e6, roof.compute_fps, roof.binding.upper()
 
     achieved = clock / max(layer.cycles for layer in design.estimate.layers)
     figures = parse(html).figures
@@ -152,13 +169,13 @@ def test_roofline_figures_are_the_boards(built):
     assert figures["estimated"] == f"{achieved:,.1f} fps"
     assert figures["share of the compute bound"] == f"{100 * achieved / compute_fps:.1f} %"
     roofline_chart = parse(html).charts["roofline"]
-    assert [row["layer"] for row in roofline_chart] == ["estimated", "compute bound (DSP)", "stream bound"]
-    assert "DSP-bound" in design.files()["report.md"] and f"{compute_fps:,.1f} fps" in design.files()["report.md"]
+    assert [row["layer"] for row in roofline_chart] == ["estimated", f"compute bound ({label})", "stream bound"]
+    assert f"{label}-bound" in design.files()["report.md"] and f"{compute_fps:,.1f} fps" in design.files()["report.md"]
     assert f"{compute_fps:,.1f} fps" in design.table()
 
     assert report["roofline"]["compute_fps"] == pytest.approx(compute_fps, abs=1e-3)
     assert report["roofline"]["stream_fps"] == pytest.approx(stream_fps, abs=1e-3)
-    assert report["roofline"]["binding_resource"] == "dsp"
+    assert report["roofline"]["binding_resource"] == roof.binding
     assert report["roofline"]["achieved_fraction"] == pytest.approx(achieved / compute_fps, abs=1e-6)
     assert report["limit"] == design.estimate.limit
 

@@ -108,6 +108,25 @@ def test_matches_golden_under_stalls(name):
     _check(got, acc, pe)
 
 
+@pytest.mark.parametrize("variant", [{"pack": 2}, {"multiplier": "logic"}], ids=["packed", "logic"])
+@pytest.mark.parametrize("window", ["register", "folded"])
+def test_mac_variants_match_golden_under_stalls(variant, window):
+    """A 3×3 convolution whose MAC array packs two PEs per multiplier or multiplies in logic, with its window in
+    registers or served from memory: every channel of every output pixel as golden."""
+    config = (unsigned(8), 4, 6, 7, 4, (3, 3), (1, 1), (1, 1), (1, 1), 2, 2, 8)
+    elem_shape, cin, height, width, cout, kernel, stride, padding, dilation, pe, simd, _ = config
+    w4, bias, x = _stimulus(config, np.random.default_rng(zlib.crc32(f"{variant}/{window}".encode())))
+    dut = Conv2dLayer(elem_shape=elem_shape, channels=cin, height=height, width=width, kernel=kernel, stride=stride,
+                      padding=padding, dilation=dilation, weights=_window_weights(w4), bias=bias.tolist(), pe=pe,
+                      simd=simd, acc_shape=_acc_shape(w4, bias, elem_shape), window=window, **variant)
+    acc = conv2d(x, w4, bias, stride, padding, dilation)
+    frames, _, ho, wo = acc.shape
+    beats = _pixel_beats(x) if window == "register" else [
+        pixel[k:k + simd] for pixel in _pixel_beats(x) for k in range(0, cin, simd)]
+    got = run_stream_test(dut, beats, frames * ho * wo * (cout // pe), seed=11, valid_prob=0.6, ready_prob=0.6)
+    _check(got, acc, pe)
+
+
 # name: as CONFIGS, with simd dividing C_in (the folded window serves simd channels of a tap per beat)
 FOLDED = {
     "3x3-p1-u8-pe2-simd1":        (unsigned(8), 4, 6, 7, 4, (3, 3), (1, 1), (1, 1), (1, 1), 2, 1, 8),
@@ -187,6 +206,10 @@ GOOD = dict(elem_shape=unsigned(8), channels=2, height=5, width=6, kernel=(3, 3)
     # the window kind
     (dict(window="memory"), ValueError, "window must be 'register' or 'folded', not 'memory'"),
     (dict(window="folded"), ValueError, "simd must divide the 2 channels (one of 1, 2), not 9"),
+    # MAC variants
+    (dict(pack=2, pe=1), ValueError, "pack=2 pairs the PEs and needs an even pe, not 1"),
+    (dict(arithmetic="popcount", weights=[[1] * 18] * 4, pack=2), ValueError,
+     "a MAC variant (pack=2, multiplier='dsp') needs arithmetic='multiply', not 'popcount'"),
 ])
 def test_constructor_errors(change, error, message):
     with pytest.raises(error, match=f"^{re.escape(message)}$"):

@@ -127,6 +127,88 @@ def test_extremes_fit_the_tight_width(in_shape, sign):
                  acc_shape=narrower)
 
 
+# name: (C_out, in_count, pe, simd, in_shape, weight bits) of arrays whose PEs are paired on the multipliers
+PACKED_FOLDINGS = {
+    "pe2-simd9-u8": (6, 27, 2, 9, unsigned(8), 8),
+    "pe6-simd27-s8": (6, 27, 6, 27, signed(8), 8),
+    "pe4-simd1-u8-4bit": (8, 6, 4, 1, unsigned(8), 4),
+    "pe2-simd3-s3-2bit": (4, 6, 2, 3, signed(3), 2),
+}
+
+
+@pytest.mark.parametrize("serial", [False, True], ids=["vector", "serial"])
+@pytest.mark.parametrize("rate", ["full", "stalls"])
+@pytest.mark.parametrize("name", list(PACKED_FOLDINGS))
+def test_packed_matches_golden(name, rate, serial):
+    """pack=2: two PEs' products from one multiplier, every channel of every beat as golden."""
+    cout, count, pe, simd, in_shape, bits = PACKED_FOLDINGS[name]
+    rng = np.random.default_rng(zlib.crc32(f"packed/{'serial/' * serial}{name}/{rate}".encode()))
+    weights = _narrow_weights(rng, cout, count, bits)
+    bias = rng.integers(-300, 301, size=cout)
+    lo, hi = elem_range(in_shape)
+    vectors = np.concatenate([rng.integers(lo, hi + 1, size=(3, count)), _extreme_vectors(weights, in_shape)]).tolist()
+    dut = MacArray(in_shape=in_shape, in_count=count, weights=weights.tolist(), bias=bias.tolist(), pe=pe,
+                   simd=simd, acc_shape=_tight_shape(weights, bias, in_shape), serial=serial, pack=2)
+    assert dut.multipliers == pe * simd // 2
+    beats = _serial_beats(vectors, cout // pe, simd) if serial else vectors
+    got = run_stream_test(dut, beats, len(vectors) * cout // pe, seed=6, valid_prob=RATES[rate][0],
+                          ready_prob=RATES[rate][1])
+    _check(got, _golden(weights, bias, vectors), pe)
+
+
+@pytest.mark.parametrize("in_shape", [unsigned(8), signed(8)], ids=["u8", "s8"])
+def test_packed_edge_values(in_shape):
+    """Every pairing of the edge weights −127, 127, 0 in the low and the high lane against the edge inputs
+    (0, 255 unsigned; −128, 127, 0 signed), where the low lane's borrow and the products' extremes meet."""
+    edges = [-127, 127, 0, -1, 1]
+    pairs = [(lo, hi) for lo in edges for hi in edges]
+    count = 4
+    weights = [[w] * count for pair in pairs for w in pair]           # PE 2j: the low lane, 2j+1: the high
+    bias = [0] * len(weights)
+    inputs = [0, 255, 1, 128] if not in_shape.signed else [-128, 127, 0, -1]
+    vectors = [[x] * count for x in inputs] + [inputs]
+    acc_shape = _tight_shape(weights, bias, in_shape)
+    dut = MacArray(in_shape=in_shape, in_count=count, weights=weights, bias=bias, pe=len(weights), simd=2,
+                   acc_shape=acc_shape, pack=2)
+    # u8 × ±127 spans ±32,385 (16 bits signed), s8 × ±127 ±16,256 (15); the packed weight 8 bits above that
+    spacing = 15 if in_shape.signed else 16
+    assert dut.lane_spacing == spacing and dut.multiplicand_shape == signed(spacing + 8)
+    got = run_stream_test(dut, vectors, len(vectors), seed=8, valid_prob=0.6, ready_prob=0.6)
+    _check(got, _golden(weights, bias, vectors), len(weights))
+
+
+@pytest.mark.parametrize("serial", [False, True], ids=["vector", "serial"])
+@pytest.mark.parametrize("name", list(FOLDINGS))
+def test_logic_multipliers_match_golden(name, serial):
+    """multiplier='logic': shift-and-add products (signed and unsigned inputs, 2- to 8-bit weights) as golden."""
+    cout, count, pe, simd, in_shape, bits = FOLDINGS[name]
+    rng = np.random.default_rng(zlib.crc32(f"logic/{'serial/' * serial}{name}".encode()))
+    weights = _narrow_weights(rng, cout, count, bits)
+    bias = rng.integers(-300, 301, size=cout)
+    lo, hi = elem_range(in_shape)
+    vectors = np.concatenate([rng.integers(lo, hi + 1, size=(3, count)), _extreme_vectors(weights, in_shape)]).tolist()
+    dut = MacArray(in_shape=in_shape, in_count=count, weights=weights.tolist(), bias=bias.tolist(), pe=pe, simd=simd,
+                   acc_shape=_tight_shape(weights, bias, in_shape), serial=serial, multiplier="logic")
+    beats = _serial_beats(vectors, cout // pe, simd) if serial else vectors
+    got = run_stream_test(dut, beats, len(vectors) * cout // pe, seed=10, valid_prob=0.6, ready_prob=0.6)
+    _check(got, _golden(weights, bias, vectors), pe)
+
+
+def test_packed_and_logic_timing_equals_plain():
+    """Packing or products in logic change no cycle: the same input and output cycles at full rate."""
+    rng = np.random.default_rng(9)
+    weights, bias = _narrow_weights(rng, 4, 6, 8).tolist(), [3, -2, 1, 0]
+    vectors = rng.integers(0, 256, size=(4, 6)).tolist()
+    timing = []
+    for pack, multiplier in ((1, "dsp"), (2, "dsp"), (1, "logic")):
+        dut = MacArray(in_shape=unsigned(8), in_count=6, weights=weights, bias=bias, pe=2, simd=3,
+                       acc_shape=signed(24), pack=pack, multiplier=multiplier)
+        in_cycles, out_cycles, got = measure_full_rate(dut, vectors, len(vectors) * 2)
+        _check(got, _golden(weights, bias, vectors), 2)
+        timing.append((in_cycles, out_cycles, dut.latency, dut.cycles_per_vector))
+    assert timing[0] == timing[1] == timing[2]
+
+
 def test_no_bias_and_unsigned_acc():
     weights = [[1, 2, 3], [0, 0, 1]]
     vectors = [[7, 7, 7], [0, 1, 2], [5, 0, 0]]
@@ -184,6 +266,11 @@ def _args(**overrides):
     (dict(simd=4), ValueError, r"simd must divide in_count=6 \(one of 1, 2, 3, 6\), not 4"),
     (dict(simd=True), ValueError, r"simd must be a positive integer, not True"),
     (dict(acc_shape=None), TypeError, r"acc_shape must be a shape, not None"),
+    (dict(pack=3), ValueError, r"pack must be 1 \(a multiplier per product\) or 2 \(two PEs per multiplier\), not 3"),
+    (dict(pack=2, pe=1), ValueError, r"pack=2 pairs the PEs and needs an even pe, not 1"),
+    (dict(multiplier="lut"), ValueError, r"multiplier must be 'dsp' or 'logic', not 'lut'"),
+    (dict(multiplier="logic", pack=2), ValueError,
+     r"products in logic \(multiplier='logic'\) are not packed: pack must be 1, not 2"),
     (dict(acc_shape=signed(11)), ValueError,
      r"acc_shape signed\(11\) cannot hold the accumulator range \[0, 1530\] .* which needs unsigned\(11\)"),
     (dict(acc_shape=unsigned(11), bias=[0, 0, 0, -1]), ValueError,

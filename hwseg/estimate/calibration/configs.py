@@ -8,6 +8,9 @@ Each configuration is one hardware component as the backend emits it, described 
   layer's lowering, its estimate the layer's estimate without the stitching in front of it;
 * a stitching block (``fifo``, ``lanes``, ``fork``): built directly from its parameters.
 
+A configuration that names ``families`` is synthesized for those only (packed MAC arrays, ``pack=2``, exist only
+where a DSP48 takes two products).
+
 :func:`held_out` splits them deterministically: within each kind, in name order, every third
 configuration (the 2nd, 5th, …) is held out; the formulas' constants are fitted on the others.
 """
@@ -61,6 +64,22 @@ CONFIGS: tuple[dict, ...] = (
     # constants are not fitted on one configuration
     _c("conv_sweep_3x3_c16_k8_pe2_s4_folded", "conv", cin=16, cout=8, h=6, w=12, kernel=(3, 3), padding=(1, 1),
        pe=2, simd=4, window="folded"),
+    # (added later, named to sort last) two PEs' products per DSP48 (``pack=2``), on the Xilinx families only
+    _c("conv_zpack_1x1_c16_k16_pe8_s8", "conv", cin=16, cout=16, h=6, w=6, kernel=(1, 1), pe=8, simd=8, pack=2,
+       families=("xc7", "xcup")),
+    _c("conv_zpack_3x3_c4_k8_pe4_s12", "conv", cin=4, cout=8, h=6, w=6, kernel=(3, 3), padding=(1, 1), pe=4,
+       simd=12, pack=2, families=("xc7", "xcup")),
+    _c("conv_zpack_3x3_c8_k8_pe2_s9", "conv", cin=8, cout=8, h=12, w=12, kernel=(3, 3), padding=(1, 1), pe=2,
+       simd=9, pack=2, families=("xc7", "xcup")),
+    _c("conv_zpack_3x3_w4a8_c8_k8_pe8_s18", "conv", cin=8, cout=8, h=6, w=6, kernel=(3, 3), padding=(1, 1), pe=8,
+       simd=18, weight_bits=4, pack=2, families=("xc7", "xcup")),
+    _c("conv_zpack_3x3_c16_k8_pe2_s4_folded", "conv", cin=16, cout=8, h=6, w=12, kernel=(3, 3), padding=(1, 1),
+       pe=2, simd=4, window="folded", pack=2, families=("xc7", "xcup")),
+    # (added later, named to sort last) shift-and-add products in logic (``multiplier="logic"``)
+    _c("conv_zlogic_3x3_c4_k4_pe2_s6", "conv", cin=4, cout=4, h=6, w=6, kernel=(3, 3), padding=(1, 1), pe=2, simd=6,
+       multiplier="logic"),
+    _c("conv_zlogic_3x3_c8_k8_pe2_s9", "conv", cin=8, cout=8, h=12, w=12, kernel=(3, 3), padding=(1, 1), pe=2, simd=9,
+       multiplier="logic"),
     # binary-weight convolutions on 2-bit activations (bit planes and popcounts)
     _c("bitconv_1x1_c16_k8_pe4_s8", "bitconv", cin=16, cout=8, h=6, w=6, kernel=(1, 1), pe=4, simd=8),
     _c("bitconv_3x3_c4_k8_pe8_s36", "bitconv", cin=4, cout=8, h=6, w=6, kernel=(3, 3), padding=(1, 1), pe=8,
@@ -194,6 +213,7 @@ def layer_graph(spec: dict) -> tuple[Graph, str]:
         nodes = [Node("x", Input((spec["cin"], spec["h"], spec["w"]), UInt(bits))),
                  Node("layer", _conv(rng, spec, bipolar=kind == "bitconv"), ("x",),
                       {"pe": spec["pe"], "simd": spec["simd"],
+                       **{key: spec[key] for key in ("pack", "multiplier") if key in spec},
                        **({} if spec.get("window") == "auto" else {"window_request": spec.get("window", "register")})})]
     elif kind == "affine":
         c = spec["cin"]

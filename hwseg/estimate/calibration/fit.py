@@ -99,8 +99,11 @@ def terms_config(spec: dict, family: str, prepare: Prepare) -> tuple[dict, R.Res
     return dict(by_part), fixed
 
 
-def fit_constants(results: dict, prepare: Prepare) -> dict:
-    """Constants ``{family: {part: {lut, ff}}}`` fitted on the fitting set (not the held-out one)."""
+def fit_constants(results: dict, prepare: Prepare, *, only: tuple[str, ...] | None = None,
+                  current: dict | None = None) -> dict:
+    """Constants ``{family: {part: {lut, ff}}}`` fitted on the fitting set (not the held-out one). ``only``: fit
+    these parts and keep every other at its value in ``current`` (the constants file's ``constants``), whose
+    share comes off the synthesized counts (a new part calibrated without moving the others)."""
     from scipy.optimize import nnls
 
     constants: dict = {}
@@ -115,10 +118,14 @@ def fit_constants(results: dict, prepare: Prepare) -> dict:
             a = np.array([[t.get(part, [0.0, 0.0])[column] for part in parts] for t in terms])
             b = np.array([float(r["totals"][resource]) for _, r in rows])
             weight = 1.0 / np.maximum(b, FLOORS[resource])
-            # structural parts keep their constant 1: what they take comes off the synthesized counts
-            fixed = [j for j, part in enumerate(parts) if part in STRUCTURAL]
-            b = b - a[:, fixed].sum(axis=1)
-            used = [j for j, part in enumerate(parts) if np.any(a[:, j] != 0) and part not in STRUCTURAL]
+            # structural parts keep their constant 1 (and with ``only``, the others their current constant): what
+            # they take comes off the synthesized counts
+            kept = {part: (1.0 if part in STRUCTURAL else current.get(family, {}).get(part, {}).get(resource, 1.0))
+                    for part in parts if part in STRUCTURAL or (only is not None and part not in only)}
+            for part, value in kept.items():
+                constants[family][part][resource] = value
+            b = b - sum(a[:, j] * kept[part] for j, part in enumerate(parts) if part in kept)
+            used = [j for j, part in enumerate(parts) if np.any(a[:, j] != 0) and part not in kept]
             if not used:
                 continue
             solution, _ = nnls(a[:, used] * weight[:, None], b * weight)
