@@ -253,13 +253,19 @@ def _dram_fifos(graph: Graph, node, family: str, uram: bool) -> R.Resources:
 
 #: The narrowest weights whose products the folder may put in logic (``{"multiplier": "logic"}``).
 LOGIC_WEIGHT_BITS = 8
+#: Whether the folder offers products in logic at all. Off for now: with them, the example designs' RTL
+#: simulations (Icarus above all) took CI from 24 to 41 minutes, iCE40 builds moved their products off the
+#: SB_MAC16s, and the leanest DRAM design of a real-size network no longer fitted pynq-z2 (the folder's cheapest
+#: fallbacks pick LUT-hungry variants); ``MacArray(multiplier="logic")`` and its estimate are built and checked.
+LOGIC_PRODUCTS = False
 
 
-def mac_variants(graph: Graph, node, pe: int, family: str) -> tuple[dict, ...]:
+def mac_variants(graph: Graph, node, pe: int, family: str, logic: bool | None = None) -> tuple[dict, ...]:
     """The ways a convolution's MAC array may be built at ``pe`` on ``family``, as node attributes: always the
     plain array (``{}``); for an integer-weight Conv2d also two PEs' products per DSP48 where that fits
     (``{"pack": 2}``, :func:`.resources.packings`) and, for weights of :data:`LOGIC_WEIGHT_BITS` or more, products
-    in logic where they would take DSPs (``{"multiplier": "logic"}``). Binary, channelwise and transposed convolutions have only the plain one."""
+    in logic where they would take DSPs (``{"multiplier": "logic"}``; only with ``logic``, by default
+    :data:`LOGIC_PRODUCTS`). Binary, channelwise and transposed convolutions have only the plain one."""
     op, x = node.op, graph.input_types(node.name)[0]
     if not isinstance(op, Conv2d) or op.channelwise or isinstance(op.weight_type, Bipolar):
         return ({},)
@@ -268,7 +274,7 @@ def mac_variants(graph: Graph, node, pe: int, family: str) -> tuple[dict, ...]:
     if 2 in R.packings(in_bits, weight_bits, pe, family):
         variants.append({"pack": 2})
     # (8-bit weights only for now: the estimate of narrower ones in logic was 35 % high on held-out data)
-    if weight_bits >= LOGIC_WEIGHT_BITS and R.dsp_per_product(in_bits + 1, weight_bits, family,
+    if (LOGIC_PRODUCTS if logic is None else logic) and weight_bits >= LOGIC_WEIGHT_BITS and R.dsp_per_product(in_bits + 1, weight_bits, family,
                                                               y_bits=in_bits + weight_bits):
         variants.append({"multiplier": "logic"})
     return tuple(variants)

@@ -136,24 +136,31 @@ PACKED_FOLDINGS = {
 }
 
 
+def _check_variant(folding, tag, rate, serial, **variant):
+    """A MAC variant on random and extreme vectors (every channel's maximum and minimum) of ``folding``, under
+    the stream ``rate``, against golden; the array built."""
+    cout, count, pe, simd, in_shape, bits = folding
+    rng = np.random.default_rng(zlib.crc32(f"{tag}/{'serial/' * serial}/{rate}".encode()))
+    weights = _narrow_weights(rng, cout, count, bits)
+    bias = rng.integers(-300, 301, size=cout)
+    lo, hi = elem_range(in_shape)
+    vectors = np.concatenate([rng.integers(lo, hi + 1, size=(3, count)), _extreme_vectors(weights, in_shape)]).tolist()
+    dut = MacArray(in_shape=in_shape, in_count=count, weights=weights.tolist(), bias=bias.tolist(), pe=pe, simd=simd,
+                   acc_shape=_tight_shape(weights, bias, in_shape), serial=serial, **variant)
+    beats = _serial_beats(vectors, cout // pe, simd) if serial else vectors
+    got = run_stream_test(dut, beats, len(vectors) * cout // pe, seed=6, valid_prob=RATES[rate][0],
+                          ready_prob=RATES[rate][1])
+    _check(got, _golden(weights, bias, vectors), pe)
+    return dut
+
+
 @pytest.mark.parametrize("serial", [False, True], ids=["vector", "serial"])
 @pytest.mark.parametrize("rate", ["full", "stalls"])
 @pytest.mark.parametrize("name", list(PACKED_FOLDINGS))
 def test_packed_matches_golden(name, rate, serial):
     """pack=2: two PEs' products from one multiplier, every channel of every beat as golden."""
-    cout, count, pe, simd, in_shape, bits = PACKED_FOLDINGS[name]
-    rng = np.random.default_rng(zlib.crc32(f"packed/{'serial/' * serial}{name}/{rate}".encode()))
-    weights = _narrow_weights(rng, cout, count, bits)
-    bias = rng.integers(-300, 301, size=cout)
-    lo, hi = elem_range(in_shape)
-    vectors = np.concatenate([rng.integers(lo, hi + 1, size=(3, count)), _extreme_vectors(weights, in_shape)]).tolist()
-    dut = MacArray(in_shape=in_shape, in_count=count, weights=weights.tolist(), bias=bias.tolist(), pe=pe,
-                   simd=simd, acc_shape=_tight_shape(weights, bias, in_shape), serial=serial, pack=2)
-    assert dut.multipliers == pe * simd // 2
-    beats = _serial_beats(vectors, cout // pe, simd) if serial else vectors
-    got = run_stream_test(dut, beats, len(vectors) * cout // pe, seed=6, valid_prob=RATES[rate][0],
-                          ready_prob=RATES[rate][1])
-    _check(got, _golden(weights, bias, vectors), pe)
+    dut = _check_variant(PACKED_FOLDINGS[name], f"packed/{name}", rate, serial, pack=2)
+    assert dut.multipliers == dut.pe * dut.simd // 2
 
 
 @pytest.mark.parametrize("in_shape", [unsigned(8), signed(8)], ids=["u8", "s8"])
@@ -181,17 +188,7 @@ def test_packed_edge_values(in_shape):
 @pytest.mark.parametrize("name", list(FOLDINGS))
 def test_logic_multipliers_match_golden(name, serial):
     """multiplier='logic': shift-and-add products (signed and unsigned inputs, 2- to 8-bit weights) as golden."""
-    cout, count, pe, simd, in_shape, bits = FOLDINGS[name]
-    rng = np.random.default_rng(zlib.crc32(f"logic/{'serial/' * serial}{name}".encode()))
-    weights = _narrow_weights(rng, cout, count, bits)
-    bias = rng.integers(-300, 301, size=cout)
-    lo, hi = elem_range(in_shape)
-    vectors = np.concatenate([rng.integers(lo, hi + 1, size=(3, count)), _extreme_vectors(weights, in_shape)]).tolist()
-    dut = MacArray(in_shape=in_shape, in_count=count, weights=weights.tolist(), bias=bias.tolist(), pe=pe, simd=simd,
-                   acc_shape=_tight_shape(weights, bias, in_shape), serial=serial, multiplier="logic")
-    beats = _serial_beats(vectors, cout // pe, simd) if serial else vectors
-    got = run_stream_test(dut, beats, len(vectors) * cout // pe, seed=10, valid_prob=0.6, ready_prob=0.6)
-    _check(got, _golden(weights, bias, vectors), pe)
+    _check_variant(FOLDINGS[name], f"logic/{name}", "stalls", serial, multiplier="logic")
 
 
 def test_packed_and_logic_timing_equals_plain():
