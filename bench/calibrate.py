@@ -159,7 +159,8 @@ def cmd_fit(args) -> int:
     F.reload_constants()
     held = F.error_table(results, prepare)
     fitted = F.error_table(results, prepare, held_out=False)
-    DOCS.write_text(F.calibration_markdown(held, fitted, data))
+    command = "python bench/calibrate.py fit" + (f" --parts {args.parts}" if args.parts else "")
+    DOCS.write_text(F.calibration_markdown(held, fitted, data, command))
     print("fitting set:\n" + F.format_table(fitted) + "\n\nheld-out set:\n" + F.format_table(held))
     return 0
 
