@@ -236,13 +236,13 @@ class Folder:
     def with_manual_variants(self, budget: Mapping[str, float]) -> "Folder":
         """This folder, or one over the graph whose manually folded convolutions take their cheapest MAC variant by
         the budget's weights (a manual folding names ``pe`` and ``simd``, not the variant)."""
-        weights = {key: 1 / max(limit, 1e-9) for key, limit in budget.items()}
+        weights = _scarcity(budget)
         chosen = {}
         for node in self.manual:
             variants = self._variants(node, node.attrs["pe"], node.attrs["simd"])
             if len(variants) > 1:
                 chosen[node.name] = min(enumerate(variants), key=lambda v: (
-                    sum(v[1][1].get(k, 0) * w for k, w in weights.items()), v[0]))[1][0]
+                    _weighted(v[1][1], weights), v[0]))[1][0]
         graph = self.graph.replace([_with_variant(n, chosen[n.name]) if n.name in chosen else n for n in self.graph])
         if all(graph[name].attrs == self.graph[name].attrs for name in chosen):
             return self
@@ -261,7 +261,7 @@ class Folder:
         """The cheapest folding of each free convolution that meets ``target`` cycles per frame, and the
         resources by which the picks overflow ``budget`` (empty: they fit). Resources that overflow
         are weighted up and the picks taken again, a few times, before the overflow is returned."""
-        weights = {key: 1 / max(limit, 1e-9) for key, limit in budget.items()}
+        weights = _scarcity(budget)
         best = None
         for _ in range(REWEIGHTS + 1):
             picks = {}
@@ -269,8 +269,7 @@ class Folder:
                 within = [c for c in choices if c.cycles <= target]
                 if not within:
                     return {}, {"cycles": min(c.cycles for c in choices) - target}
-                picks[name] = min(within, key=lambda c: (sum(c.spent.get(k, 0) * w for k, w in weights.items()),
-                                                         c.cycles, -c.simd, c.rank))
+                picks[name] = min(within, key=lambda c: (_weighted(c.spent, weights), c.cycles, -c.simd, c.rank))
             spent = self.spent(picks)
             over = {key: spent.get(key, 0) - limit for key, limit in budget.items() if spent.get(key, 0) > limit}
             if not over:
@@ -359,6 +358,16 @@ class Folder:
             choice = picks[node.name]
             return _with_variant(node, choice.variant).with_attrs(pe=choice.pe, simd=choice.simd)
         return self.graph.replace([folded(n) if n.name in picks else n for n in self.graph])
+
+
+def _scarcity(budget: Mapping[str, float]) -> dict[str, float]:
+    """The weight of each resource in a cost comparison: one over its budget."""
+    return {key: 1 / max(limit, 1e-9) for key, limit in budget.items()}
+
+
+def _weighted(spent: Mapping[str, float], weights: Mapping[str, float]) -> float:
+    """``Σ_r spent_r · weight_r``."""
+    return sum(spent.get(key, 0) * weight for key, weight in weights.items())
 
 
 def _without_variant(node):
