@@ -54,6 +54,7 @@ def component(spec: dict):
     from hwseg.hw.fifo import StreamFIFO
     from hwseg.hw.fork import StreamFork
     from hwseg.hw.lanes import LaneConverter
+    from hwseg.hw.skid import SkidBuffer
 
     kind = spec["kind"]
     if kind == "fifo":
@@ -63,6 +64,8 @@ def component(spec: dict):
                              out_lanes=spec["out_lanes"])
     if kind == "fork":
         return StreamFork(payload_shape=unsigned(spec["width"]), outputs=spec["outputs"])
+    if kind == "skid":
+        return SkidBuffer(payload_shape=unsigned(spec["width"]))
     graph, name = C.layer_graph(spec)
     prepared = prepare(graph)
     (lowered,) = [node for node in lower_graph(prepared) if node.name == name]
@@ -118,7 +121,7 @@ def cmd_synth(args) -> int:
                 continue
             todo.append((key, spec, family, verilog, digest))
     # the quick components and families first: an interrupted run still covers every component
-    order = ("fifo", "lanes", "fork", "concat", "add", "argmax", "mulshift", "threshold", "affine", "maxpool",
+    order = ("fifo", "lanes", "fork", "skid", "concat", "add", "argmax", "mulshift", "threshold", "affine", "maxpool",
              "avgpool", "upsample", "transposed", "bitconv", "conv")
     todo.sort(key=lambda item: (order.index(item[1]["kind"]), families.index(item[2])))
     print(f"{len(todo)} syntheses to run ({len(specs) * len(families) - len(todo)} cached)", file=sys.stderr)

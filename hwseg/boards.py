@@ -71,6 +71,7 @@ class Board:
     bram_kbits: int = 18  # the size of one block RAM
     bram_name: str = "BRAM18"  # what reports call one block RAM
     nextpnr: tuple[str, ...] = ()  # nextpnr device options (Lattice parts only)
+    clock_pin: str = ""  # the pin of the board's oscillator (Lattice parts): where --pnr places the clock input
     dram: Dram | None = None  # the DRAM for activations, if the flow can reach one
     no_dram: str = ""  # why not, where it cannot
     board_files: str = ""  # Vivado board files ("vendor:board") of a Zynq board: its PS's DDR and MIO preset
@@ -118,6 +119,7 @@ def _read(path: Path) -> Board:
                      bram_kbits=int(raw["bram_kbits"]), bram_name=str(raw["bram_name"]),
                      board_files=str(raw.get("board_files", "")),
                      nextpnr=tuple(str(option) for option in raw.get("nextpnr", ())), dram=_dram(raw),
+                     clock_pin=str(raw.get("clock_pin", "")),
                      no_dram=str(raw.get("dram", {}).get("none", "")))
     except (tomllib.TOMLDecodeError, KeyError, TypeError, ValueError) as error:
         raise BoardError(f"board file {path} is malformed ({error!r}); fix it or remove it") from None

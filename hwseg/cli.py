@@ -98,7 +98,7 @@ def _cmd_build(args) -> int:
         _bitstream_defaults(args)
     _progress(f"{'estimating' if args.estimate_only else 'compiling'} {args.model} for {args.board}")
     design = build(args.model, args.board, input_size=args.input, estimate_only=args.estimate_only, fps=args.fps,
-                   folding=args.folding, offchip=args.offchip, clock_mhz=args.clock)
+                   folding=args.folding, offchip=args.offchip, clock_mhz=args.clock, multipliers=args.multipliers)
     if args.synth or args.pnr:
         design.synthesize(pnr=args.pnr, progress=_progress)
     if args.deploy:
@@ -160,7 +160,7 @@ def _cmd_sim(args) -> int:
     from .flow import build
 
     _progress(f"compiling {args.model} for {args.board}")
-    design = build(args.model, args.board, input_size=args.input, offchip=args.offchip)
+    design = build(args.model, args.board, input_size=args.input, offchip=args.offchip, multipliers=args.multipliers)
     driver = "the generated harness" if args.harness == "native" else "cocotb"
     _progress(f"simulating {2 + args.frames} frames with {args.simulator} through {driver} (2 without stalls to "
               f"measure cycles, {args.frames} with tvalid gaps and tready backpressure at p={args.stall})")
@@ -243,6 +243,10 @@ def _parser() -> argparse.ArgumentParser:
                              help="which line buffers and skip FIFOs may live in DRAM, behind one AXI4 master "
                                   "port: auto (default on boards with DRAM: on chip if the design fits, else the "
                                   "biggest buffers first until it does), none, or all (every one that can)")
+        command.add_argument("--multipliers", choices=("auto", "dsp"), default="auto",
+                             help="where int8 products go: auto (default) puts some in LUTs on Xilinx parts when "
+                                  "DSPs alone hold the frame rate back (more LUTs, a faster design); dsp keeps "
+                                  "every product on DSPs")
 
     build = commands.add_parser(
         "build", help="compile a checkpoint to Verilog with a resource and throughput report",

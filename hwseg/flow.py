@@ -27,10 +27,10 @@ from . import __version__
 from .backend import Accelerator, emit_verilog, lower_graph, port_list
 from .backend.top import REGION_ALIGN
 from .boards import Board, load_board
-from .errors import DoesNotFitError, HwsegError, InputSizeError
+from .errors import DoesNotFitError, FoldingError, HwsegError, InputSizeError
 from .estimate import NetworkEstimate, report_dict, report_markdown, report_table
 from .estimate.html import report_html
-from .fold_to_board import check_weights_fit, could_fit, fold, read_folding
+from .fold_to_board import MULTIPLIERS, check_weights_fit, could_fit, fold, read_folding
 from .ir import Graph, IRError
 from .offchip import AUTO_LADDER, check_mode, place
 from .passes import set_folding
@@ -178,7 +178,8 @@ def _type_dict(tensor_type) -> dict:
 def compile_graph(graph: Graph, board: Board | str, *, name: str | None = None,
                   checkpoint: dict | None = None, estimate_only: bool = False, fps: float | None = None,
                   folding: Mapping | str | os.PathLike | None = None,
-                  resize: Callable[[tuple[int, int]], Graph] | None = None, offchip: str | None = None) -> Design:
+                  resize: Callable[[tuple[int, int]], Graph] | None = None, offchip: str | None = None,
+                  multipliers: str = "auto") -> Design:
     """Fold, estimate, check the fit and generate the accelerator for ``graph`` on ``board``
     (``estimate_only``: stop after the estimate, no Verilog).
 
@@ -188,16 +189,20 @@ def compile_graph(graph: Graph, board: Board | str, *, name: str | None = None,
     already set on a node count as manual too. ``resize`` (the same network at another input size)
     lets the error of a design that does not fit say at which input size it would. ``offchip`` (``none``,
     ``all``, ``auto``; default ``auto`` where the board has DRAM for activations) says which buffers may go to
-    DRAM (:mod:`hwseg.offchip`)."""
+    DRAM (:mod:`hwseg.offchip`). ``multipliers``: ``auto`` puts int8 products in logic where DSPs alone hold the
+    frame rate back (Xilinx parts), ``dsp`` keeps every product on DSPs."""
     board = load_board(board) if isinstance(board, str) else board
     mode = check_mode(offchip, board)
+    if multipliers not in MULTIPLIERS:
+        raise FoldingError(f"multipliers must be one of {', '.join(MULTIPLIERS)}, not {multipliers!r}")
     name = module_name(name or graph.name)
     if folding is not None:
         manual = read_folding(folding)
         graph = set_folding.with_manual(graph, manual)
         if resize is not None:
             resize = lambda size, resize=resize: set_folding.with_manual(resize(size), manual)
-    prepared, estimate = _fold_and_place(graph, board, mode, fps=fps, estimate_only=estimate_only, resize=resize)
+    prepared, estimate = _fold_and_place(graph, board, mode, fps=fps, estimate_only=estimate_only, resize=resize,
+                                         logic=multipliers == "auto")
     prepared = _weight_ram_styles(prepared, estimate)
     if estimate_only:
         return Design(name, prepared, estimate, None, [], {})
@@ -267,7 +272,7 @@ def _dram_manifest(top: Accelerator, board: Board, estimate: NetworkEstimate) ->
     }
 
 
-def _fold_and_place(graph: Graph, board: Board, mode: str, *, fps, estimate_only: bool, resize):
+def _fold_and_place(graph: Graph, board: Board, mode: str, *, fps, estimate_only: bool, resize, logic: bool):
     """Fold ``graph`` with its buffers placed as ``mode`` says (``auto``: on chip if that fits; else, down
     :data:`hwseg.offchip.AUTO_LADDER`, the first placement whose cheapest design could fit — a quick estimate
     without the skip FIFOs, most of which then go to DRAM — folded in full, and the next if that does not fit)."""
@@ -279,9 +284,9 @@ def _fold_and_place(graph: Graph, board: Board, mode: str, *, fps, estimate_only
 
     if mode != "auto":
         candidate, moved = placed(None if mode == "none" else 1)
-        return fold(candidate, board, fps=fps, estimate_only=estimate_only, resize=moved)
+        return fold(candidate, board, fps=fps, estimate_only=estimate_only, resize=moved, logic=logic)
     try:
-        prepared, estimate = fold(graph, board, fps=fps, estimate_only=True, resize=resize)
+        prepared, estimate = fold(graph, board, fps=fps, estimate_only=True, resize=resize, logic=logic)
     except DoesNotFitError:      # (an --fps out of reach on chip)
         estimate = None
     if estimate is not None and not estimate.overflows():
@@ -293,13 +298,13 @@ def _fold_and_place(graph: Graph, board: Board, mode: str, *, fps, estimate_only
     for threshold in ladder[:-1]:
         candidate, moved = placed(threshold)
         try:
-            prepared, estimate = fold(candidate, board, fps=fps, estimate_only=True, resize=moved)
+            prepared, estimate = fold(candidate, board, fps=fps, estimate_only=True, resize=moved, logic=logic)
         except DoesNotFitError:
             continue
         if not estimate.overflows():
             return prepared, estimate
     candidate, moved = placed(ladder[-1])
-    return fold(candidate, board, fps=fps, estimate_only=estimate_only, resize=moved)
+    return fold(candidate, board, fps=fps, estimate_only=estimate_only, resize=moved, logic=logic)
 
 
 def load_graph(path: str | os.PathLike, *, input_size: tuple[int, int] | None = None):
@@ -322,9 +327,10 @@ def load_graph(path: str | os.PathLike, *, input_size: tuple[int, int] | None = 
 def build(path: str | os.PathLike, board: str = "pynq-z2", *, input_size: tuple[int, int] | None = None,
           estimate_only: bool = False, fps: float | None = None,
           folding: Mapping | str | os.PathLike | None = None, offchip: str | None = None,
-          clock_mhz: float | None = None) -> Design:
+          clock_mhz: float | None = None, multipliers: str = "auto") -> Design:
     """Compile the checkpoint at ``path`` for ``board`` (nothing is written; see :meth:`Design.write`);
-    ``fps`` and ``folding`` as in :func:`compile_graph`; ``clock_mhz``: the board at that clock, not its own."""
+    ``fps``, ``folding`` and ``multipliers`` as in :func:`compile_graph`; ``clock_mhz``: the board at that clock,
+    not its own."""
     board = load_board(board)  # an unknown board fails before any work
     if clock_mhz is not None:
         board = board.with_clock(clock_mhz)
@@ -333,5 +339,5 @@ def build(path: str | os.PathLike, board: str = "pynq-z2", *, input_size: tuple[
     graph, checkpoint = load_graph(path, input_size=input_size)
     return compile_graph(graph, board, name=graph.name, checkpoint=checkpoint, estimate_only=estimate_only,
                          fps=fps, folding=manual, resize=lambda size: load_graph(path, input_size=size)[0],
-                         offchip=offchip)
+                         offchip=offchip, multipliers=multipliers)
 

@@ -27,9 +27,13 @@ from .estimate.report import resource_label
 from .ir import Conv2d, ConvTranspose2d, Graph, MulShift, Threshold
 from .estimate.offchip import uses_dram
 from .offchip import pair_weight_rams, size_staging
-from .passes import lanes_for_hardware, prepare_for_hardware, set_folding, size_fifos
+from .passes import lanes_for_hardware, prepare_for_hardware, register_ready, set_folding, size_fifos
 
-__all__ = ["fold", "read_folding", "FIT_ROUNDS"]
+__all__ = ["fold", "read_folding", "FIT_ROUNDS", "MULTIPLIERS"]
+
+#: Where products may go: ``auto`` (on DSPs, and in logic where DSPs alone hold the frame rate back, see
+#: ``_best_fit``) or ``dsp`` (on DSPs only)
+MULTIPLIERS = ("auto", "dsp")
 
 #: Full estimates tried while the folding learns what the rest of the design takes (see ``_fit``).
 FIT_ROUNDS = 8
@@ -132,6 +136,7 @@ def _quick_estimate(folder, picks, board):
     """The estimate without the FIFOs on the inputs of joins (the slow part of the passes)."""
     graph = lanes_for_hardware(folder.assign(picks), window_kind=window_kind)
     graph, _ = size_fifos.apply(graph)
+    graph, _ = register_ready.apply(graph)
     return _paired(size_staging(graph, _frame_cycles(folder, picks)), board)[1]
 
 
@@ -225,7 +230,7 @@ def _limit(folder, fit: _Fit, board) -> str:
     if name in {n.name for n in folder.manual}:
         return (f"the manual folding of layer {name} (pe {node.attrs['pe']}, simd {node.attrs['simd']}): "
                 f"{cycles:,} cycles per frame")
-    faster = folder.faster_than(fit.target) if name in folder.choices and cycles <= fit.target else None
+    faster = _next_faster(folder, fit, board) if name in folder.choices and cycles <= fit.target else None
     if faster is None:
         if roof is not None and cycles <= roof.stream_cycles:
             return (f"the stream bound: layer {roof.stream_layer} moves {roof.stream_cycles:,} beats per frame, "
@@ -233,11 +238,8 @@ def _limit(folder, fit: _Fit, board) -> str:
         if name in folder.choices:
             return f"layer {name} at its fastest folding: {cycles:,} cycles per frame"
         return f"layer {name} ({type(node.op).__name__}): {cycles:,} cycles per frame whatever the folding"
+    faster, need, over = faster
     available = dict(board.resources)
-    picks, _ = folder.pick(faster, {key: available[key] - fit.rest[key] for key in available})
-    spent = folder.spent(picks)
-    need = {key: fit.rest[key] + spent.get(key, 0) for key in available}
-    over = [key for key in available if need[key] > available[key]]
     if not over:   # the cost model let it through, the full estimate did not: name the fullest resource
         used = estimate.total.as_dict()
         key = max(available, key=lambda k: used.get(k, 0) / available[k])
@@ -249,11 +251,60 @@ def _limit(folder, fit: _Fit, board) -> str:
             + ", ".join(f"{_figures(need[key], available[key])} {resource_label(key, board)}" for key in over))
 
 
-def _folder(graph: Graph, board) -> set_folding.Folder:
-    """The folder of ``graph`` on ``board``: each convolution's legal foldings, their costs and cycles."""
+def _next_faster(folder, fit: _Fit, board) -> tuple[int, dict, list] | None:
+    """``(cycles, need, over)`` of the next folding faster than ``fit``'s: its frame time, what it would take of
+    each of the board's resources (the rest of the design and its folding costs) and those it would overflow;
+    None when no folding is faster."""
+    faster = folder.faster_than(fit.target)
+    if faster is None:
+        return None
+    available = dict(board.resources)
+    picks, _ = folder.pick(faster, {key: available[key] - fit.rest[key] for key in available})
+    spent = folder.spent(picks)
+    need = {key: fit.rest[key] + spent.get(key, 0) for key in available}
+    return faster, need, [key for key in available if need[key] > available[key]]
+
+
+def _folder(graph: Graph, board, *, logic: bool = False) -> set_folding.Folder:
+    """The folder of ``graph`` on ``board``: each convolution's legal foldings, their costs and cycles, and the
+    MAC variants offered (``logic``: products in logic too, :func:`.estimate.network.mac_variants`)."""
     folder = set_folding.Folder(graph, cost=_folding_cost(graph, board), cycles=_folding_cycles(graph),
-                                variants=lambda node, pe: mac_variants(graph, node, pe, board.family))
+                                variants=lambda node, pe: mac_variants(graph, node, pe, board.family, logic=logic))
     return folder.with_manual_variants(board.resources)
+
+
+def _offers_logic(graph: Graph, board) -> bool:
+    """Whether some convolution of ``graph`` could take its products in logic on ``board``."""
+    return any(len(mac_variants(graph, node, 1, board.family, logic=True))
+               > len(mac_variants(graph, node, 1, board.family, logic=False)) for node in set_folding.foldable(graph))
+
+
+def _dsp_bound(folder, fit: _Fit, board) -> bool:
+    """Whether DSPs alone keep ``fit`` from a faster design: the next faster folding overflows the DSPs and not
+    the LUTs, or (nothing fits) the design overflows the DSPs."""
+    if fit.target is None:
+        return "dsp" in fit.estimate.overflows()
+    faster = _next_faster(folder, fit, board)
+    return faster is not None and "dsp" in faster[2] and "lut" not in faster[2]
+
+
+def _best_fit(graph: Graph, board, *, logic: bool = True) -> tuple[set_folding.Folder, _Fit]:
+    """The folder and the fastest design that fits ``board`` (or the nearest to fitting).
+
+    The MAC arrays are first folded with their products on DSPs (one or two per DSP48). Only when DSPs alone
+    hold that design back are products in logic offered too, and their design is taken when it fits and is
+    faster: offered everywhere, they would spend LUTs where DSPs are to spare, and a design's products in logic
+    cost more to simulate. ``logic=False``: never."""
+    folder = _folder(graph, board)
+    fit = _fit(folder, board)
+    if not logic or not _offers_logic(graph, board) or not _dsp_bound(folder, fit, board):
+        return folder, fit
+    trading = _folder(graph, board, logic=True)
+    traded = _fit(trading, board)
+    if traded.target is not None and (fit.target is None
+                                      or traded.estimate.cycles_per_frame < fit.estimate.cycles_per_frame):
+        return trading, traded
+    return folder, fit
 
 
 def _granule(resize, height: int, width: int, graphs: dict) -> int:
@@ -350,27 +401,30 @@ def _does_not_fit(fit: _Fit, board, resize) -> str:
             + ", ".join(f"{layer.name} ({layer.resources.as_dict().get(worst, 0):,})" for layer in takers))
 
 
-def fold(graph: Graph, board, *, fps: float | None, estimate_only: bool, resize):
+def fold(graph: Graph, board, *, fps: float | None, estimate_only: bool, resize, logic: bool = True):
     """The prepared graph and its estimate (with its ``limit``), folded to ``fps`` or to the highest
-    throughput that fits; a design that does not fit is an error unless ``estimate_only``."""
-    folder = _folder(graph, board)
+    throughput that fits; a design that does not fit is an error unless ``estimate_only``. ``logic``: products may
+    go to logic where DSPs alone fall short (``_best_fit``)."""
     clock = board.clock_mhz * 1e6
     if fps is not None:
         if isinstance(fps, bool) or not isinstance(fps, (int, float)) or not 0 < fps < math.inf:
             raise FoldingError(f"the frame-rate target must be a positive number of frames per second, not {fps!r}")
         target = math.floor(clock / fps)
-        fit = _fit(folder, board, target) if target >= folder.fastest_cycles else None
-        if fit is None or fit.target is None or fit.estimate.cycles_per_frame > target:
-            best = _fit(folder, board)
-            if best.target is None:
-                check_weights_fit(best.estimate, board)
-                raise DoesNotFitError(_does_not_fit(best, board, resize))
-            raise DoesNotFitError(f"--fps {_rate(fps)} is out of reach on {board.name}: the best is "
-                                  f"{_rate(best.estimate.fps)} fps (limit: {_limit(folder, best, board)})")
-        limit = (f"the requested frame rate (--fps {_rate(fps)}, {target:,} cycles per frame): each layer is folded "
-                 f"no faster than it needs")
-        return fit.prepared, replace(fit.estimate, limit=limit)
-    fit = _fit(folder, board)
+        folders = [_folder(graph, board)] + ([_folder(graph, board, logic=True)]
+                                             if logic and _offers_logic(graph, board) else [])
+        for folder in folders:      # products in logic only where DSPs alone miss the target
+            fit = _fit(folder, board, target) if target >= folder.fastest_cycles else None
+            if fit is not None and fit.target is not None and fit.estimate.cycles_per_frame <= target:
+                limit = (f"the requested frame rate (--fps {_rate(fps)}, {target:,} cycles per frame): each layer is "
+                         f"folded no faster than it needs")
+                return fit.prepared, replace(fit.estimate, limit=limit)
+        folder, best = _best_fit(graph, board, logic=logic)
+        if best.target is None:
+            check_weights_fit(best.estimate, board)
+            raise DoesNotFitError(_does_not_fit(best, board, resize))
+        raise DoesNotFitError(f"--fps {_rate(fps)} is out of reach on {board.name}: the best is "
+                              f"{_rate(best.estimate.fps)} fps (limit: {_limit(folder, best, board)})")
+    folder, fit = _best_fit(graph, board, logic=logic)
     if fit.target is None:
         if not estimate_only:
             check_weights_fit(fit.estimate, board)

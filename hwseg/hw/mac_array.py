@@ -74,7 +74,8 @@ class MacArray(wiring.Component):
     cycle one fold ``(nf, sf)`` (``SF = in_count / simd``; ``nf`` outer, ``sf`` inner) is issued:
     slice ``sf`` of the held vector (``simd`` elements) and the ``pe × simd`` weights of the fold,
     read from a synchronous :class:`~amaranth.lib.memory.Memory` ROM of ``NF·SF`` words, are
-    multiplied in the cycle the fold issues (the ROM reads one fold ahead) and the ``pe × simd``
+    multiplied in the cycle the fold issues (the ROM reads one fold ahead, and so does a register of the slice
+    where ``SF > 1``: the multipliers start at registers) and the ``pe × simd``
     products registered (stage 1); they are reduced per PE by balanced adder trees into a register
     (stage 2); the PE accumulators start from the bias (a second ROM of ``NF``
     words, or constants when ``NF = 1``) on ``sf = 0`` and add each tree sum; after ``sf = SF − 1``
@@ -391,7 +392,20 @@ class MacArray(wiring.Component):
             read = rom.read_port()
             m.d.comb += [read.addr.eq(next_fold), read.en.eq(en)]
             fold_weights = read.data
-        x0 = i.payload.as_value() if self.serial else _slice_select(m, vec, sf, xw * simd, sf_count)
+        if self.serial:
+            x0 = i.payload.as_value()
+        elif sf_count == 1:
+            x0 = vec
+        else:
+            # The slice select reads ahead too: a register holds slice `sf` of the held vector, so that the
+            # multipliers start at a register and not at the fold counter behind an SF:1 multiplexer. It loads the
+            # next fold's slice as a fold issues; slice 0 of the input while no vector is held or the last fold
+            # issues (the only times a vector is taken). Its data is a function of registers alone: the stage
+            # enable, which the ready path drives, only enables it.
+            x0 = Signal(xw * simd)
+            following = _slice_select(m, vec, Mux(sf == sf_count - 1, 0, sf + 1), xw * simd, sf_count)
+            with m.If(~have | en):
+                m.d.sync += x0.eq(Mux(~have | last_fold, i.payload.as_value()[:xw * simd], following))
 
         def x_elem(s):
             value = x0.word_select(s, xw)

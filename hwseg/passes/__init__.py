@@ -4,11 +4,11 @@ A pass checks what it requires on entry and what it ensures on exit, and fails l
 (``UnsupportedError`` naming the node) when it cannot handle a node.
 """
 
-from . import (annotate_lanes, choose_windows, place_line_buffers, place_fifos, set_folding, size_fifos,
-               size_skip_fifos)
+from . import (annotate_lanes, choose_windows, place_line_buffers, place_fifos, register_ready, set_folding,
+               size_fifos, size_skip_fifos)
 
-__all__ = ["annotate_lanes", "choose_windows", "place_line_buffers", "place_fifos", "set_folding", "size_fifos",
-           "size_skip_fifos", "prepare_for_hardware", "lanes_for_hardware"]
+__all__ = ["annotate_lanes", "choose_windows", "place_line_buffers", "place_fifos", "register_ready", "set_folding",
+           "size_fifos", "size_skip_fifos", "prepare_for_hardware", "lanes_for_hardware"]
 
 
 def lanes_for_hardware(graph, *, window_kind):
@@ -23,8 +23,9 @@ def prepare_for_hardware(graph, *, cost, budget, dataflow, window_kind):
     """The pass pipeline the backend needs: folding (within ``budget`` under ``cost``, see
     :mod:`.set_folding`), window kinds (``window_kind``, see :mod:`.choose_windows`), stream lanes,
     FIFOs in front of window layers, FIFOs on the inputs of joins (from the ``dataflow`` model, see
-    :mod:`.size_skip_fifos`), and those of them that go to DRAM (as the input node's
-    ``attrs["offchip_fifos"]`` says: ``{"min_bits": ..., "memory": ...}`` for :mod:`.place_fifos`, or None)."""
+    :mod:`.size_skip_fifos`), those of them that go to DRAM (as the input node's
+    ``attrs["offchip_fifos"]`` says: ``{"min_bits": ..., "memory": ...}`` for :mod:`.place_fifos`, or None), and
+    the skid buffers on the layer inputs that have no FIFO (:mod:`.register_ready`)."""
     graph, _ = set_folding.apply(graph, cost=cost, budget=budget)
     graph = lanes_for_hardware(graph, window_kind=window_kind)
     graph, _ = size_fifos.apply(graph)
@@ -32,4 +33,5 @@ def prepare_for_hardware(graph, *, cost, budget, dataflow, window_kind):
     policy = graph[graph.input].attrs.get("offchip_fifos")
     if policy is not None:
         graph, _ = place_fifos.apply(graph, min_bits=policy["min_bits"], memory=policy["memory"])
+    graph, _ = register_ready.apply(graph)
     return graph

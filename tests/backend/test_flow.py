@@ -84,3 +84,32 @@ def test_module_names():
     assert module_name("int8_tiny") == "int8_tiny"
     assert module_name("my-net.v2") == "my_net_v2"
     assert module_name("8bit") == "net_8bit"
+
+
+def test_the_skid_buffers_the_pass_asks_for_are_built_and_estimated(monkeypatch):
+    """Each nonzero ``skid_lanes`` entry is one SkidBuffer of that many lanes in the accelerator, and the estimate
+    charges one skid part of the same width for it."""
+    from amaranth.hdl import Fragment
+
+    from hwseg.backend import Accelerator, lower_graph
+    from hwseg.backend import top as top_module
+    from hwseg.estimate import estimate_graph
+    from hwseg.estimate import resources as R
+
+    design = compile_graph(_graph(), "pynq-z2")
+    graph = design.graph
+    asked = sorted(lanes * graph.input_types(n.name)[k].dtype.bits for n in graph
+                   for k, lanes in enumerate(n.attrs.get("skid_lanes", ())) if lanes)
+    assert asked, "the test network should need skid buffers"
+    built, original = [], top_module.Accelerator._skid
+
+    def record(m, name, producer, shape, lanes):
+        built.append(lanes * shape.width)
+        return original(m, name, producer, shape, lanes)
+    monkeypatch.setattr(top_module.Accelerator, "_skid", staticmethod(record))
+    Fragment.get(Accelerator(lower_graph(graph), in_channels=graph.input_type.channels,
+                             out_channels=graph.output_type.channels, out_pixels=graph.output_type.pixels), None)
+    assert sorted(built) == asked
+    with R.recording() as parts:
+        estimate_graph(graph, load_board("pynq-z2"))
+    assert sorted(ff - 1 for _, part, _, ff in parts if part == "skid") == asked

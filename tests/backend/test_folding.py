@@ -21,7 +21,7 @@ from hwseg.estimate import estimate_graph
 from hwseg.estimate.cycles import window_kind
 from hwseg.estimate.dataflow import dataflow
 from hwseg.estimate.network import mac_variants
-from hwseg.flow import build, compile_graph
+from hwseg.flow import build, compile_graph, load_graph
 from hwseg.passes import prepare_for_hardware, set_folding
 
 from .nets import two_conv_net
@@ -65,7 +65,7 @@ def _folding(design):
 @pytest.fixture
 def plain_macs(monkeypatch):
     """The folder without MAC variants (one DSP per product), as the brute force below enumerates."""
-    monkeypatch.setattr(fold_to_board, "mac_variants", lambda graph, node, pe, family: ({},))
+    monkeypatch.setattr(fold_to_board, "mac_variants", lambda graph, node, pe, family, logic=True: ({},))
 
 
 @pytest.mark.parametrize("dsp", [12, 30, 60, 220])
@@ -140,6 +140,36 @@ def test_examples_fit_and_reach_the_roofline_or_name_what_limits_them(name):
         assert float(match.group(2).replace(",", "")) > estimate.fps
         if ratio < 0.7:
             print(f"  below 70 % of the roofline: {estimate.limit}")
+
+
+# (issue 16) the frame rates estimated with one DSP per product, before MAC arrays took two products per DSP48
+# or products in logic: the target is 1.6 times these, and 12,000 fps for bfcn on pynq-z2
+ONE_DSP_PER_PRODUCT = [("bfcn_int8", "zcu104", 10_819), ("bfcn_int8", "ultra96-v2", 2_034),
+                       ("erfnet_tiny", "zcu104", 16_276), ("erfnet_tiny", "ultra96-v2", 2_712)]
+
+
+@pytest.mark.parametrize("name, board, before", ONE_DSP_PER_PRODUCT)
+def test_mac_variants_raise_the_frame_rate_by_more_than_half(name, board, before):
+    design = build(ROOT / "examples" / f"{name}.pt", board, estimate_only=True)
+    assert not design.estimate.overflows()
+    assert design.estimate.fps >= 1.6 * before, design.estimate.limit
+
+
+def test_products_go_to_logic_only_where_dsps_hold_the_design_back():
+    """bfcn on pynq-z2: DSPs alone stop it near 11,900 fps; products in logic for some layers take it past 12,000
+    within the board. ``multipliers="dsp"`` keeps every product on a DSP; a board short of LUTs, not DSPs, gets no
+    products in logic."""
+    auto = build(ROOT / "examples" / "bfcn.pt", "pynq-z2", estimate_only=True)
+    dsp = build(ROOT / "examples" / "bfcn.pt", "pynq-z2", estimate_only=True, multipliers="dsp")
+    in_logic = lambda design: [n.name for n in design.graph if n.attrs.get("multiplier") == "logic"]
+    assert not auto.estimate.overflows() and auto.estimate.fps >= 12_000 and in_logic(auto)
+    assert not in_logic(dsp) and dsp.estimate.fps < 12_000 and dsp.estimate.limit.startswith("DSP")
+    graph, _ = load_graph(ROOT / "examples" / "bfcn.pt")
+    lean = _board(lut=dsp.estimate.total.lut + 2_000)       # LUTs, not DSPs, hold this one back
+    short_of_luts = compile_graph(graph, lean, estimate_only=True)
+    assert not short_of_luts.estimate.overflows() and not in_logic(short_of_luts), short_of_luts.estimate.limit
+    with pytest.raises(FoldingError, match=r"^multipliers must be one of auto, dsp, not 'lut'$"):
+        compile_graph(_graph(), "pynq-z2", estimate_only=True, multipliers="lut")
 
 
 # ---- fps targets ----------------------------------------------------------------------------------

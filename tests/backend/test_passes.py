@@ -7,7 +7,7 @@ import pytest
 
 from hwseg.errors import UnsupportedError
 from hwseg.ir import ArgMax, Conv2d, Graph, Input, Int, MaxPool, MulShift, Node, UInt
-from hwseg.passes import annotate_lanes, choose_windows, set_folding, size_fifos
+from hwseg.passes import annotate_lanes, choose_windows, register_ready, set_folding, size_fifos
 
 
 def _graph(groups=1):
@@ -130,6 +130,32 @@ def test_fifos_in_front_of_window_layers_fed_by_layers():
     assert depths["c2"] == 2 * 16       # two rows of its 16-pixel-wide input
     assert depths["p"] == 2 * 8
     assert depths["r1"] == depths["a"] == 0
+
+
+def test_skid_buffers_where_no_fifo_breaks_the_ready_path():
+    """A skid buffer on each layer input without a FIFO, of the converter's narrower side, and in front of a
+    converter that feeds a FIFO; none behind the network input, in front of a requantizer, or where a FIFO sits
+    right behind the producer."""
+    graph, _ = _fold(_graph(), 100)
+    graph, _ = choose_windows.apply(graph, kind=_register_windows)
+    graph, _ = annotate_lanes.apply(graph)
+    graph, _ = size_fifos.apply(graph)
+    graph, changed = register_ready.apply(graph)
+    skids = {n.name: n.attrs.get("skid_lanes") for n in graph}
+    assert changed and skids["x"] is None
+    assert skids["c1"] == (0,)                  # fed by the input port
+    assert skids["r1"] == skids["r2"] == (0,)    # requantizers: the break is behind them
+    # a FIFO in front, behind a converter that gathers whole pixels: the break on the narrow side, in front of it
+    assert graph["r1"].attrs["out_lanes"] < graph["c2"].attrs["in_lanes"] and graph["c2"].attrs["fifo_depth"]
+    assert skids["c2"] == (graph["r1"].attrs["out_lanes"],) and skids["p"] == (graph["r2"].attrs["out_lanes"],)
+    whole = graph.replace([n.with_attrs(out_lanes=8) if n.name == "r1" else n for n in graph])
+    assert register_ready.apply(whole)[0]["c2"].attrs["skid_lanes"] == (0,)   # a FIFO right behind: none
+    assert skids["a"] == (6,)                   # the pooled pixels, 6 lanes, into the arg max
+    without_fifo = graph.replace([n.with_attrs(fifo_depth=0) if n.name == "c2" else n for n in graph])
+    again, _ = register_ready.apply(without_fifo)
+    assert again["c2"].attrs["skid_lanes"] == (min(graph["r1"].attrs["out_lanes"], graph["c2"].attrs["in_lanes"]),)
+    with pytest.raises(UnsupportedError, match="layer 'c1' has no stream lanes"):
+        register_ready.apply(_fold(_graph(), 100)[0])
 
 
 @pytest.mark.parametrize("entry, message", [

@@ -157,7 +157,8 @@ def test_missing_board_files_stop_the_build_with_one_line(tmp_path):
 @pytest.mark.parametrize("net,board_name,offchip", [("int8_tiny", "pynq-z2", None), ("int8_tiny", "zcu104", "all")])
 def test_deploy_is_byte_identical_when_rebuilt(net, board_name, offchip, tmp_path):
     first = deployed(net, board_name, offchip)
-    second = build(ROOT / "examples" / f"{net}.pt", board_name, offchip=offchip).with_deploy()   # again, from scratch
+    second = build(ROOT / "examples" / f"{net}.pt", board_name, offchip=offchip,
+                   multipliers="dsp").with_deploy()   # again, from scratch
     assert sorted(first.deploy) == sorted(f"deploy/{name}" for name in (
         "Makefile", "README.md", f"{first.name}_dma.v", "build.tcl", "example.py", "hwseg_driver/__init__.py",
         "hwseg_driver/spec.json", *(["hwseg_driver/weights.bin"] if offchip else [])))

@@ -147,7 +147,7 @@ def test_with_one_dsp_per_lane_the_compute_bound_is_clock_dsps_over_macs(built, 
     graph, board = design.graph, load_board("pynq-z2")
     macs, stream_fps = _int8_tiny_bounds(graph, board)
     mixed = roofline(graph, board)
-    monkeypatch.setattr(network, "mac_variants", lambda graph, node, pe, family: ({},))
+    monkeypatch.setattr(network, "mac_variants", lambda graph, node, pe, family, logic=True: ({},))
     plain = roofline(graph, board)
     assert plain.binding == "dsp"
     assert plain.compute_fps == pytest.approx(board.clock_mhz * 1e6 * board.resources["dsp"] / macs, rel=1e-9)

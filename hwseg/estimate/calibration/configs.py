@@ -6,7 +6,7 @@ Each configuration is one hardware component as the backend emits it, described 
   ``avgpool``, ``argmax``, ``transposed``, ``upsample``, ``add``, ``concat``): :func:`layer_graph`
   builds a small graph around it (seeded weights) with its folding set; the component is the
   layer's lowering, its estimate the layer's estimate without the stitching in front of it;
-* a stitching block (``fifo``, ``lanes``, ``fork``): built directly from its parameters.
+* a stitching block (``fifo``, ``lanes``, ``fork``, ``skid``): built directly from its parameters.
 
 A configuration that names ``families`` is synthesized for those only (packed MAC arrays, ``pack=2``, exist only
 where a DSP48 takes two products).
@@ -28,7 +28,7 @@ __all__ = ["CONFIGS", "LAYER_KINDS", "STITCH_KINDS", "layer_graph", "held_out", 
 
 LAYER_KINDS = ("conv", "bitconv", "affine", "mulshift", "threshold", "maxpool", "avgpool", "argmax", "transposed",
                "upsample", "add", "concat")
-STITCH_KINDS = ("fifo", "lanes", "fork")
+STITCH_KINDS = ("fifo", "lanes", "fork", "skid")
 
 
 def _c(name, kind, **params):
@@ -158,6 +158,10 @@ CONFIGS: tuple[dict, ...] = (
     _c("fork_3x_w64", "fork", outputs=3, width=64),
     _c("fork_4x_w16", "fork", outputs=4, width=16),
     _c("fork_5x_w16", "fork", outputs=5, width=16),
+    _c("skid_w8", "skid", width=8),
+    _c("skid_w64", "skid", width=64),
+    _c("skid_w200", "skid", width=200),
+    _c("skid_w24", "skid", width=24),
 )
 
 

@@ -59,6 +59,8 @@ def _stitch_estimate(spec: dict, family: str) -> R.Resources:
     if kind == "lanes":
         return R.lane_converter(in_lanes=spec["in_lanes"], out_lanes=spec["out_lanes"], elem_bits=spec["elem_bits"],
                                 family=family)
+    if kind == "skid":
+        return R.skid_buffer(width=spec["width"], family=family)
     return R.stream_fork(outputs=spec["outputs"], width=spec["width"], family=family)
 
 
